@@ -1,0 +1,28 @@
+"""datadiet: train on less, better-chosen data — a PyTorch Lightning plugin for data pruning.
+
+Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`ScoreTable`,
+:class:`Adapter`, :func:`select`, and the score / strategy registries.
+"""
+
+from datadiet.adapter import Adapter
+from datadiet.callbacks import DifficultyCallback
+from datadiet.data import PruningDataModule
+from datadiet.scores import get_score, list_scores, register_score
+from datadiet.selection import list_strategies, register_strategy, select
+from datadiet.store import ScoreTable
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Adapter",
+    "DifficultyCallback",
+    "PruningDataModule",
+    "ScoreTable",
+    "__version__",
+    "get_score",
+    "list_scores",
+    "list_strategies",
+    "register_score",
+    "register_strategy",
+    "select",
+]

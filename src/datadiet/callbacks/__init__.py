@@ -1,0 +1,5 @@
+"""Lightning callbacks: per-example difficulty recording."""
+
+from datadiet.callbacks.difficulty import DifficultyCallback
+
+__all__ = ["DifficultyCallback"]

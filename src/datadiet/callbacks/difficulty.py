@@ -1,0 +1,284 @@
+"""DifficultyCallback: records per-example difficulty statistics during a probe run."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Optional, Sequence, Union
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from torch import Tensor
+from torch.utils.data import default_collate
+from typing_extensions import override
+
+from datadiet.adapter import Adapter
+from datadiet.scores import PerExampleScore, get_score
+from datadiet.store import ScoreTable
+
+
+class DifficultyCallback(Callback):
+    r"""Records per-example statistics (EL2N, forgetting, margin, ...) while a probe model trains.
+
+    Training-phase scores (``forgetting``, ...) read the logits of the training forward pass of each
+    presentation — captured by a forward hook on the ``LightningModule``, before the optimizer step —
+    so an unmodified module whose ``forward`` returns logits works as is. Eval-phase scores
+    (``el2n``, ``margin``) come from one eval-mode scoring pass over the training set when training
+    ends, the model as it is at the end of the probe (the published definitions).
+
+    The data must come from a :class:`~datadiet.PruningDataModule` (``trainer.fit(model, datamodule=dm)``),
+    which supplies each example's original index. Statistics live on the model's device, are updated
+    without host–device synchronisation, and are merged across processes once per epoch through
+    ``trainer.strategy`` (see :mod:`datadiet.scores.base` for why DDP padding cannot double count).
+
+    Args:
+        scores: names of registered scores (see :func:`datadiet.list_scores`).
+        adapter: how to read inputs, labels and logits when batches are not ``(x, y)`` or ``forward``
+            does not return logits alone (see :class:`~datadiet.Adapter`).
+        scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
+
+    Raises:
+        ValueError: an unknown score name, or no scores at all.
+
+    Example::
+
+        dm = PruningDataModule(train_set, batch_size=128)
+        difficulty = DifficultyCallback(scores=("el2n", "forgetting", "margin"))
+        Trainer(max_epochs=10, callbacks=[difficulty]).fit(model, datamodule=dm)
+        table = difficulty.score_table       # table["el2n"][i] is example i's EL2N
+    """
+
+    def __init__(
+        self,
+        scores: Union[str, Sequence[str]] = ("el2n", "forgetting", "margin"),
+        adapter: Optional[Adapter] = None,
+        scoring_batch_size: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        names = [scores] if isinstance(scores, str) else list(scores)
+        if not names:
+            raise ValueError("`scores` must name at least one score, got an empty list")
+        self.score_classes = {name: get_score(name) for name in dict.fromkeys(names)}
+        if scoring_batch_size is not None and (not isinstance(scoring_batch_size, int) or scoring_batch_size < 1):
+            raise ValueError(f"`scoring_batch_size` must be a positive integer, got {scoring_batch_size!r}")
+        self.adapter = adapter or Adapter()
+        self.scoring_batch_size = scoring_batch_size
+        self.scores: dict[str, PerExampleScore] = {}
+        self.epochs_recorded = 0
+        self._score_table: Optional[ScoreTable] = None
+        self._pending_state: Optional[dict[str, Any]] = None
+        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._capturing = False
+        self._captured: Any = None
+        self._batch_index: Optional[Tensor] = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(scores=tuple(self.score_classes))
+
+    @property
+    def score_table(self) -> ScoreTable:
+        """The scores after ``trainer.fit``; a :class:`ScoreTable` indexed by original index."""
+        if self._score_table is None:
+            raise RuntimeError("no scores yet: `score_table` is available once `trainer.fit` has finished")
+        return self._score_table
+
+    @property
+    def bytes_per_example(self) -> int:
+        """State bytes per training example for the chosen scores (excluding the score table itself)."""
+        return sum(cls.bytes_per_example for cls in self.score_classes.values())
+
+    # Setup ----------------------------------------------------------------------------------------
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "batch_original_index"):
+            raise RuntimeError(
+                "DifficultyCallback needs each example's original index: pass the data as "
+                "`trainer.fit(model, datamodule=PruningDataModule(train_set, ...))` or wrap your data module "
+                "with `PruningDataModule.from_datamodule(dm)`"
+            )
+        self._check_labels(datamodule)
+        self.scores = {name: cls(datamodule.num_examples) for name, cls in self.score_classes.items()}
+        self.epochs_recorded = 0
+        self._score_table = None
+        if self._pending_state is not None:
+            self._apply_state(self._pending_state)
+            self._pending_state = None
+
+    def _check_labels(self, datamodule: Any) -> None:
+        needs_labels = [name for name, cls in self.score_classes.items() if cls.requires_labels]
+        if not needs_labels:
+            return
+        problem = None
+        if self.adapter.target_fn is None:
+            problem = "the adapter has no `target_fn`"
+        else:
+            collate = datamodule.collate_fn or default_collate
+            try:
+                target = self.adapter.target_fn(collate([datamodule.train_dataset[0]]))
+            except Exception as error:  # noqa: BLE001  any failure means "no labels here"
+                problem = f"reading labels from a batch failed ({type(error).__name__}: {error})"
+            else:
+                if not isinstance(target, Tensor) or target.ndim != 1 or target.is_floating_point():
+                    problem = f"the batch's labels are {type(target).__name__}, not a 1-D integer tensor"
+        if problem:
+            raise ValueError(
+                f"score(s) {needs_labels} need integer class labels, but {problem}. Use label-free scores, "
+                "give items as (x, y), or pass `adapter=Adapter(target_fn=...)`"
+            )
+
+    @override
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        for score in self.scores.values():
+            score.to(pl_module.device)
+        if any(score.phase == "train" for score in self.scores.values()):
+            self._hook_handle = pl_module.register_forward_hook(self._capture_output)
+
+    def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if self._capturing and self._captured is None:
+            self._captured = output
+
+    # Training presentations -----------------------------------------------------------------------
+    @override
+    def on_train_batch_start(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+    ) -> None:
+        index = trainer.datamodule.batch_original_index
+        self._batch_index = None if index is None else index.to(pl_module.device, non_blocking=True)
+        self._captured = None
+        self._capturing = True
+
+    @override
+    def on_train_batch_end(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._capturing = False
+        train_scores = [score for score in self.scores.values() if score.phase == "train"]
+        if not train_scores:
+            return
+        if self._captured is None:
+            raise RuntimeError(
+                "DifficultyCallback saw no call of the LightningModule's forward in `training_step`; call "
+                "`self(x)` there (not `self.net(x)`), or record only eval-phase scores such as el2n and margin"
+            )
+        logits = self.adapter.logits_fn(self._captured)
+        target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+        for score in train_scores:
+            score.update(self._batch_index, logits, target)
+        self._captured = None
+
+    @override
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        sync_min = self._sync_min(trainer)
+        for score in self.scores.values():
+            if score.phase == "train":
+                score.end_epoch(sync_min)
+        self.epochs_recorded += 1
+
+    @override
+    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if self._hook_handle is not None:
+            self._hook_handle.remove()
+            self._hook_handle = None
+        eval_scores = [score for score in self.scores.values() if score.phase == "eval"]
+        if eval_scores:
+            self._scoring_pass(trainer, pl_module, eval_scores)
+        self._score_table = self._build_table(trainer)
+
+    # Scoring pass ---------------------------------------------------------------------------------
+    def _scoring_pass(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
+    ) -> None:
+        loader = trainer.datamodule.scoring_dataloader(self.scoring_batch_size)
+        if trainer.world_size > 1:
+            from torch.utils.data import DataLoader, DistributedSampler
+
+            sampler = DistributedSampler(
+                loader.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+            loader = DataLoader(
+                loader.dataset,
+                batch_size=loader.batch_size,
+                sampler=sampler,
+                num_workers=loader.num_workers,
+                collate_fn=loader.collate_fn,
+                pin_memory=loader.pin_memory,
+            )
+        bar = self._progress_bar(trainer, len(loader))
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad(), trainer.precision_plugin.forward_context():
+                for indexed in loader:
+                    batch = trainer.strategy.batch_to_device(indexed.batch)
+                    index = indexed.original_index.to(pl_module.device, non_blocking=True)
+                    logits = self.adapter.logits_fn(pl_module(self.adapter.input_fn(batch)))
+                    target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+                    for score in eval_scores:
+                        score.update(index, logits, target)
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            pl_module.train(was_training)
+            if bar is not None:
+                bar.close()
+        sync_min = self._sync_min(trainer)
+        for score in eval_scores:
+            score.end_scoring(sync_min)
+
+    @staticmethod
+    def _progress_bar(trainer: "pl.Trainer", total: int) -> Any:
+        progress = trainer.progress_bar_callback
+        if not isinstance(progress, TQDMProgressBar) or not trainer.is_global_zero or progress.is_disabled:
+            return None
+        bar = progress.init_predict_tqdm()
+        bar.reset(total=total)
+        bar.set_description("Scoring")
+        return bar
+
+    @staticmethod
+    def _sync_min(trainer: "pl.Trainer") -> Any:
+        if trainer.world_size == 1:
+            return lambda tensor: tensor
+        return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
+
+    def _build_table(self, trainer: "pl.Trainer") -> ScoreTable:
+        oriented, raw = {}, {}
+        for name, score in self.scores.items():
+            oriented[name], raw[name] = score.compute()
+        datamodule = trainer.datamodule
+        return ScoreTable(
+            oriented,
+            raw=raw,
+            labels=datamodule.labels,
+            metadata={
+                "num_examples": datamodule.num_examples,
+                "probe_epochs": self.epochs_recorded,
+                "world_size": trainer.world_size,
+            },
+        )
+
+    # Checkpointing --------------------------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epochs_recorded": self.epochs_recorded,
+            "scores": {name: score.state_dict() for name, score in self.scores.items()},
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.scores:
+            self._apply_state(state_dict)
+        else:  # restored before `setup` built the scores: apply it there
+            self._pending_state = state_dict
+
+    def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        self.epochs_recorded = state_dict.get("epochs_recorded", 0)
+        for name, score_state in state_dict.get("scores", {}).items():
+            if name in self.scores:
+                self.scores[name].load_state_dict(score_state)

@@ -1,0 +1,78 @@
+"""MNIST-1D (Greydanus & Kobak 2024): generated locally with the ``mnist1d`` package and cached."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from datadiet._io import atomic_save_npz
+from datadiet.data.datamodule import PruningDataModule
+from datadiet.data.sources._split import build_datamodule
+
+
+def default_cache_dir() -> Path:
+    """``$DATADIET_CACHE`` or ``~/.cache/datadiet``."""
+    return Path(os.environ.get("DATADIET_CACHE", Path.home() / ".cache" / "datadiet"))
+
+
+def load_mnist1d(num_samples: int = 5000, seed: int = 42, cache_dir: Optional[str] = None) -> dict[str, np.ndarray]:
+    """Generates (or reads from the cache) MNIST-1D with the package's default generation arguments.
+
+    Generation never downloads anything; it takes a few seconds per 5,000 examples, so the arrays
+    are cached as ``mnist1d_{num_samples}_{seed}.npz`` (80 % train, 20 % test as in the paper).
+
+    Args:
+        num_samples: total examples (train + test), a multiple of 10 is exact.
+        seed: generation seed (42 is the published dataset's).
+        cache_dir: where to cache; default :func:`default_cache_dir`.
+
+    Returns:
+        ``{"x", "y", "x_test", "y_test"}`` float32 signals of length 40 and int64 labels.
+    """
+    if num_samples < 10:
+        raise ValueError(f"`num_samples` must be at least 10 (one per class), got {num_samples}")
+    path = Path(cache_dir or default_cache_dir()) / f"mnist1d_{num_samples}_{seed}.npz"
+    if path.exists():
+        with np.load(path, allow_pickle=False) as cached:
+            return {key: cached[key] for key in cached.files}
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples, args.seed = num_samples, seed
+    data = make_dataset(args)
+    arrays = {
+        "x": data["x"].astype(np.float32),
+        "y": data["y"].astype(np.int64),
+        "x_test": data["x_test"].astype(np.float32),
+        "y_test": data["y_test"].astype(np.int64),
+    }
+    atomic_save_npz(path, arrays)
+    return arrays
+
+
+def mnist1d_datamodule(
+    num_samples: int = 5000,
+    val_fraction: float = 0.1,
+    seed: int = 42,
+    cache_dir: Optional[str] = None,
+    num_train: Optional[int] = None,
+    **loader_options: Any,
+) -> PruningDataModule:
+    """MNIST-1D as a :class:`PruningDataModule`: 10 classes, signals of length 40.
+
+    Args:
+        num_samples: total generated examples; 80 % train (of which ``val_fraction`` is validation), 20 % test.
+        val_fraction: share of the training split held out for validation.
+        seed: generation and split seed.
+        cache_dir: array cache folder.
+        num_train: use only the first ``num_train`` training examples (data-size sweeps).
+        **loader_options: :class:`PruningDataModule` arguments (``batch_size``, ``num_workers``, ...).
+    """
+    arrays = load_mnist1d(num_samples, seed, cache_dir)
+    return build_datamodule(
+        "mnist1d", arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"], val_fraction, seed, num_train,
+        **loader_options,
+    )

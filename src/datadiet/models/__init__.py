@@ -1,0 +1,6 @@
+"""The app's LightningModule and small networks for the built-in datasets."""
+
+from datadiet.models.classifier import Classifier
+from datadiet.models.nets import CNN1D, MLP
+
+__all__ = ["CNN1D", "Classifier", "MLP"]

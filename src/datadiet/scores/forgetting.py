@@ -1,0 +1,44 @@
+"""Forgetting events (Toneva et al. 2019): correct → incorrect transitions between presentations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datadiet.scores import functional as F
+from datadiet.scores.base import PresentationScore
+from datadiet.scores.registry import register_score
+
+
+@register_score("forgetting")
+class Forgetting(PresentationScore):
+    """Counts forgetting events from the training-mode forward pass of each presentation.
+
+    Correctness is ``argmax z = y`` on the logits the training step computed, before the optimizer
+    step. An example never classified correctly is ranked hardest (+inf oriented score); the raw
+    value is the plain event count.
+    """
+
+    bytes_per_example = 4 + 1 + 1 + 4 + 4
+
+    def __init__(self, num_examples: int) -> None:
+        super().__init__(num_examples)
+        self.add_state("previous_correct", torch.zeros(num_examples, dtype=torch.bool))
+        self.add_state("ever_correct", torch.zeros(num_examples, dtype=torch.bool))
+        self.add_state("forgetting_count", torch.zeros(num_examples, dtype=torch.int32))
+        self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
+
+    presentation_value = staticmethod(F.correct)
+
+    def fold(self, epoch_value: Tensor) -> None:
+        seen = ~torch.isnan(epoch_value)
+        self.previous_correct, self.forgetting_count, self.ever_correct = F.forgetting_update(
+            self.previous_correct, self.forgetting_count, self.ever_correct, epoch_value == 1.0, seen
+        )
+        self.presentations += seen.to(torch.int32)
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations)
+        raw = torch.where(self.presentations > 0, self.forgetting_count.double(), torch.full_like(score, float("nan")))
+        return score.cpu().numpy(), raw.cpu().numpy()

@@ -1,0 +1,92 @@
+"""The registry of selection strategies and the `select` entry point used everywhere."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from datadiet.registry import Registry
+
+#: A strategy maps (scores oriented larger = harder, number to keep, rng, **options) to kept positions.
+Strategy = Callable[..., np.ndarray]
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+
+
+def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
+    """Registers a selection strategy under ``name`` (see :func:`select` for the contract)."""
+    return STRATEGIES.register(name)
+
+
+def list_strategies() -> list[str]:
+    """Names of all registered selection strategies."""
+    return STRATEGIES.names()
+
+
+def num_to_keep(num_examples: int, keep_fraction: float) -> int:
+    """``round(keep_fraction * num_examples)``, at least one example when there is any."""
+    if num_examples == 0:
+        return 0
+    return max(1, min(num_examples, int(round(keep_fraction * num_examples))))
+
+
+def validate_keep_fraction(keep_fraction: float) -> float:
+    if isinstance(keep_fraction, bool) or not isinstance(keep_fraction, (int, float, np.floating, np.integer)):
+        raise TypeError(f"`keep_fraction` must be a number in (0, 1], got {keep_fraction!r}")
+    if not (0.0 < float(keep_fraction) <= 1.0) or np.isnan(keep_fraction):
+        raise ValueError(f"`keep_fraction` must be in (0, 1], got {keep_fraction}")
+    return float(keep_fraction)
+
+
+def select(
+    scores: np.ndarray,
+    keep_fraction: float,
+    strategy: str = "hard",
+    *,
+    labels: Optional[np.ndarray] = None,
+    class_balanced: bool = False,
+    seed: int = 0,
+    **options,
+) -> np.ndarray:
+    """Chooses which examples to keep.
+
+    Args:
+        scores: 1-D per-example difficulty, oriented so that larger = harder. NaN (never seen by the
+            probe) ranks as hardest, so ``hard`` keeps and ``easy`` drops unseen examples.
+        keep_fraction: fraction of examples to keep, in (0, 1].
+        strategy: a registered strategy name (``hard``, ``easy``, ``random``, ... see
+            :func:`list_strategies`).
+        labels: per-example class labels; required when ``class_balanced``.
+        class_balanced: keep the same fraction of every class, so no class vanishes.
+        seed: seeds tie-breaking and random choices; the same seed gives the same subset.
+        **options: passed to the strategy.
+
+    Returns:
+        The sorted ``int64`` positions of the kept examples.
+
+    Raises:
+        ValueError: bad ``keep_fraction``, unknown ``strategy``, non 1-D scores, or labels of the
+            wrong length.
+    """
+    keep_fraction = validate_keep_fraction(keep_fraction)
+    strategy_fn = STRATEGIES.get(strategy)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1:
+        raise ValueError(f"`scores` must be 1-D (one value per example), got shape {scores.shape}")
+    scores = np.where(np.isnan(scores), np.inf, scores)
+    rng = np.random.default_rng(seed)
+    if not class_balanced:
+        kept = strategy_fn(scores, num_to_keep(len(scores), keep_fraction), rng, **options)
+        return np.sort(np.asarray(kept, dtype=np.int64))
+    if labels is None:
+        raise ValueError("`class_balanced=True` needs per-example `labels`, got None")
+    labels = np.asarray(labels)
+    if labels.shape != scores.shape:
+        raise ValueError(f"`labels` has shape {labels.shape}, expected {scores.shape} (one label per score)")
+    kept_parts = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        within = strategy_fn(scores[members], num_to_keep(len(members), keep_fraction), rng, **options)
+        kept_parts.append(members[np.asarray(within, dtype=np.int64)])
+    return np.sort(np.concatenate(kept_parts)).astype(np.int64)

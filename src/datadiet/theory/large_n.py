@@ -1,0 +1,265 @@
+"""Large-N theory of the pruned teacher–student perceptron (DESIGN.md §4): the max-margin student's test error.
+
+Gardner-style capacity argument: a student ``a·T̂ + b·e₂ + c·e₃`` (``a² + b² + c² = 1``; ``e₂`` the probe
+direction made orthogonal to the teacher ``T̂``, ``e₃`` everything else) reaches margin κ on the kept
+examples while keeping some volume iff ``α_prune · E[(κ − a|t₀| − b·y·t₁ − c·z)₊²] ≤ c²``, the expectation
+over the kept ``(t₀, t₁) = (T̂·x, e₂·x)`` and ``z ~ N(0, 1)``. The max-margin student has the largest such κ;
+its test error is ``arccos(a) / π``. For a perfect probe (θ = 0) ``b = 0`` and only ``u = |t₀|`` matters.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Optional, Union
+
+import numpy as np
+from scipy import optimize, special
+
+from datadiet.theory._arguments import (
+    check_alpha_tot,
+    check_keep_fraction,
+    check_n_dim,
+    check_probe_angle,
+    check_seeds,
+    check_strategy,
+)
+
+# The kept probe margin is integrated up to this many standard deviations past the kept region's edge.
+_TAIL = 12.0
+_PROBE_NODES = 160
+_ORTHOGONAL_NODES = 48
+_LOG_EPS_RANGE = (math.log(1e-7), math.log(0.5 - 1e-9))
+
+
+@dataclass(frozen=True)
+class TheoryResult:
+    """The large-N prediction for one setting.
+
+    Attributes:
+        error: test error ε = arccos(R)/π of the max-margin student.
+        margin: its margin κ* on the kept examples (inputs unnormalized, student of unit norm).
+        overlap: R, the cosine between student and teacher.
+        probe_overlap: b, the student's component along the probe direction made orthogonal to the teacher.
+        alpha_prune: kept examples per dimension, ``keep_fraction * alpha_tot``.
+        strategy: the strategy the prediction is for (``auto`` resolved to ``easy`` or ``hard``).
+    """
+
+    error: float
+    margin: float
+    overlap: float
+    probe_overlap: float
+    alpha_prune: float
+    strategy: str
+
+
+def expected_squared_hinge(shift: np.ndarray, scale: float) -> np.ndarray:
+    """``E_z[(shift − scale·z)₊²]`` for ``z ~ N(0, 1)``, in closed form.
+
+    Args:
+        shift: the hinge's offset ``a``, any shape.
+        scale: the noise level ``s >= 0``.
+
+    Returns:
+        ``(a² + s²) Φ(a/s) + a s φ(a/s)``, and ``max(a, 0)²`` when ``s == 0``.
+    """
+    shift = np.asarray(shift, dtype=np.float64)
+    if scale <= 0.0:
+        return np.maximum(shift, 0.0) ** 2
+    ratio = shift / scale
+    density = np.exp(-0.5 * ratio**2) / math.sqrt(2.0 * math.pi)
+    return (shift**2 + scale**2) * special.ndtr(ratio) + shift * scale * density
+
+
+def kept_threshold(keep_fraction: float, strategy: str) -> float:
+    """The probe-margin threshold γ: keep-hard keeps ``|J·x| < γ``, keep-easy ``|J·x| > γ``.
+
+    Args:
+        keep_fraction: fraction f of the examples kept.
+        strategy: ``hard`` (``f = erf(γ/√2)``) or ``easy`` (``f = erfc(γ/√2)``).
+
+    Returns:
+        γ (``inf`` for keep-hard at f = 1).
+    """
+    if strategy == "hard":
+        return math.inf if keep_fraction >= 1.0 else math.sqrt(2.0) * float(special.erfinv(keep_fraction))
+    return math.sqrt(2.0) * float(special.erfcinv(keep_fraction))
+
+
+def _gauss_legendre(low: float, high: float, num_nodes: int) -> tuple[np.ndarray, np.ndarray]:
+    nodes, weights = np.polynomial.legendre.leggauss(num_nodes)
+    half = 0.5 * (high - low)
+    return low + half * (nodes + 1.0), half * weights
+
+
+def _kept_probe_margins(keep_fraction: float, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and normalized weights for ``p = |J·x|`` over the kept examples (a truncated half-normal)."""
+    if strategy == "random" or keep_fraction >= 1.0:
+        low, high = 0.0, _TAIL
+    elif strategy == "hard":
+        low, high = 0.0, min(kept_threshold(keep_fraction, "hard"), _TAIL)
+    else:
+        low = kept_threshold(keep_fraction, "easy")
+        high = low + _TAIL
+    nodes, weights = _gauss_legendre(low, high, _PROBE_NODES)
+    weights = weights * np.exp(-0.5 * nodes**2)
+    return nodes, weights / weights.sum()
+
+
+class _MarginProblem:
+    """Evaluates the capacity condition for one kept-margin distribution and finds the max-margin student."""
+
+    def __init__(self, alpha_prune: float, keep_fraction: float, strategy: str, probe_angle_deg: float) -> None:
+        self.alpha_prune = alpha_prune
+        probe, probe_weights = _kept_probe_margins(keep_fraction, strategy)
+        theta = math.radians(probe_angle_deg)
+        if strategy == "random" or theta == 0.0:
+            # t₀ = |T̂·x| = p; e₂ carries nothing, so b = 0 and the problem is one-dimensional.
+            self.teacher_margin = probe
+            self.probe_field = np.zeros_like(probe)
+            self.weights = probe_weights
+            self.one_dimensional = True
+            return
+        # Rotate (p, w) -> (t₀, t₁), w ~ N(0, 1) the input along the in-plane direction orthogonal to the
+        # probe. y = sign(t₀) flips at w = p·cot θ; split the w integral there so the kink falls on a node edge.
+        kink = np.minimum(probe * math.cos(theta) / math.sin(theta), 10.0)
+        unit_nodes, unit_weights = np.polynomial.legendre.leggauss(_ORTHOGONAL_NODES)
+        low_half, high_half = 0.5 * (kink + 10.0), 0.5 * (10.0 - kink)
+        w_low = -10.0 + low_half[:, None] * (unit_nodes[None, :] + 1.0)
+        w_high = kink[:, None] + high_half[:, None] * (unit_nodes[None, :] + 1.0)
+        orthogonal = np.concatenate([w_low, w_high], axis=1)
+        orthogonal_weights = np.concatenate(
+            [low_half[:, None] * unit_weights[None, :], high_half[:, None] * unit_weights[None, :]], axis=1
+        ) * np.exp(-0.5 * orthogonal**2) / math.sqrt(2.0 * math.pi)
+        t0 = math.cos(theta) * probe[:, None] - math.sin(theta) * orthogonal
+        t1 = math.sin(theta) * probe[:, None] + math.cos(theta) * orthogonal
+        label = np.where(t0 >= 0.0, 1.0, -1.0)
+        weights = probe_weights[:, None] * orthogonal_weights
+        self.teacher_margin = np.abs(t0).ravel()
+        self.probe_field = (label * t1).ravel()
+        self.weights = (weights / weights.sum()).ravel()
+        self.one_dimensional = False
+
+    def excess(self, margin: float, a: float, b: float, c: float) -> float:
+        """``α E[(κ − a|t₀| − b y t₁ − c z)₊²] − c²``: negative iff margin κ is reachable."""
+        shift = margin - a * self.teacher_margin - b * self.probe_field
+        return self.alpha_prune * float(self.weights @ expected_squared_hinge(shift, c)) - c * c
+
+    def best_margin(self, a: float, b: float) -> float:
+        """The largest κ reachable by the student with components (a, b) — a root of :meth:`excess`."""
+        c = math.sqrt(max(1.0 - a * a - b * b, 0.0))
+        low, high = -1.0, 1.0
+        while self.excess(low, a, b, c) > 0.0:
+            low *= 2.0
+        while self.excess(high, a, b, c) < 0.0:
+            high *= 2.0
+        return optimize.brentq(self.excess, low, high, args=(a, b, c), xtol=1e-13, rtol=1e-13)
+
+    def solve(self) -> tuple[float, float, float]:
+        """Returns (κ*, a, b) of the max-margin student."""
+
+        def components(log_error: float, tilt: float) -> tuple[float, float]:
+            angle = math.pi * math.exp(log_error)
+            return math.cos(angle), math.sin(angle) * math.sin(tilt)
+
+        def negative_margin_no_tilt(log_error: float) -> float:
+            return -self.best_margin(*components(log_error, 0.0))
+
+        log_error = _maximize_unimodal(negative_margin_no_tilt, *_LOG_EPS_RANGE)
+        if self.one_dimensional:
+            a, b = components(log_error, 0.0)
+            return self.best_margin(a, b), a, b
+
+        def negative_margin(params: np.ndarray) -> float:
+            log_err, tilt = params
+            if not (_LOG_EPS_RANGE[0] <= log_err <= _LOG_EPS_RANGE[1]) or abs(tilt) >= 0.5 * math.pi:
+                return math.inf
+            return -self.best_margin(*components(log_err, tilt))
+
+        simplex = np.array([[log_error, 0.0], [log_error + 0.3, 0.0], [log_error, 0.3]])
+        result = optimize.minimize(
+            negative_margin,
+            simplex[0],
+            method="Nelder-Mead",
+            options={"initial_simplex": simplex, "xatol": 1e-7, "fatol": 1e-12, "maxiter": 2000},
+        )
+        a, b = components(*result.x)
+        return -result.fun, a, b
+
+
+def _maximize_unimodal(negative, low: float, high: float, num_grid: int = 41) -> float:
+    """Minimizes a unimodal function of one variable: a grid to bracket the minimum, then bounded Brent."""
+    grid = np.linspace(low, high, num_grid)
+    values = np.array([negative(x) for x in grid])
+    best = int(np.argmin(values))
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, num_grid - 1)]
+    result = optimize.minimize_scalar(negative, bounds=(left, right), method="bounded", options={"xatol": 1e-10})
+    return float(result.x) if result.fun <= values[best] else float(grid[best])
+
+
+def predict(
+    n_dim: Optional[int] = None,
+    *,
+    alpha_tot: float,
+    keep_fraction: float,
+    strategy: str = "hard",
+    probe_angle_deg: float = 0.0,
+    seeds: Union[int, Iterable[int], None] = None,
+) -> TheoryResult:
+    """Large-N test error of the max-margin student trained on the pruned teacher–student perceptron.
+
+    Takes the same arguments as :func:`datadiet.theory.simulate` so one set of keyword arguments drives
+    both; ``n_dim`` and ``seeds`` are checked but do not enter the N → ∞ theory.
+
+    Args:
+        n_dim: input dimension N of the matching simulation (unused by the theory).
+        alpha_tot: examples per dimension before pruning, P/N > 0.
+        keep_fraction: fraction f in (0, 1] kept; the student sees ``α_prune = f·α_tot``.
+        strategy: ``hard`` keeps the smallest probe margins ``|J·x|``, ``easy`` the largest, ``random``
+            a uniform subset, ``auto`` whichever of easy/hard :func:`datadiet.selection.auto.auto_decision`
+            picks.
+        probe_angle_deg: angle θ in degrees between the pruning probe J and the teacher, in [0, 90].
+        seeds: seeds of the matching simulation (unused by the theory).
+
+    Returns:
+        A :class:`TheoryResult` with the test error, margin and overlaps.
+
+    Raises:
+        ValueError: ``alpha_tot <= 0``, ``keep_fraction`` outside (0, 1], an unknown ``strategy``, or
+            ``probe_angle_deg`` outside [0, 90].
+
+    Example::
+
+        predict(alpha_tot=4.0, keep_fraction=0.5, strategy="hard").error
+    """
+    if n_dim is not None:
+        check_n_dim(n_dim)
+    if seeds is not None:
+        check_seeds(seeds)
+    alpha_tot = check_alpha_tot(alpha_tot)
+    keep_fraction = check_keep_fraction(keep_fraction)
+    strategy = check_strategy(strategy)
+    probe_angle_deg = check_probe_angle(probe_angle_deg)
+    if strategy == "auto":
+        from datadiet.selection.auto import auto_decision  # noqa: PLC0415  (auto builds on this module)
+
+        strategy = auto_decision(alpha_tot, keep_fraction, probe_angle_deg=probe_angle_deg).strategy
+    return _predict(alpha_tot, keep_fraction, strategy, probe_angle_deg)
+
+
+def _predict(alpha_tot: float, keep_fraction: float, strategy: str, probe_angle_deg: float) -> TheoryResult:
+    if keep_fraction >= 1.0:
+        strategy_for_margins = "random"
+    else:
+        strategy_for_margins = strategy
+    alpha_prune = keep_fraction * alpha_tot
+    problem = _MarginProblem(alpha_prune, keep_fraction, strategy_for_margins, probe_angle_deg)
+    margin, a, b = problem.solve()
+    return TheoryResult(
+        error=math.acos(min(max(a, -1.0), 1.0)) / math.pi,
+        margin=margin,
+        overlap=a,
+        probe_overlap=b,
+        alpha_prune=alpha_prune,
+        strategy=strategy,
+    )

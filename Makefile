@@ -1,0 +1,34 @@
+# Two commands set everything up on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+# (Re)install when the dependencies change; the venv itself is created once and reused.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e ".[test]"
+	touch $(STAMP)
+
+demo: install  ## probe → prune to the hardest half by EL2N → train → test, on MNIST-1D
+	$(BIN)/datadiet
+
+test: install  ## the whole test suite (W&B offline, no downloads)
+	WANDB_MODE=offline $(BIN)/python -m pytest
+
+test-fast: install  ## everything but the CLI / multi-process tests
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow"
+
+bench: install  ## the benchmark scripts (see benchmarks/README.md)
+	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.pruned_speed
+	$(BIN)/python -m benchmarks.scale
+	$(BIN)/python -m benchmarks.quality
+
+clean:
+	rm -rf outputs multirun wandb lightning_logs .pytest_cache

@@ -1,0 +1,90 @@
+"""Functional twins against numpy references computed by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from datadiet.scores import functional as F
+
+
+def numpy_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(7, 4)).astype(np.float32) * 3, rng.integers(4, size=7)
+
+
+def test_el2n_matches_numpy(batch):
+    z, y = batch
+    expected = np.linalg.norm(numpy_softmax(z.astype(np.float64)) - np.eye(4)[y], axis=1)
+    got = F.el2n(torch.tensor(z), torch.tensor(y)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_el2n_worked_case():
+    # uniform prediction over 2 classes: p = (.5, .5), y = 0 -> ||(-.5, .5)|| = sqrt(.5)
+    got = F.el2n(torch.zeros(1, 2), torch.tensor([0]))
+    assert got.item() == pytest.approx(np.sqrt(0.5))
+
+
+def test_logit_margin_matches_numpy(batch):
+    z, y = batch
+    others = z.copy()
+    others[np.arange(len(y)), y] = -np.inf
+    expected = z[np.arange(len(y)), y] - others.max(axis=1)
+    np.testing.assert_allclose(F.logit_margin(torch.tensor(z), torch.tensor(y)).numpy(), expected, rtol=1e-6)
+
+
+def test_logit_margin_worked_case():
+    z = torch.tensor([[1.0, 3.0, 2.0], [1.0, 3.0, 2.0]])
+    assert F.logit_margin(z, torch.tensor([1, 0])).tolist() == [1.0, -2.0]
+
+
+def test_correct_and_dtype_independence():
+    z = torch.tensor([[0.1, 0.9], [2.0, -1.0]], dtype=torch.bfloat16)
+    assert F.correct(z, torch.tensor([1, 1])).tolist() == [1.0, 0.0]
+    assert F.el2n(z, torch.tensor([1, 1])).dtype == torch.float32
+
+
+def test_forgetting_update_worked_sequence():
+    # correctness per presentation: events are 1 -> 0 transitions
+    sequences = {
+        "learned once, forgotten twice": ([0, 1, 1, 0, 1, 0], 2),
+        "never forgotten": ([0, 0, 1, 1, 1, 1], 0),
+        "first presentation wrong is no event": ([0, 0, 0, 1, 1, 1], 0),
+        "never learned": ([0, 0, 0, 0, 0, 0], None),
+    }
+    n = len(sequences)
+    previous = torch.zeros(n, dtype=torch.bool)
+    count = torch.zeros(n, dtype=torch.int32)
+    ever = torch.zeros(n, dtype=torch.bool)
+    seen = torch.ones(n, dtype=torch.bool)
+    matrix = np.array([s for s, _ in sequences.values()], dtype=bool)
+    for t in range(matrix.shape[1]):
+        previous, count, ever = F.forgetting_update(previous, count, ever, torch.tensor(matrix[:, t]), seen)
+    score = F.forgetting_score(count, ever, torch.full((n,), 6))
+    for row, (name, (_, expected)) in enumerate(sequences.items()):
+        if expected is None:
+            assert score[row].item() == float("inf"), name
+        else:
+            assert score[row].item() == expected, name
+
+
+def test_forgetting_update_ignores_unseen():
+    previous = torch.tensor([True, True])
+    count = torch.zeros(2, dtype=torch.int32)
+    ever = torch.tensor([True, True])
+    now = torch.tensor([False, False])
+    seen = torch.tensor([True, False])
+    previous, count, ever = F.forgetting_update(previous, count, ever, now, seen)
+    assert count.tolist() == [1, 0]
+    assert previous.tolist() == [False, True]
+
+
+def test_logits_must_be_2d():
+    with pytest.raises(ValueError, match="shape"):
+        F.el2n(torch.zeros(3), torch.zeros(3, dtype=torch.long))

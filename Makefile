@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench bench-quality bench-cuda clean
 
 install: $(STAMP)
 
@@ -24,11 +24,18 @@ test: install  ## the whole test suite (W&B offline, no downloads)
 test-fast: install  ## everything but the CLI / multi-process tests
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow"
 
-bench: install  ## the benchmark scripts (see benchmarks/README.md)
+bench: install  ## the benchmark scripts that print ratios (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.overhead --model cnn1d
 	$(BIN)/python -m benchmarks.pruned_speed
 	$(BIN)/python -m benchmarks.scale
+
+bench-quality: install  ## the MNIST-1D quality study (~20 min on 2 cores)
 	$(BIN)/python -m benchmarks.quality
+
+bench-cuda: install  ## overhead and pruned speed of a ResNet-18 on CUDA (needs a GPU)
+	$(BIN)/python -m benchmarks.overhead --device cuda
+	$(BIN)/python -m benchmarks.pruned_speed --device cuda
 
 clean:
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache

@@ -88,3 +88,29 @@ def test_forgetting_update_ignores_unseen():
 def test_logits_must_be_2d():
     with pytest.raises(ValueError, match="shape"):
         F.el2n(torch.zeros(3), torch.zeros(3, dtype=torch.long))
+
+
+def test_correct_follows_argmax_tie_rule():
+    # argmax returns the first maximal index: a tie with a lower class index is incorrect
+    z = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 2.0, 2.0]])
+    y = torch.tensor([0, 1, 2])
+    expected = (z.argmax(dim=1) == y).float()
+    assert F.correct(z, y).tolist() == expected.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_shared_batch_view_sees_in_place_changes():
+    z = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+    y = torch.tensor([0, 0])
+    assert F.logit_margin(z, y).tolist() == [2.0, -1.0]
+    z[1, 0] = 5.0  # same tensor, modified: must not reuse the memoised view
+    assert F.logit_margin(z, y).tolist() == [2.0, 4.0]
+    assert F.correct(z, y).tolist() == [1.0, 1.0]
+
+
+def test_el2n_precise_when_confident():
+    # p_y ~ 1 - 1e-12: the naive sum of squares cancels to 0, the published value is ~1.4e-12
+    z = torch.tensor([[30.0, 0.0, 0.0]])
+    p = np.exp(np.array([30.0, 0.0, 0.0]) - 30.0)
+    p /= p.sum()
+    expected = np.linalg.norm(p - np.array([1.0, 0.0, 0.0]))
+    assert F.el2n(z, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-5)

@@ -8,6 +8,7 @@ all written atomically; the function returns the test error for sweepers.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -20,13 +21,24 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet import __version__
-from datadiet._io import atomic_save_npz, atomic_write_json
+from datadiet._io import atomic_write_json
 from datadiet.callbacks import DifficultyCallback
+from datadiet.callbacks.examples_seen import ExamplesSeen
+from datadiet.cache import cache_probe
+from datadiet.config import register_configs  # noqa: F401  (registers the config schemas and resolvers)
+from datadiet.checkpointing import AtomicCheckpointIO, phase_checkpoint, resume_path
 from datadiet.data import PruningDataModule
+from datadiet.diagnostics import save_correlations
+from datadiet.ensemble import run_probe_seeds
 from datadiet.fingerprint import config_fingerprint
+from datadiet.launch import multirun_ddp_job
 from datadiet.scores import get_score
+from datadiet.scores.rho_loss import cached_irreducible_losses
 from datadiet.selection import STRATEGIES, validate_keep_fraction
+from datadiet.report import record_failures
+from datadiet.report.wandb_logging import log_job
 from datadiet.store import ScoreTable
+from datadiet.subset import export_foundation_subset, subset_for_datamodule, table_for_datamodule
 from datadiet.summary import format_summary
 from datadiet.wandb_mode import wandb_offline
 
@@ -51,7 +63,7 @@ def validate_config(cfg: DictConfig) -> None:
     STRATEGIES.get(cfg.pruning.strategy)
     for name in cfg.probe.scores:
         get_score(name)
-    if cfg.pruning.score not in cfg.probe.scores:
+    if cfg.pruning.score not in cfg.probe.scores and not cfg.probe.get("scores_path"):
         raise ValueError(
             f"`pruning.score={cfg.pruning.score}` is not recorded by the probe; "
             f"`probe.scores` has {list(cfg.probe.scores)}"
@@ -85,45 +97,73 @@ def make_model(model_cfg: DictConfig, datamodule: PruningDataModule, **extra: An
     return instantiate(model_cfg, input_shape=list(datamodule.input_shape), num_classes=datamodule.num_classes, **extra)
 
 
+@cache_probe(lambda cfg, datamodule: provenance(cfg, datamodule)["probe_fingerprint"])
 def run_probe(
     cfg: DictConfig, datamodule: PruningDataModule, loggers: list[Logger], output_dir: Path
 ) -> tuple[ScoreTable, dict[str, Any]]:
-    """Trains the probe model with :class:`DifficultyCallback` and returns its score table and costs."""
+    """Trains the probe model with :class:`DifficultyCallback` and returns its score table and costs.
+
+    With ``resume`` (the default), a finished probe in ``output_dir`` (its ``scores.npz``) is reused, never
+    recomputed, and an unfinished one resumes from ``output_dir/probe/checkpoints/last.ckpt``.
+    """
+    finished = output_dir / "scores.npz"
+    if cfg.get("resume", True) and finished.is_file():
+        table = ScoreTable.load(finished)
+        return table, dict(table.metadata.get("probe_costs", {"probe_wall_time_s": 0.0, "probe_examples_seen": 0}))
     probe_model = make_model(cfg.probe.model, datamodule, log_prefix="probe/")
-    difficulty = DifficultyCallback(scores=list(cfg.probe.scores))
+    score_options = OmegaConf.to_container(cfg.probe.score_options, resolve=True) if cfg.probe.get("score_options") else {}
+    if "rho_loss" in cfg.probe.scores:  # the irreducible-loss model(s), trained on a holdout split, cached
+        score_options.setdefault("rho_loss", {})["irreducible_losses"] = cached_irreducible_losses(
+            datamodule,
+            lambda: make_model(cfg.probe.model, datamodule, log_prefix="irreducible/"),
+            lambda **kw: instantiate(cfg.trainer, default_root_dir=str(output_dir / "irreducible"), **kw),
+            OmegaConf.to_container(cfg.probe.rho_loss, resolve=True),
+            int(cfg.seed),
+            {k: v for k, v in provenance(cfg, datamodule).items() if k in ("dataset", "data_config", "trainer")}
+            | {"model": OmegaConf.to_container(cfg.probe.model, resolve=True)},
+        )
+    difficulty = DifficultyCallback(
+        scores=list(cfg.probe.scores), score_options=score_options, feature_module=cfg.probe.get("feature_module")
+    )
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
         max_epochs=cfg.probe.epochs,
-        callbacks=[difficulty],
+        callbacks=[difficulty, probe_seen := ExamplesSeen(), phase_checkpoint(output_dir / "probe")],
+        plugins=[AtomicCheckpointIO()],
         logger=loggers or False,
-        enable_checkpointing=False,
         default_root_dir=str(output_dir / "probe"),
     )
-    served_before = datamodule.train_examples_served
     start = time.perf_counter()
-    trainer.fit(probe_model, datamodule=datamodule)
+    ckpt_path = resume_path(output_dir / "probe", cfg.get("resume", True))
+    # weights_only=False: the run's own checkpoints hold OmegaConf hyperparameters, which torch's safe loader refuses.
+    trainer.fit(probe_model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     wall_time = time.perf_counter() - start
     table = difficulty.score_table
     table.metadata.update(provenance(cfg, datamodule))
-    scoring_examples = datamodule.num_examples if any(get_score(s).phase == "eval" for s in cfg.probe.scores) else 0
+    # Global counts (all ranks); a DistributedSampler pads each rank to ceil(N / world_size) examples.
+    scoring_examples = (
+        trainer.world_size * math.ceil(datamodule.num_examples / trainer.world_size)
+        if any(get_score(s).phase == "eval" for s in cfg.probe.scores)
+        else 0
+    )
     costs = {
         "probe_wall_time_s": wall_time,
-        "probe_examples_seen": datamodule.train_examples_served - served_before + scoring_examples,
+        "probe_examples_seen": probe_seen.count + scoring_examples,
     }
+    table.metadata["probe_costs"] = costs
     if trainer.is_global_zero:
-        table.save(output_dir / "scores.npz")
+        table.save(finished)
     return table, costs
 
 
 def save_kept(path: Path, kept: np.ndarray, table: Optional[ScoreTable], cfg: DictConfig) -> None:
-    arrays: dict[str, np.ndarray] = {"kept_indices": kept}
-    if table is not None:
-        arrays["kept_scores"] = table[cfg.pruning.score][kept]
-    atomic_save_npz(path, arrays)
-    atomic_write_json(
-        path.with_suffix(".json"),
-        {
-            "num_kept": int(len(kept)),
+    """Writes the kept subset as a reusable foundation subset (see :mod:`datadiet.subset`)."""
+    export_foundation_subset(
+        path,
+        kept,
+        table,
+        score=cfg.pruning.score if table is not None else None,
+        provenance={
             "pruning": OmegaConf.to_container(cfg.pruning, resolve=True),
             "probe_fingerprint": None if table is None else table.metadata.get("probe_fingerprint"),
         },
@@ -144,17 +184,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     keep_fraction = float(cfg.pruning.keep_fraction)
     table: Optional[ScoreTable] = None
     costs: dict[str, Any] = {"probe_wall_time_s": 0.0, "probe_examples_seen": 0}
-    if keep_fraction < 1.0 or not cfg.probe.skip_when_keeping_all:
-        table, costs = run_probe(cfg, datamodule, loggers, output_dir)
-        kept = datamodule.prune(
-            table,
-            score=cfg.pruning.score,
-            keep_fraction=keep_fraction,
-            strategy=cfg.pruning.strategy,
-            class_balanced=cfg.pruning.class_balanced,
-            seed=cfg.pruning.seed,
-            **cfg.pruning.get("options", {}),
-        )
+    if cfg.pruning.get("subset_path"):  # a foundation subset from an earlier run: no probe
+        kept = datamodule.kept_indices = subset_for_datamodule(cfg.pruning.subset_path, datamodule)
+    elif keep_fraction < 1.0 or not cfg.probe.skip_when_keeping_all:
+        if cfg.probe.get("scores_path"):  # imported or earlier scores instead of a probe
+            table = table_for_datamodule(cfg.probe.scores_path, datamodule, cfg.pruning.score)
+        else:
+            table, costs = run_probe_seeds(
+                run_probe, cfg, datamodule, loggers, output_dir, lambda seed_cfg: provenance(seed_cfg, datamodule)
+            )
+        if pl.utilities.rank_zero.rank_zero_only.rank == 0 and len(table) > 1:
+            save_correlations(table, output_dir / "score_correlations.csv", loggers)
+        if cfg.get("resume", True) and (output_dir / "kept_indices.npz").is_file():  # decided before a restart
+            kept = datamodule.kept_indices = subset_for_datamodule(output_dir / "kept_indices.npz", datamodule)
+        else:
+            options = dict(cfg.pruning.get("options", {}))
+            if cfg.pruning.strategy == "auto":  # the data regime is the whole training set's, also per class
+                options.setdefault("num_examples", datamodule.num_examples)
+            kept = datamodule.prune(
+                table,
+                score=cfg.pruning.score,
+                keep_fraction=keep_fraction,
+                strategy=cfg.pruning.strategy,
+                class_balanced=cfg.pruning.class_balanced,
+                seed=cfg.pruning.seed,
+                **options,
+            )
     else:
         datamodule.reset_pruning()
         kept = np.arange(datamodule.num_examples)
@@ -164,13 +219,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
     model = make_model(cfg.model, datamodule)
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, max_epochs=cfg.max_epochs, logger=loggers or False, default_root_dir=str(output_dir / "train")
+        cfg.trainer,
+        max_epochs=cfg.max_epochs,
+        callbacks=[train_seen := ExamplesSeen(), phase_checkpoint(output_dir / "train")],
+        plugins=[AtomicCheckpointIO()],
+        logger=loggers or False,
+        default_root_dir=str(output_dir / "train"),
     )
-    served_before = datamodule.train_examples_served
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    # A resumed run's data module state carries the kept subset; `load_state_dict` checks it equals `kept`.
+    ckpt_path = resume_path(output_dir / "train", cfg.get("resume", True), cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     train_wall_time = time.perf_counter() - start
-    train_examples = datamodule.train_examples_served - served_before
+    train_examples = train_seen.count  # summed over ranks
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     test_accuracy = float(test_metrics["test/acc"])
 
@@ -195,8 +256,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         atomic_write_json(output_dir / "summary.json", summary)
         print("\n" + format_summary(_readable(summary)) + "\n", flush=True)
+    log_job(loggers, summary, output_dir / "kept_indices.npz")
     for logger in loggers:
-        logger.log_metrics({f"summary/{k}": v for k, v in summary.items() if isinstance(v, (int, float))})
         logger.finalize("success")
     _finish_wandb(loggers)
     return summary
@@ -233,8 +294,17 @@ def _finish_wandb(loggers: list[Logger]) -> None:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Console entry point; returns the test error so Hydra sweepers can minimise it."""
-    return run(cfg)["test_error"]
+    """Console entry point; returns the test error so Hydra sweepers can minimise it.
+
+    In a multirun a failed job writes ``job_failure.json`` and returns NaN; the sweep's report lists it.
+    Under DDP each multirun job starts and ends its own ranks (see :mod:`datadiet.launch`).
+    """
+
+    def job(job_cfg: DictConfig) -> float:
+        with multirun_ddp_job(job_cfg):
+            return run(job_cfg)["test_error"]
+
+    return record_failures(job, cfg)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import torch
@@ -14,6 +14,8 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.scores import PerExampleScore, get_score
+from datadiet.scores.base import single_process
+from datadiet.scores.context import FeatureCapture, ScoreContext, find_feature_module
 from datadiet.store import ScoreTable
 
 
@@ -36,6 +38,10 @@ class DifficultyCallback(Callback):
         adapter: how to read inputs, labels and logits when batches are not ``(x, y)`` or ``forward``
             does not return logits alone (see :class:`~datadiet.Adapter`).
         scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
+        score_options: per-score constructor arguments, e.g. ``{"grand": {"exact": True},
+            "prototype_distance": {"num_clusters": 20}}``.
+        feature_module: name of the submodule whose *input* is an example's features (for ``grand``'s
+            closed form and ``prototype_distance``); default the module's last ``nn.Linear``.
 
     Raises:
         ValueError: an unknown score name, or no scores at all.
@@ -53,6 +59,8 @@ class DifficultyCallback(Callback):
         scores: Union[str, Sequence[str]] = ("el2n", "forgetting", "margin"),
         adapter: Optional[Adapter] = None,
         scoring_batch_size: Optional[int] = None,
+        score_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        feature_module: Optional[str] = None,
     ) -> None:
         super().__init__()
         names = [scores] if isinstance(scores, str) else list(scores)
@@ -63,6 +71,11 @@ class DifficultyCallback(Callback):
             raise ValueError(f"`scoring_batch_size` must be a positive integer, got {scoring_batch_size!r}")
         self.adapter = adapter or Adapter()
         self.scoring_batch_size = scoring_batch_size
+        self.score_options = {name: dict(options or {}) for name, options in (score_options or {}).items()}
+        unknown = sorted(set(self.score_options) - set(self.score_classes))
+        if unknown:
+            raise ValueError(f"`score_options` names {unknown}, which are not in `scores` {list(self.score_classes)}")
+        self.feature_module = feature_module
         self.scores: dict[str, PerExampleScore] = {}
         self.epochs_recorded = 0
         self._score_table: Optional[ScoreTable] = None
@@ -102,7 +115,10 @@ class DifficultyCallback(Callback):
                 "with `PruningDataModule.from_datamodule(dm)`"
             )
         self._check_labels(datamodule)
-        self.scores = {name: cls(datamodule.num_examples) for name, cls in self.score_classes.items()}
+        self.scores = {
+            name: cls(datamodule.num_examples, **self.score_options.get(name, {}))
+            for name, cls in self.score_classes.items()
+        }
         self.epochs_recorded = 0
         self._score_table = None
         if self._pending_state is not None:
@@ -187,7 +203,26 @@ class DifficultyCallback(Callback):
         eval_scores = [score for score in self.scores.values() if score.phase == "eval"]
         if eval_scores:
             self._scoring_pass(trainer, pl_module, eval_scores)
+        context = ScoreContext(
+            sync_min=self._sync_min(trainer),
+            broadcast=(lambda obj, src=0: obj) if trainer.world_size == 1 else trainer.strategy.broadcast,
+            labels_fn=lambda: trainer.datamodule.labels,
+            num_classes=getattr(trainer.datamodule, "num_classes", None),
+            world_size=trainer.world_size,
+            is_global_zero=trainer.is_global_zero,
+        )
+        for score in self.scores.values():
+            score.finalize(context)
         self._score_table = self._build_table(trainer)
+
+    @override
+    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        # Resuming from a checkpoint of the last epoch skips the training loop and `on_train_end` with it
+        # (a run killed during the scoring pass): finish the restored state here.
+        if self._score_table is None and self.scores:
+            for score in self.scores.values():
+                score.to(pl_module.device)
+            self.on_train_end(trainer, pl_module)
 
     # Scoring pass ---------------------------------------------------------------------------------
     def _scoring_pass(
@@ -211,15 +246,30 @@ class DifficultyCallback(Callback):
         bar = self._progress_bar(trainer, len(loader))
         was_training = pl_module.training
         pl_module.eval()
+        needs = set().union(*(score.needs for score in eval_scores))
+        capture = FeatureCapture(find_feature_module(pl_module, self.feature_module)) if "features" in needs else None
         try:
-            with torch.no_grad(), trainer.precision_plugin.forward_context():
+            with torch.no_grad(), trainer.precision_plugin.forward_context(), capture or nullcontext():
                 for indexed in loader:
-                    batch = trainer.strategy.batch_to_device(indexed.batch)
+                    # as Lightning's loops do: the precision plugin's dtype (64-true, bf16-true), then the device
+                    batch = trainer.strategy.batch_to_device(trainer.precision_plugin.convert_input(indexed.batch))
                     index = indexed.original_index.to(pl_module.device, non_blocking=True)
-                    logits = self.adapter.logits_fn(pl_module(self.adapter.input_fn(batch)))
+                    inputs = self.adapter.input_fn(batch)
+                    logits = self.adapter.logits_fn(pl_module(inputs))
                     target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+                    extras = {
+                        "features": capture.take() if capture is not None else None,
+                        "inputs": inputs,
+                        "module": pl_module,
+                    }
                     for score in eval_scores:
-                        score.update(index, logits, target)
+                        if score.needs:
+                            wanted = {key: extras[key] for key in score.needs}
+                            if "module" in score.needs:
+                                wanted["logits_fn"] = self.adapter.logits_fn
+                            score.update(index, logits, target, **wanted)
+                        else:
+                            score.update(index, logits, target)
                     if bar is not None:
                         bar.update(1)
         finally:
@@ -243,7 +293,7 @@ class DifficultyCallback(Callback):
     @staticmethod
     def _sync_min(trainer: "pl.Trainer") -> Any:
         if trainer.world_size == 1:
-            return lambda tensor: tensor
+            return single_process
         return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
 
     def _build_table(self, trainer: "pl.Trainer") -> ScoreTable:

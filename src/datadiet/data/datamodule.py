@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any, Callable, Optional, Union
 
@@ -9,7 +10,7 @@ import numpy as np
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler, Subset
 
 from datadiet.data.indexed import IndexedBatch, IndexedCollate, IndexedDataset
 from datadiet.data.labels import dataset_labels
@@ -232,11 +233,23 @@ class PruningDataModule(pl.LightningDataModule):
         return Subset(self._indexed_train, self.kept_indices.tolist())
 
     def train_dataloader(self) -> DataLoader:
-        """The (possibly pruned) training set; yields :class:`IndexedBatch` pairs."""
+        """The (possibly pruned) training set; yields :class:`IndexedBatch` pairs.
+
+        Inside a one-process ``Trainer`` the shuffle order is a function of (seed, epoch) — a
+        ``DistributedSampler`` of one replica, whose epoch Lightning sets — so a run resumed from a
+        checkpoint sees the same batches as an uninterrupted one. Under DDP Lightning injects its own
+        ``DistributedSampler`` with the same seed.
+        """
+        dataset = self._current_train_set()
+        sampler = None
+        if self.shuffle and self.trainer is not None and self.trainer.world_size == 1:
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # the seed Lightning gives its DistributedSampler
+            sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=seed)
         return DataLoader(
-            self._current_train_set(),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=self.shuffle,
+            shuffle=self.shuffle if sampler is None else False,
+            sampler=sampler,
             drop_last=self.drop_last,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -283,8 +296,22 @@ class PruningDataModule(pl.LightningDataModule):
         return self._eval_loader(self.test_dataset)
 
     def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self._share_kept_subset()
         if self._wrapped is not None and stage != "fit":
             self._wrapped.setup(stage)
+
+    def _share_kept_subset(self) -> None:
+        """Under DDP every rank trains on rank 0's kept subset (decided once, then broadcast).
+
+        ``prune`` runs outside the Trainer, on every rank; from the merged score table it normally
+        picks the same subset everywhere, but rank 0's choice is the one saved with the run, so it wins.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return
+        kept = trainer.strategy.broadcast(self.kept_indices, src=0)
+        self.kept_indices = None if kept is None else np.asarray(kept, dtype=np.int64)
 
     def teardown(self, stage: str) -> None:
         if self._wrapped is not None:
@@ -319,4 +346,11 @@ class PruningDataModule(pl.LightningDataModule):
                 f"the checkpoint's data module had {num_examples} training examples, this one has {self.num_examples}"
             )
         kept = state_dict.get("kept_indices")
-        self.kept_indices = None if kept is None else np.asarray(kept, dtype=np.int64)
+        kept = None if kept is None else np.asarray(kept, dtype=np.int64)
+        if self.kept_indices is not None and (kept is None or not np.array_equal(kept, self.kept_indices)):
+            # A resumed run must train on the subset it was pruned to, never on one chosen anew.
+            raise ValueError(
+                f"the checkpoint's kept subset ({'none' if kept is None else f'{len(kept)} examples'}) differs from "
+                f"this data module's ({len(self.kept_indices)} examples); call `reset_pruning()` first to adopt it"
+            )
+        self.kept_indices = kept

@@ -25,12 +25,15 @@ from torch import Tensor
 SyncMin = Callable[[Tensor], Tensor]
 
 
-def _identity(tensor: Tensor) -> Tensor:
+def single_process(tensor: Tensor) -> Tensor:
+    """The merge of a single process (recognised by identity, so merges can be skipped)."""
     return tensor
 
 
-def merge_seen(values: Tensor, sync_min: SyncMin = _identity) -> Tensor:
+def merge_seen(values: Tensor, sync_min: SyncMin = single_process) -> Tensor:
     """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it."""
+    if sync_min is single_process:  # one process: nothing to merge
+        return values
     filled = torch.where(torch.isnan(values), torch.full_like(values, float("inf")), values)
     merged = sync_min(filled)
     return torch.where(torch.isinf(merged) & (merged > 0), torch.full_like(merged, float("nan")), merged)
@@ -52,6 +55,11 @@ class PerExampleScore(ABC):
     requires_labels: ClassVar[bool] = True
     #: Bytes of state per example, documented in the README's memory table.
     bytes_per_example: ClassVar[int] = 0
+    #: What the scoring pass passes to :meth:`update` besides logits, as keyword arguments:
+    #: ``"features"`` (input of the final ``nn.Linear``, or of the callback's ``feature_module``),
+    #: ``"inputs"`` (the model input of the batch), ``"module"`` (the ``LightningModule``, with the
+    #: adapter's ``logits_fn``). Eval-phase scores only; an instance may narrow it.
+    needs: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, num_examples: int) -> None:
         if num_examples < 0:
@@ -77,11 +85,18 @@ class PerExampleScore(ABC):
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
         """Records a batch: ``logits[i]`` belongs to the example with original index ``original_index[i]``."""
 
-    def end_epoch(self, sync_min: SyncMin = _identity) -> None:
+    def end_epoch(self, sync_min: SyncMin = single_process) -> None:
         """Called once per training epoch on every process (train-phase scores merge here)."""
 
-    def end_scoring(self, sync_min: SyncMin = _identity) -> None:
+    def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         """Called once after the scoring pass on every process (eval-phase scores merge here)."""
+
+    def finalize(self, context: Any) -> None:
+        """Called once on every process after the merges, before :meth:`compute`.
+
+        For scores computed from the whole merged state (k-means over gathered embeddings, a holdout
+        model's cached losses). ``context`` is a :class:`datadiet.scores.context.ScoreContext`.
+        """
 
     @abstractmethod
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
@@ -121,9 +136,9 @@ class EvalPassScore(PerExampleScore):
         """The statistic per example (a function from :mod:`datadiet.scores.functional`)."""
 
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        self.value[original_index] = self.functional(logits, target)
+        self.value.index_copy_(0, original_index, self.functional(logits, target).to(self.value.dtype))
 
-    def end_scoring(self, sync_min: SyncMin = _identity) -> None:
+    def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         self.value = merge_seen(self.value, sync_min)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +169,8 @@ class PresentationScore(PerExampleScore):
         """Accumulates one epoch's merged values (NaN = not presented) into the running state."""
 
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        self.epoch_value[original_index] = self.presentation_value(logits, target)
+        self.epoch_value.index_copy_(0, original_index, self.presentation_value(logits, target).to(self.epoch_value.dtype))
 
-    def end_epoch(self, sync_min: SyncMin = _identity) -> None:
+    def end_epoch(self, sync_min: SyncMin = single_process) -> None:
         self.fold(merge_seen(self.epoch_value, sync_min))
-        self.epoch_value = torch.full_like(self.epoch_value, float("nan"))
+        self.epoch_value.fill_(float("nan"))

@@ -6,6 +6,9 @@ returns one float32 value per example, computed in float32 whatever the logits' 
 
 from __future__ import annotations
 
+import weakref
+from typing import Any, NamedTuple, Optional
+
 import torch
 from torch import Tensor
 
@@ -16,27 +19,124 @@ def _as_float(logits: Tensor) -> Tensor:
     return logits.detach().float()
 
 
+class _ClassMajor(NamedTuple):
+    """Per-batch quantities shared by several scores, computed once from a class-major ``(K, B)`` copy.
+
+    On CPU, reductions over a short class axis, masks and fresh ``(K, B)`` temporaries are each several
+    times slower than row-wise operations over the batch axis in a reused workspace; so the batch is
+    transposed once, "all classes but y" is read off prefix/suffix scans over the K class rows, and every
+    score of the batch reuses the ``(B,)`` results (see :func:`_class_major`).
+    """
+
+    logits: Tensor  # (K, B) float32 workspace: valid until the next batch
+    target: Tensor  # (B,) labels
+    target_logit: Tensor  # (B,) z_y
+    best_before: Tensor  # (B,) max_{k < y} z_k (-inf when y = 0)
+    best_after: Tensor  # (B,) max_{k > y} z_k (-inf when y = K - 1)
+
+    @property
+    def best_other(self) -> Tensor:
+        return torch.maximum(self.best_before, self.best_after)
+
+
+_memo: dict[str, Any] = {}
+_workspaces: dict[tuple, Tensor] = {}
+
+
+def _workspace(name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """A float32 buffer reused across batches (one per name, so memory stays bounded)."""
+    key = (name, shape, device)
+    buffer = _workspaces.get(key)
+    if buffer is None:
+        for stale in [k for k in _workspaces if k[0] == name]:
+            del _workspaces[stale]
+        buffer = _workspaces[key] = torch.empty(shape, dtype=torch.float32, device=device)
+    return buffer
+
+
+def _mask_workspace(shape: tuple[int, ...], device: torch.device) -> Tensor:
+    key = ("mask", shape, device)
+    if key not in _workspaces:
+        for stale in [k for k in _workspaces if k[0] == "mask"]:
+            del _workspaces[stale]
+        _workspaces[key] = torch.empty(shape, dtype=torch.bool, device=device)
+    return _workspaces[key]
+
+
+def _excluding_target(rows: Tensor, target: Tensor, combine: Any, empty: float, name: str) -> tuple[Tensor, Tensor]:
+    """``combine`` over the classes before and after ``y`` of each column, by prefix and suffix scans."""
+    num_classes = rows.shape[0]
+    prefix = _workspace(name + "_prefix", tuple(rows.shape), rows.device).copy_(rows)
+    suffix = _workspace(name + "_suffix", tuple(rows.shape), rows.device).copy_(rows)
+    for k in range(1, num_classes):
+        combine(prefix[k - 1], prefix[k], out=prefix[k])
+        combine(suffix[num_classes - k], suffix[num_classes - k - 1], out=suffix[num_classes - k - 1])
+    before = prefix.gather(0, (target - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
+    after = suffix.gather(0, (target + 1).clamp(max=num_classes - 1).unsqueeze(0)).squeeze(0)
+    before = before.masked_fill_(target == 0, empty)
+    after = after.masked_fill_(target == num_classes - 1, empty)
+    return before, after
+
+
+def _class_major(logits: Tensor, target: Tensor) -> _ClassMajor:
+    """The class-major view of a batch, memoised for the batch last seen.
+
+    The memo holds weak references, so it never keeps a batch alive, and a hit requires the very same,
+    unmodified logits and target tensors: the scores updating from one batch share one pass over it.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (batch, num_classes), got {tuple(logits.shape)}")
+    try:
+        versions = (logits._version, target._version)
+    except RuntimeError:  # inference-mode tensors keep no version counter: never memoised
+        versions = None
+    cached = _memo.get("batch")
+    if versions is not None and cached is not None and cached[0]() is logits and cached[1]() is target:
+        if cached[2] == versions:
+            return cached[3]
+    _memo.pop("batch", None)
+    values = _workspace("logits", (logits.shape[1], logits.shape[0]), logits.device).copy_(logits.detach().t())
+    best_before, best_after = _excluding_target(values, target, torch.maximum, float("-inf"), "max")
+    target_logit = values.gather(0, target.unsqueeze(0)).squeeze(0)
+    view = _ClassMajor(values, target, target_logit, best_before, best_after)
+    if versions is not None:
+        _memo["batch"] = (weakref.ref(logits), weakref.ref(target), versions, view)
+    return view
+
+
 def el2n(logits: Tensor, target: Tensor) -> Tensor:
-    """Error L2-norm ``‖softmax(z) − onehot(y)‖₂`` (Paul et al. 2021)."""
-    logits = _as_float(logits)
-    error = torch.softmax(logits, dim=1)
-    error[torch.arange(len(target), device=logits.device), target] -= 1.0
-    return torch.linalg.vector_norm(error, dim=1)
+    """Error L2-norm ``‖softmax(z) − onehot(y)‖₂`` (Paul et al. 2021).
+
+    Computed without cancellation as ``sqrt(S₁² + S₂) / (S₁ + e_y)`` with ``e = exp(z − max z)``,
+    ``S₁ = Σ_{k≠y} e_k`` and ``S₂ = Σ_{k≠y} e_k²``: then ``1 − p_y = S₁ / s`` and ``p_k = e_k / s``.
+    """
+    view = _class_major(logits, target)
+    top = torch.maximum(view.target_logit, view.best_other)
+    shape, device = tuple(view.logits.shape), view.logits.device
+    is_target = torch.eq(
+        torch.arange(shape[0], device=device).unsqueeze(1), view.target.unsqueeze(0), out=_mask_workspace(shape, device)
+    )
+    exp_others = _workspace("exp", shape, device).copy_(view.logits).sub_(top).exp_().masked_fill_(is_target, 0.0)
+    sum_others = exp_others.sum(dim=0)
+    sum_squares = exp_others.square_().sum(dim=0)
+    exp_target = (view.target_logit - top).exp()
+    return (sum_others.square() + sum_squares).sqrt() / (sum_others + exp_target)
 
 
 def logit_margin(logits: Tensor, target: Tensor) -> Tensor:
     """Logit margin ``z_y − max_{k≠y} z_k``: positive when correct, larger = easier."""
-    logits = _as_float(logits)
-    rows = torch.arange(len(target), device=logits.device)
-    assigned = logits[rows, target]
-    others = logits.clone()
-    others[rows, target] = float("-inf")
-    return assigned - others.amax(dim=1)
+    view = _class_major(logits, target)
+    return view.target_logit - view.best_other
 
 
 def correct(logits: Tensor, target: Tensor) -> Tensor:
-    """1.0 where ``argmax z = y`` (the prediction is correct), else 0.0."""
-    return (_as_float(logits).argmax(dim=1) == target).float()
+    """1.0 where ``argmax z = y`` (the prediction is correct), else 0.0.
+
+    Exactly ``argmax``'s rule, ties included (the first maximal index wins): ``z_y`` must beat every
+    lower class strictly and every higher class or tie with it.
+    """
+    view = _class_major(logits, target)
+    return ((view.target_logit > view.best_before) & (view.target_logit >= view.best_after)).float()
 
 
 def forgetting_update(
@@ -70,3 +170,37 @@ def forgetting_score(forgetting_count: Tensor, ever_correct: Tensor, presentatio
     score = forgetting_count.double()
     score = torch.where(ever_correct, score, torch.full_like(score, float("inf")))
     return torch.where(presentations > 0, score, torch.full_like(score, float("nan")))
+
+
+def label_probability(logits: Tensor, target: Tensor) -> Tensor:
+    """``p_y = softmax(z)_y``, the probability given to the labelled class (cartography's confidence)."""
+    logits = _as_float(logits)
+    return torch.softmax(logits, dim=1)[torch.arange(len(target), device=logits.device), target]
+
+
+def cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """Per-example cross-entropy ``−log softmax(z)_y`` (natural log)."""
+    return torch.nn.functional.cross_entropy(_as_float(logits), target, reduction="none")
+
+
+def entropy(logits: Tensor, target: Optional[Tensor] = None) -> Tensor:
+    """Predictive entropy ``−Σ_k p_k log p_k`` (natural log); label-free, ``target`` is ignored."""
+    log_p = torch.log_softmax(_as_float(logits), dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1)
+
+
+def uncertainty_margin(logits: Tensor, target: Optional[Tensor] = None) -> Tensor:
+    """``p₍₁₎ − p₍₂₎``, the gap between the two most probable classes; label-free, larger = easier."""
+    top2 = torch.softmax(_as_float(logits), dim=1).topk(2, dim=1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def grand_last_layer(logits: Tensor, target: Tensor, features: Tensor, bias: bool = True) -> Tensor:
+    """GraNd restricted to a final linear layer ``z = W h + b``: ``‖p − onehot(y)‖₂ · √(‖h‖₂² + 1)``.
+
+    The cross-entropy gradient is ``(p − y) hᵀ`` for ``W`` and ``p − y`` for ``b``, so its norm factorises;
+    without a bias the ``+ 1`` goes (``bias=False``).
+    """
+    features = features.detach().float().flatten(1)
+    squared = features.pow(2).sum(dim=1) + (1.0 if bias else 0.0)
+    return el2n(logits, target) * squared.sqrt()

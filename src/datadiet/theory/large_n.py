@@ -25,10 +25,11 @@ from datadiet.theory._arguments import (
     check_strategy,
 )
 
-# The kept probe margin is integrated up to this many standard deviations past the kept region's edge.
+# Gaussian integrals stop this many standard deviations out (past the kept region's edge for keep-easy).
 _TAIL = 12.0
-_PROBE_NODES = 160
-_ORTHOGONAL_NODES = 48
+_GRADED_OFFSETS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 2.0, 3.5, 5.0, 7.0, 9.5)
+_NODES_PER_PIECE = 12
+_INNER_NODES = 24
 _LOG_EPS_RANGE = (math.log(1e-7), math.log(0.5 - 1e-9))
 
 
@@ -92,8 +93,20 @@ def _gauss_legendre(low: float, high: float, num_nodes: int) -> tuple[np.ndarray
     return low + half * (nodes + 1.0), half * weights
 
 
-def _kept_probe_margins(keep_fraction: float, strategy: str) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes and normalized weights for ``p = |J·x|`` over the kept examples (a truncated half-normal)."""
+def _graded_nodes(low: float, high: float, extra_edges: tuple[float, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Composite Gauss–Legendre on [low, high], refined geometrically near ``low`` and split at ``extra_edges``.
+
+    At large α the margin κ is tiny and everything happens within κ of the kept region's lower edge,
+    which a single Gauss–Legendre rule would step over; ``extra_edges`` are kinks of the integrand.
+    """
+    inner = {low + offset for offset in _GRADED_OFFSETS} | set(extra_edges)
+    edges = [low] + sorted(edge for edge in inner if low < edge < high) + [high]
+    pieces = [_gauss_legendre(left, right, _NODES_PER_PIECE) for left, right in zip(edges[:-1], edges[1:])]
+    return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+
+
+def _kept_teacher_margins(keep_fraction: float, strategy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and normalized weights for ``u = |T̂·x|`` over the kept examples of a perfect probe."""
     if strategy == "random" or keep_fraction >= 1.0:
         low, high = 0.0, _TAIL
     elif strategy == "hard":
@@ -101,9 +114,41 @@ def _kept_probe_margins(keep_fraction: float, strategy: str) -> tuple[np.ndarray
     else:
         low = kept_threshold(keep_fraction, "easy")
         high = low + _TAIL
-    nodes, weights = _gauss_legendre(low, high, _PROBE_NODES)
+    nodes, weights = _graded_nodes(low, high)
     weights = weights * np.exp(-0.5 * nodes**2)
     return nodes, weights / weights.sum()
+
+
+def _kept_plane(keep_fraction: float, strategy: str, theta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nodes ``(t₀ >= 0, t₁)`` and normalized weights over the kept examples of a probe at angle θ.
+
+    ``t₀ = T̂·x``, ``t₁ = e₂·x``; the probe margin is ``|cos θ t₀ + sin θ t₁|``. Flipping ``x → −x`` maps
+    the kept set to itself and ``(|t₀|, y t₁)`` to itself, so half the plane (``t₀ >= 0``, ``y = +1``) suffices.
+    """
+    gamma = kept_threshold(keep_fraction, strategy)  # finite: f < 1 here
+    cos_t, sin_t = math.cos(theta), math.sin(theta)
+    # Where the kept t₁ interval meets the truncation ±_TAIL its length changes slope in t₀: split there.
+    kinks = tuple((sign * gamma + side * _TAIL * sin_t) / cos_t for sign in (-1, 1) for side in (-1, 1))
+    t0, t0_weights = _graded_nodes(0.0, _TAIL + (0.0 if strategy == "hard" else gamma), kinks)
+    # For a given t₀ the probe margin is below γ for t₁ in (lower, upper).
+    lower = np.clip((-gamma - cos_t * t0) / sin_t, -_TAIL, _TAIL)
+    upper = np.clip((gamma - cos_t * t0) / sin_t, -_TAIL, _TAIL)
+    if strategy == "hard":
+        intervals = [(lower, upper)]
+    else:
+        intervals = [(np.full_like(t0, -_TAIL), lower), (upper, np.full_like(t0, _TAIL))]
+    unit_nodes, unit_weights = np.polynomial.legendre.leggauss(_INNER_NODES)
+    t1_parts, weight_parts = [], []
+    for left, right in intervals:
+        half = 0.5 * np.maximum(right - left, 0.0)
+        t1_parts.append(left[:, None] + half[:, None] * (unit_nodes[None, :] + 1.0))
+        weight_parts.append(half[:, None] * unit_weights[None, :])
+    t1 = np.concatenate(t1_parts, axis=1)
+    weights = np.concatenate(weight_parts, axis=1) * np.exp(-0.5 * (t0[:, None] ** 2 + t1**2)) * t0_weights[:, None]
+    t0 = np.broadcast_to(t0[:, None], t1.shape)
+    # Nodes far in the Gaussian tails cost time and contribute nothing.
+    keep = weights.ravel() > 1e-15 * weights.max()
+    return t0.ravel()[keep], t1.ravel()[keep], weights.ravel()[keep] / weights.sum()
 
 
 class _MarginProblem:
@@ -111,34 +156,14 @@ class _MarginProblem:
 
     def __init__(self, alpha_prune: float, keep_fraction: float, strategy: str, probe_angle_deg: float) -> None:
         self.alpha_prune = alpha_prune
-        probe, probe_weights = _kept_probe_margins(keep_fraction, strategy)
         theta = math.radians(probe_angle_deg)
-        if strategy == "random" or theta == 0.0:
-            # t₀ = |T̂·x| = p; e₂ carries nothing, so b = 0 and the problem is one-dimensional.
-            self.teacher_margin = probe
-            self.probe_field = np.zeros_like(probe)
-            self.weights = probe_weights
-            self.one_dimensional = True
-            return
-        # Rotate (p, w) -> (t₀, t₁), w ~ N(0, 1) the input along the in-plane direction orthogonal to the
-        # probe. y = sign(t₀) flips at w = p·cot θ; split the w integral there so the kink falls on a node edge.
-        kink = np.minimum(probe * math.cos(theta) / math.sin(theta), 10.0)
-        unit_nodes, unit_weights = np.polynomial.legendre.leggauss(_ORTHOGONAL_NODES)
-        low_half, high_half = 0.5 * (kink + 10.0), 0.5 * (10.0 - kink)
-        w_low = -10.0 + low_half[:, None] * (unit_nodes[None, :] + 1.0)
-        w_high = kink[:, None] + high_half[:, None] * (unit_nodes[None, :] + 1.0)
-        orthogonal = np.concatenate([w_low, w_high], axis=1)
-        orthogonal_weights = np.concatenate(
-            [low_half[:, None] * unit_weights[None, :], high_half[:, None] * unit_weights[None, :]], axis=1
-        ) * np.exp(-0.5 * orthogonal**2) / math.sqrt(2.0 * math.pi)
-        t0 = math.cos(theta) * probe[:, None] - math.sin(theta) * orthogonal
-        t1 = math.sin(theta) * probe[:, None] + math.cos(theta) * orthogonal
-        label = np.where(t0 >= 0.0, 1.0, -1.0)
-        weights = probe_weights[:, None] * orthogonal_weights
-        self.teacher_margin = np.abs(t0).ravel()
-        self.probe_field = (label * t1).ravel()
-        self.weights = (weights / weights.sum()).ravel()
-        self.one_dimensional = False
+        self.one_dimensional = strategy == "random" or keep_fraction >= 1.0 or theta == 0.0
+        if self.one_dimensional:
+            # The probe is the teacher (or ignored): e₂ carries nothing, so b = 0 and only u = |t₀| matters.
+            self.teacher_margin, self.weights = _kept_teacher_margins(keep_fraction, strategy)
+            self.probe_field = np.zeros_like(self.teacher_margin)
+        else:
+            self.teacher_margin, self.probe_field, self.weights = _kept_plane(keep_fraction, strategy, theta)
 
     def excess(self, margin: float, a: float, b: float, c: float) -> float:
         """``α E[(κ − a|t₀| − b y t₁ − c z)₊²] − c²``: negative iff margin κ is reachable."""
@@ -184,10 +209,10 @@ class _MarginProblem:
             options={"initial_simplex": simplex, "xatol": 1e-7, "fatol": 1e-12, "maxiter": 2000},
         )
         a, b = components(*result.x)
-        return -result.fun, a, b
+        return -float(result.fun), a, b
 
 
-def _maximize_unimodal(negative, low: float, high: float, num_grid: int = 41) -> float:
+def _maximize_unimodal(negative, low: float, high: float, num_grid: int = 25) -> float:
     """Minimizes a unimodal function of one variable: a grid to bracket the minimum, then bounded Brent."""
     grid = np.linspace(low, high, num_grid)
     values = np.array([negative(x) for x in grid])

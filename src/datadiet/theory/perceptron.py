@@ -144,7 +144,8 @@ def simulate(
     options = {"effective_dim": n_dim, "probe_angle_deg": probe_angle_deg} if strategy == "auto" else {}
     used_strategy = strategy
     if strategy == "auto":
-        used_strategy = _auto.auto_decision(num_examples / n_dim, keep_fraction, probe_angle_deg=probe_angle_deg).strategy
+        decision = _auto.auto_decision(num_examples / n_dim, keep_fraction, probe_angle_deg=probe_angle_deg)
+        used_strategy = decision.strategy
 
     errors, margins, num_kept = [], [], 0
     for seed in seeds:

@@ -1,0 +1,46 @@
+"""The data and model the Trainer benchmarks time: MNIST-1D + MLP/CNN1D on CPU, ResNet-18 on CUDA."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+from torch.utils.data import TensorDataset
+
+from datadiet import PruningDataModule
+from datadiet.models import CNN1D, MLP, Classifier
+
+
+class BenchClassifier(Classifier):
+    """The app's Classifier plus a ``predict_step`` returning logits (the plain pass we compare with)."""
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self(batch[0])
+
+
+def make_datamodule(device: str, num_examples: int, batch_size: int) -> PruningDataModule:
+    """MNIST-1D (CPU) or random 32x32 RGB tensors standing in for CIFAR-10 (CUDA)."""
+    if device == "cuda":
+        generator = torch.Generator().manual_seed(0)
+        x = torch.randn(num_examples, 3, 32, 32, generator=generator)
+        y = torch.randint(0, 10, (num_examples,), generator=generator)
+        dm = PruningDataModule(TensorDataset(x, y), batch_size=batch_size, eval_batch_size=2 * batch_size,
+                               pin_memory=True, name="random32")
+        dm.input_shape, dm.num_classes = (3, 32, 32), 10
+        return dm
+    from datadiet.data.sources import mnist1d_datamodule
+
+    num_samples = max(5000, int(num_examples / 0.72) + 10)  # 80 % train, 10 % of that validation
+    num_samples += -num_samples % 10
+    return mnist1d_datamodule(num_samples=num_samples, num_train=num_examples, batch_size=batch_size)
+
+
+def make_model(device: str, model: str, dm: PruningDataModule) -> BenchClassifier:
+    if device == "cuda":
+        from torchvision.models import resnet18
+
+        net = resnet18(num_classes=dm.num_classes).to(memory_format=torch.channels_last)
+        return BenchClassifier(net, dm.input_shape, dm.num_classes, optimizer="sgd", lr=0.1)
+    factory = functools.partial(MLP) if model == "mlp" else functools.partial(CNN1D)
+    return BenchClassifier(factory, dm.input_shape, dm.num_classes)

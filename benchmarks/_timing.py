@@ -1,0 +1,178 @@
+"""Shared benchmark helpers: interleaved repetitions with medians, epoch timers, the machine line.
+
+Every ratio a benchmark prints is measured by running both sides in the same process, interleaved
+(A B A B ..., the order rotated each round) and taking medians, so a machine that slows down half-way
+through slows both sides alike instead of faking a ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import lightning.pytorch as pl
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def interleave(candidates: Mapping[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Runs every candidate ``warmup + repeats`` times, interleaved, and returns the measured seconds.
+
+    Each candidate returns the seconds it measured itself (so setup it does not want counted stays out).
+    Round ``r`` runs the candidates in an order rotated by ``r``, so none always runs first.
+    Warm-up rounds are run and thrown away.
+    """
+    names = list(candidates)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(warmup + repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds = candidates[name]()
+            if round_index >= warmup:
+                times[name].append(seconds)
+    return times
+
+
+def median(values: Iterable[float]) -> float:
+    return float(statistics.median(list(values)))
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    """Seconds one call of ``fn`` takes (CUDA work included: the device is synchronised on both ends)."""
+    _sync()
+    start = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - start
+
+
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+class EpochTimer(pl.Callback):
+    """Records the wall time between consecutive ``on_train_epoch_end`` calls.
+
+    Put it *last* in the callback list so every other callback's epoch-end work is inside the interval.
+    The interval from one epoch end to the next covers the whole epoch (loader start, every step, every
+    callback hook); the first epoch, which also pays for start-up, is measured from ``on_train_start``
+    and reported apart in :attr:`first_epoch`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.first_epoch: Optional[float] = None
+        self._last: Optional[float] = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.epoch_seconds, self.first_epoch = [], None
+        _sync()
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _sync()
+        now = time.perf_counter()
+        if self.first_epoch is None:
+            self.first_epoch = now - self._last
+        else:
+            self.epoch_seconds.append(now - self._last)
+        self._last = now
+
+    @property
+    def median_epoch(self) -> float:
+        """Median steady-state epoch time (every epoch but the first)."""
+        if not self.epoch_seconds:
+            raise RuntimeError("run at least two epochs: the first one is not a steady-state measurement")
+        return median(self.epoch_seconds)
+
+
+def quiet_trainer(device: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (), **options: Any) -> pl.Trainer:
+    """A Trainer with no logger, checkpoint, progress bar, model summary or validation: just training."""
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    precision = "bf16-mixed" if device == "cuda" else "32-true"
+    settings: dict[str, Any] = dict(
+        accelerator=accelerator,
+        devices=1,
+        max_epochs=max_epochs,
+        precision=precision,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    settings.update(options)
+    return pl.Trainer(**settings)
+
+
+def machine() -> str:
+    """One line naming the machine the figures were measured on."""
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    parts = [f"{cpu}, {cores} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"]
+    if torch.cuda.is_available():
+        parts.append(f"GPU {torch.cuda.get_device_name(0)}")
+    return "; ".join(parts)
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments every benchmark takes: ``--quick`` (tiny sizes, for the smoke test) and ``--results``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
+    parser.add_argument(
+        "--results", type=Path, default=None,
+        help="folder for the CSV of figures (default: benchmarks/results; none with --quick)",
+    )
+    return parser
+
+
+def results_dir(args: argparse.Namespace) -> Optional[Path]:
+    """Where to write CSVs: ``--results``, else ``benchmarks/results`` for full runs, else nowhere."""
+    if args.results is not None:
+        return args.results
+    return None if args.quick else RESULTS_DIR
+
+
+def write_csv(path: Optional[Path], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Writes ``rows`` (dicts with the same keys) to ``path`` when it is set."""
+    if path is None or not rows:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}")
+
+
+def print_figures(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Prints the figures last, as ``figure | measured | target`` lines under a title and the machine."""
+    width = max(len(name) for name, _, _ in rows)
+    print(f"\n== {title}")
+    print(f"machine: {machine()}")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>14}  {target}")
+
+
+def verdict(value: float, limit: float, at_most: bool = True) -> str:
+    ok = value <= limit if at_most else value >= limit
+    return f"target {'<=' if at_most else '>='} {limit:g}: {'met' if ok else 'MISSED'}"

@@ -1,0 +1,74 @@
+"""Runs that survive being killed: atomic checkpoints in fixed folders, and where a phase resumes from.
+
+The app's probe and its full training each keep ``<phase dir>/checkpoints/last.ckpt``, rewritten
+atomically at the end of every training epoch (after :class:`~datadiet.DifficultyCallback` has
+folded the epoch, so the callback's state in it is complete). Restarting the same command in the
+same run directory resumes each unfinished phase from there; a finished probe (its ``scores.npz``
+exists) is never run again.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+from typing_extensions import override
+
+from datadiet._io import atomic_write_bytes
+
+#: Name of the checkpoint a phase resumes from (``ModelCheckpoint``'s ``last``).
+LAST = "last.ckpt"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file in the same folder, fsyncs it, then ``os.replace``-s it.
+
+    Lightning's own save goes through an fsspec transaction whose temporary file lives in the system
+    temp folder, so on another file system the final step is a copy: a kill then can leave a torn
+    ``last.ckpt``. Here a checkpoint is either the old one or the new one.
+    """
+
+    @override
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"`{type(self).__name__}.save_checkpoint` takes no `storage_options`, got {storage_options}")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+def phase_checkpoint(phase_dir: str | os.PathLike) -> ModelCheckpoint:
+    """``<phase_dir>/checkpoints/last.ckpt``, rewritten at the end of every training epoch (no other files).
+
+    One "top-k" file named ``last`` rather than ``save_last=True``: Lightning writes ``last`` only beside
+    a top-k checkpoint. ``save_on_train_epoch_end`` puts the save after every other callback's
+    ``on_train_epoch_end`` (Lightning runs checkpoint callbacks last), never at validation end, which
+    comes before the epoch's statistics are folded.
+    """
+    return ModelCheckpoint(
+        dirpath=str(Path(phase_dir) / "checkpoints"),
+        filename=LAST.removesuffix(".ckpt"),
+        save_top_k=1,
+        every_n_epochs=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
+
+
+def resume_path(phase_dir: str | os.PathLike, resume: bool = True, explicit: Optional[str] = None) -> Optional[str]:
+    """The checkpoint a phase resumes from: ``explicit`` if given, else its ``last.ckpt`` if ``resume``.
+
+    Raises:
+        FileNotFoundError: ``explicit`` names a file that does not exist.
+    """
+    if explicit:
+        if not Path(explicit).is_file():
+            raise FileNotFoundError(f"`ckpt_path={explicit}` does not exist")
+        return str(explicit)
+    last = Path(phase_dir) / "checkpoints" / LAST
+    return str(last) if resume and last.is_file() else None

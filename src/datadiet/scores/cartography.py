@@ -1,0 +1,91 @@
+"""Dataset cartography (Swayamdipta et al. 2020): confidence, variability and correctness over epochs.
+
+All three read ``p_y`` (or ``argmax z = y``) from the training forward pass of each presentation, one
+value per example per epoch, before the optimizer step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from datadiet.scores import functional as F
+from datadiet.scores.base import PresentationScore
+from datadiet.scores.registry import register_score
+
+
+class _LabelProbabilityMoments(PresentationScore):
+    """Running mean and population variance of ``p_y`` over presentations (Welford, float32)."""
+
+    bytes_per_example = 4 + 4 + 4 + 4
+
+    def __init__(self, num_examples: int) -> None:
+        super().__init__(num_examples)
+        self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
+        self.add_state("mean", torch.zeros(num_examples))
+        self.add_state("squared_deviations", torch.zeros(num_examples))
+
+    presentation_value = staticmethod(F.label_probability)
+
+    def fold(self, epoch_value: Tensor) -> None:
+        seen = ~torch.isnan(epoch_value)
+        value = torch.where(seen, epoch_value, self.mean)
+        count = self.presentations + seen.to(torch.int32)
+        delta = value - self.mean
+        new_mean = self.mean + delta / count.clamp(min=1).to(delta.dtype)
+        self.squared_deviations += torch.where(seen, delta * (value - new_mean), torch.zeros_like(delta))
+        self.mean = torch.where(seen, new_mean, self.mean)
+        self.presentations = count
+
+    def _unseen_to_nan(self, values: Tensor) -> np.ndarray:
+        values = torch.where(self.presentations > 0, values.double(), torch.full_like(values, float("nan"), dtype=torch.float64))
+        return values.cpu().numpy()
+
+
+@register_score("confidence")
+class Confidence(_LabelProbabilityMoments):
+    """Mean of ``p_y`` over training presentations. Raw is larger for easier examples; score = ``-raw``."""
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        raw = self._unseen_to_nan(self.mean)
+        return -raw, raw
+
+
+@register_score("variability")
+class Variability(_LabelProbabilityMoments):
+    """Population standard deviation (``ddof=0``, divide by the number of presentations) of ``p_y``.
+
+    Oriented as is: larger variability (the "ambiguous" region of the cartography map) ranks harder.
+    One presentation gives 0.
+    """
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        variance = self.squared_deviations.clamp(min=0) / self.presentations.clamp(min=1).to(self.mean.dtype)
+        raw = self._unseen_to_nan(variance.sqrt())
+        return raw.copy(), raw
+
+
+@register_score("correctness")
+class Correctness(PresentationScore):
+    """Fraction of presentations where ``argmax z = y``. Raw is larger for easier examples; score = ``-raw``."""
+
+    bytes_per_example = 4 + 4 + 4
+
+    def __init__(self, num_examples: int) -> None:
+        super().__init__(num_examples)
+        self.add_state("correct_count", torch.zeros(num_examples, dtype=torch.int32))
+        self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
+
+    presentation_value = staticmethod(F.correct)
+
+    def fold(self, epoch_value: Tensor) -> None:
+        seen = ~torch.isnan(epoch_value)
+        self.correct_count += (seen & (epoch_value == 1.0)).to(torch.int32)
+        self.presentations += seen.to(torch.int32)
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        count = self.presentations.double()
+        raw = torch.where(count > 0, self.correct_count.double() / count.clamp(min=1), torch.full_like(count, float("nan")))
+        raw = raw.cpu().numpy()
+        return -raw, raw

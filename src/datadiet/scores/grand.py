@@ -1,0 +1,101 @@
+"""GraNd (Paul et al. 2021): the norm of an example's loss gradient, ``‖∇_θ ℓ(x, y)‖₂``.
+
+Two versions, chosen with ``score_options={"grand": {"exact": ...}}``:
+
+* ``exact=False`` (default) — the last-layer closed form ``‖p − onehot(y)‖₂ · √(‖h‖₂² + 1)``, the
+  gradient with respect to the final linear layer only, with ``h`` the input of that layer (the last
+  ``nn.Linear`` of the module, or the callback's ``feature_module``). Costs one forward pass.
+* ``exact=True`` — the per-example gradient over *all* trainable parameters, computed with
+  ``torch.func`` (``vmap(grad(...))`` over the batch, ``chunk_size`` examples at a time). Costs about
+  one backward pass per example and ``chunk_size × #parameters`` floats of memory.
+
+Both are read in the eval-mode scoring pass at the end of the probe, in float32 losses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from datadiet.scores import functional as F
+from datadiet.scores.base import EvalPassScore
+from datadiet.scores.registry import register_score
+
+
+def exact_gradient_norm(
+    module: nn.Module,
+    inputs: Any,
+    target: Tensor,
+    logits_fn: Callable[[Any], Tensor] = lambda out: out,
+    chunk_size: Optional[int] = 32,
+) -> Tensor:
+    """``‖∇_θ CE(f(x_i), y_i)‖₂`` per example over every parameter with ``requires_grad``.
+
+    The module is called one example at a time under ``vmap`` (buffers such as batch-norm statistics
+    are used as they are, so call it in eval mode).
+    """
+    from torch.func import functional_call, grad, vmap
+    from torch.utils._pytree import tree_map
+
+    params = {name: p.detach() for name, p in module.named_parameters() if p.requires_grad}
+    buffers = {name: b.detach() for name, b in module.named_buffers()}
+
+    def example_loss(params: dict[str, Tensor], x: Any, y: Tensor) -> Tensor:
+        batched = tree_map(lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t, x)
+        logits = logits_fn(functional_call(module, (params, buffers), (batched,)))
+        return torch.nn.functional.cross_entropy(logits.float(), y.unsqueeze(0))
+
+    grads = vmap(grad(example_loss), in_dims=(None, 0, 0), chunk_size=chunk_size)(params, inputs, target)
+    squared = sum(g.float().flatten(1).pow(2).sum(dim=1) for g in grads.values())
+    return torch.as_tensor(squared).sqrt()
+
+
+@register_score("grand")
+class GraNd(EvalPassScore):
+    """GraNd from the scoring pass; larger = harder, raw and oriented are the same.
+
+    Args:
+        num_examples: training set size.
+        exact: per-example gradient over all parameters via ``torch.func`` instead of the last-layer
+            closed form (see the module docstring).
+        bias: whether the final linear layer has a bias (the ``+ 1`` under the root of the closed form).
+        chunk_size: examples per vectorised gradient computation (``exact=True`` only).
+    """
+
+    needs = frozenset({"features"})
+
+    def __init__(self, num_examples: int, exact: bool = False, bias: bool = True, chunk_size: Optional[int] = 32) -> None:
+        super().__init__(num_examples)
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}")
+        self.exact = bool(exact)
+        self.bias = bool(bias)
+        self.chunk_size = chunk_size
+        self.needs = frozenset({"module", "inputs"}) if self.exact else frozenset({"features"})
+
+    @staticmethod
+    def functional(logits: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - needs features
+        raise TypeError("grand needs the head's input features: call `update(..., features=h)`")
+
+    def update(
+        self,
+        original_index: Tensor,
+        logits: Tensor,
+        target: Optional[Tensor],
+        *,
+        features: Optional[Tensor] = None,
+        inputs: Any = None,
+        module: Optional[nn.Module] = None,
+        logits_fn: Callable[[Any], Tensor] = lambda out: out,
+    ) -> None:
+        if self.exact:
+            if module is None or inputs is None:
+                raise ValueError("grand with `exact=True` needs `module=` and `inputs=`")
+            value = exact_gradient_norm(module, inputs, target, logits_fn, self.chunk_size)
+        else:
+            if features is None:
+                raise ValueError("grand needs the input of the final linear layer: `update(..., features=h)`")
+            value = F.grand_last_layer(logits, target, features, bias=self.bias)
+        self.value[original_index] = value.to(self.value.device, self.value.dtype)

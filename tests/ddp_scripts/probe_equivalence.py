@@ -1,0 +1,143 @@
+"""Runs small probes (and one pruned training) on W processes and saves what every rank saw.
+
+Run as a script, never imported by pytest's process when W > 1: Lightning's DDP launcher re-executes
+``sys.argv`` for rank 1, which must be this script, not pytest. ``tests/test_ddp.py`` runs it with
+``--devices 2`` (gloo, CPU) and compares with ``run_all(out, devices=1)`` in-process.
+
+Scenarios (all in float64 so that "identical" can be checked to ~1e-12):
+
+- ``frozen``: lr = 0, N odd, several batches: every statistic must equal the 1-process one even
+  though DDP pads one example twice into each epoch and into the scoring pass.
+- ``frozen_drop_last``: the same with ``drop_last=True`` and one full batch per process.
+- ``trained``: full-batch SGD, N even: identical trajectories, so forgetting counts and EL2N match.
+- ``pruned``: prune ``trained``'s table to an odd number of examples and train on it, recording the
+  original indices each rank processed; rank 1 first selects a *different* subset on purpose, which
+  the data module must replace by rank 0's when the Trainer starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from datadiet import DifficultyCallback, PruningDataModule
+from datadiet.models import Classifier
+from datadiet.scores import get_score, list_scores
+
+NUM_FEATURES, NUM_CLASSES = 6, 3
+_NEED_OPTIONS = {"rho_loss", "prototype_distance"}
+SCENARIOS = {
+    # name: (num_examples, lr, epochs, batch per process or "full", drop_last)
+    "frozen": (51, 0.0, 2, 8, False),
+    "frozen_drop_last": (51, 0.0, 2, "full", True),
+    "trained": (42, 0.5, 3, "full", False),
+}
+
+
+def make_data(num_examples: int, seed: int = 0) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randint(NUM_CLASSES, (num_examples,), generator=generator)
+    means = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=generator)
+    x = means[y] + 1.5 * torch.randn(num_examples, NUM_FEATURES, generator=generator)
+    return TensorDataset(x.double(), y)
+
+
+def make_model(lr: float, seed: int = 0) -> Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(NUM_FEATURES, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES)).double()
+    return Classifier(net, input_shape=[NUM_FEATURES], num_classes=NUM_CLASSES, optimizer="sgd", lr=lr, momentum=0.0)
+
+
+def make_trainer(devices: int, epochs: int, callbacks: list) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        max_epochs=epochs,
+        callbacks=callbacks,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
+
+
+class RecordIndices(pl.Callback):
+    """Records the original indices of every training batch this process handled, per epoch."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[int]] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seen.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen[-1].extend(trainer.datamodule.batch_original_index.tolist())
+
+
+def probe(name: str, devices: int, scores: list[str]):
+    num_examples, lr, epochs, batch, drop_last = SCENARIOS[name]
+    batch_size = math.ceil(num_examples / devices) if batch == "full" else batch
+    dm = PruningDataModule(make_data(num_examples), batch_size=batch_size, eval_batch_size=7, drop_last=drop_last)
+    callback = DifficultyCallback(scores=scores)
+    model = make_model(lr)
+    trainer = make_trainer(devices, epochs, [callback])
+    trainer.fit(model, datamodule=dm)
+    table = callback.score_table
+    arrays = {f"{name}/score/{s}": table[s] for s in table.names}
+    arrays.update({f"{name}/raw/{s}": table.raw(s) for s in table.names})
+    arrays[f"{name}/weights"] = torch.cat([p.detach().flatten() for p in model.parameters()]).numpy()
+    arrays[f"{name}/epochs_recorded"] = np.array(callback.epochs_recorded)
+    return dm, table, arrays, trainer.global_rank
+
+
+def all_scores() -> list[str]:
+    """Every registered score that needs nothing beyond logits and labels (no holdout model, no k-means)."""
+    return [
+        name
+        for name in list_scores()
+        if name not in _NEED_OPTIONS and not getattr(get_score(name), "needs", None)
+    ]
+
+
+def run_all(out: str | os.PathLike, devices: int) -> None:
+    out = Path(out)
+    scores = all_scores()
+    arrays: dict[str, np.ndarray] = {"scores": np.array(scores)}
+    for name in SCENARIOS:
+        dm, table, scenario_arrays, rank = probe(name, devices, scores)
+        arrays.update(scenario_arrays)
+
+    # Pruned training on the "trained" probe's table (identical on every rank after the merge).
+    kept = dm.prune(table, score="el2n", keep_fraction=0.5, strategy="hard")
+    if rank == 1:  # a rank that decided differently must still train on rank 0's subset
+        dm.prune(table, score="el2n", keep_fraction=0.5, strategy="random", seed=123)
+    arrays["pruned/kept_before_fit"] = dm.kept_indices.copy()
+    arrays["pruned/kept_rank0_rule"] = kept
+    recorder = RecordIndices()
+    dm.batch_size = 4
+    trainer = make_trainer(devices, 2, [recorder])
+    trainer.fit(make_model(0.1, seed=1), datamodule=dm)
+    arrays["pruned/kept_after_fit"] = dm.kept_indices.copy()
+    for epoch, seen in enumerate(recorder.seen):
+        arrays[f"pruned/seen_epoch{epoch}"] = np.array(seen, dtype=np.int64)
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / f"rank{trainer.global_rank}_of{devices}.npz", **arrays)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--devices", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    run_all(args.out, args.devices)

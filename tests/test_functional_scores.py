@@ -114,3 +114,20 @@ def test_el2n_precise_when_confident():
     p /= p.sum()
     expected = np.linalg.norm(p - np.array([1.0, 0.0, 0.0]))
     assert F.el2n(z, torch.tensor([0])).item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [5, F.CLASS_MAJOR_MIN_BATCH + 3])
+def test_both_layouts_match_numpy_with_ties(batch_size):
+    """Small batches use (B, K), large ones a class-major copy: both must give the published values."""
+    rng = np.random.default_rng(batch_size)
+    z = rng.integers(-3, 4, size=(batch_size, 6)).astype(np.float32)  # integers: plenty of exact ties
+    y = rng.integers(6, size=batch_size)
+    zt, yt = torch.tensor(z), torch.tensor(y)
+    others = z.astype(np.float64).copy()
+    others[np.arange(batch_size), y] = -np.inf
+    margin = z[np.arange(batch_size), y] - others.max(axis=1)
+    el2n = np.linalg.norm(numpy_softmax(z.astype(np.float64)) - np.eye(6)[y], axis=1)
+    np.testing.assert_allclose(F.logit_margin(zt, yt).numpy(), margin)
+    np.testing.assert_array_equal(F.correct(zt, yt).numpy(), (z.argmax(axis=1) == y).astype(np.float32))
+    np.testing.assert_allclose(F.el2n(zt, yt).numpy(), el2n, rtol=1e-5, atol=1e-7)
+    assert torch.equal(zt, torch.tensor(z)), "the caller's logits are never modified"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 from typing import Any
 
@@ -44,3 +45,23 @@ def make_model(device: str, model: str, dm: PruningDataModule) -> BenchClassifie
         return BenchClassifier(net, dm.input_shape, dm.num_classes, optimizer="sgd", lr=0.1)
     factory = functools.partial(MLP) if model == "mlp" else functools.partial(CNN1D)
     return BenchClassifier(factory, dm.input_shape, dm.num_classes)
+
+
+def add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks that time ``Trainer`` epochs (``overhead``, ``pruned_speed``)."""
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--model", choices=("mlp", "cnn1d"), default="mlp", help="CPU network")
+    parser.add_argument("--num-examples", type=int, default=None, help="default 18000 (CPU), 50000 (CUDA)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (CPU), 256 (CUDA)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per fit (the first is not timed)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+
+
+def fit_settings(args: argparse.Namespace) -> tuple[int, int]:
+    """Applies ``--quick`` and ``--threads``; returns ``(num_examples, batch_size)`` with per-device defaults."""
+    if args.quick:
+        args.num_examples, args.epochs, args.repeats = 600, 2, 1
+    cuda = args.device == "cuda"
+    torch.set_num_threads(args.threads)
+    return args.num_examples or (50_000 if cuda else 18_000), args.batch_size or (256 if cuda else 128)

@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import lightning.pytorch as pl
-import torch
 from torch.utils.data import DataLoader
 
-from benchmarks._setups import make_datamodule, make_model
+from benchmarks._setups import add_fit_options, fit_settings, make_datamodule, make_model
 from benchmarks._timing import (
     EpochTimer, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, timed, verdict, write_csv,
 )
@@ -42,20 +41,10 @@ class _WithDatamodule:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = base_parser(__doc__.splitlines()[0])
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--model", choices=("mlp", "cnn1d"), default="mlp", help="CPU probe network")
-    parser.add_argument("--num-examples", type=int, default=None, help="default 18000 (CPU), 50000 (CUDA)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default 128 (CPU), 256 (CUDA)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs per fit (the first is not timed)")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    add_fit_options(parser)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.num_examples, args.epochs, args.repeats = 600, 2, 1
+    num_examples, batch_size = fit_settings(args)
     cuda = args.device == "cuda"
-    num_examples = args.num_examples or (50_000 if cuda else 18_000)
-    batch_size = args.batch_size or (256 if cuda else 128)
-    torch.set_num_threads(args.threads)
     names, note = available_scores()
 
     dm = make_datamodule(args.device, num_examples, batch_size)

@@ -13,18 +13,7 @@ from hydra import compose, initialize_config_dir
 from datadiet import ScoreTable
 from datadiet.app import config_dir, run
 
-SMALL = [
-    "data=synthetic",
-    "data.num_samples=400",
-    "model=mlp",
-    "model@probe.model=mlp",
-    "model.net.hidden_sizes=[32]",
-    "probe.model.net.hidden_sizes=[32]",
-    "probe.epochs=2",
-    "max_epochs=2",
-    "logger=csv",
-    "trainer.enable_progress_bar=false",
-]
+from _app_overrides import SMALL
 
 
 def compose_small(tmp_path, *overrides):

@@ -205,7 +205,7 @@ class DifficultyCallback(Callback):
             self._scoring_pass(trainer, pl_module, eval_scores)
         context = ScoreContext(
             sync_min=self._sync_min(trainer),
-            broadcast=(lambda obj, src=0: obj) if trainer.world_size == 1 else trainer.strategy.broadcast,
+            broadcast=trainer.strategy.broadcast,
             labels_fn=lambda: trainer.datamodule.labels,
             num_classes=getattr(trainer.datamodule, "num_classes", None),
             world_size=trainer.world_size,

@@ -130,13 +130,16 @@ class EvalPassScore(PerExampleScore):
         super().__init__(num_examples)
         self.add_state("value", torch.full((num_examples,), float("nan")))
 
-    @staticmethod
-    @abstractmethod
-    def functional(logits: Tensor, target: Tensor) -> Tensor:
-        """The statistic per example (a function from :mod:`datadiet.scores.functional`)."""
+    #: The statistic per example, a function from :mod:`datadiet.scores.functional`; scores that need
+    #: more than logits (see ``needs``) override :meth:`update` instead and leave it ``None``.
+    functional: ClassVar[Optional[Callable[[Tensor, Tensor], Tensor]]] = None
 
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        self.value.index_copy_(0, original_index, self.functional(logits, target).to(self.value.dtype))
+        self.store(original_index, self.functional(logits, target))
+
+    def store(self, original_index: Tensor, values: Tensor) -> None:
+        """Writes one value per example of the batch into the per-example state."""
+        self.value.index_copy_(0, original_index, values.to(self.value.device, self.value.dtype))
 
     def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         self.value = merge_seen(self.value, sync_min)
@@ -174,3 +177,30 @@ class PresentationScore(PerExampleScore):
     def end_epoch(self, sync_min: SyncMin = single_process) -> None:
         self.fold(merge_seen(self.epoch_value, sync_min))
         self.epoch_value.fill_(float("nan"))
+
+
+class PresentationMean(PresentationScore):
+    """The mean over training presentations of :meth:`presentation_value` (AUM, correctness, ...).
+
+    State: a float32 sum and an int32 presentation count per example; NaN for an example never presented.
+    """
+
+    bytes_per_example = 4 + 4 + 4
+    #: True when the raw mean grows with easiness (margins, correctness), so the oriented score is ``-raw``.
+    raw_is_easiness: ClassVar[bool] = False
+
+    def __init__(self, num_examples: int) -> None:
+        super().__init__(num_examples)
+        self.add_state("value_sum", torch.zeros(num_examples))
+        self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
+
+    def fold(self, epoch_value: Tensor) -> None:
+        seen = ~torch.isnan(epoch_value)
+        self.value_sum += torch.where(seen, epoch_value, torch.zeros_like(epoch_value))
+        self.presentations += seen.to(torch.int32)
+
+    def compute(self) -> tuple[np.ndarray, np.ndarray]:
+        count = self.presentations.double()
+        mean = self.value_sum.double() / count.clamp(min=1)
+        raw = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
+        return (-raw if self.raw_is_easiness else raw.copy()), raw

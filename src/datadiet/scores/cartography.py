@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from datadiet.scores import functional as F
-from datadiet.scores.base import PresentationScore
+from datadiet.scores.base import PresentationMean, PresentationScore
 from datadiet.scores.registry import register_score
 
 
@@ -67,25 +67,8 @@ class Variability(_LabelProbabilityMoments):
 
 
 @register_score("correctness")
-class Correctness(PresentationScore):
+class Correctness(PresentationMean):
     """Fraction of presentations where ``argmax z = y``. Raw is larger for easier examples; score = ``-raw``."""
 
-    bytes_per_example = 4 + 4 + 4
-
-    def __init__(self, num_examples: int) -> None:
-        super().__init__(num_examples)
-        self.add_state("correct_count", torch.zeros(num_examples, dtype=torch.int32))
-        self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
-
     presentation_value = staticmethod(F.correct)
-
-    def fold(self, epoch_value: Tensor) -> None:
-        seen = ~torch.isnan(epoch_value)
-        self.correct_count += (seen & (epoch_value == 1.0)).to(torch.int32)
-        self.presentations += seen.to(torch.int32)
-
-    def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        count = self.presentations.double()
-        raw = torch.where(count > 0, self.correct_count.double() / count.clamp(min=1), torch.full_like(count, float("nan")))
-        raw = raw.cpu().numpy()
-        return -raw, raw
+    raw_is_easiness = True

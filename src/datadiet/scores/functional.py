@@ -24,7 +24,7 @@ class _BatchView(NamedTuple):
 
     On CPU, reductions over a short class axis, masks and fresh ``(K, B)`` temporaries are each several
     times slower than row-wise operations over the batch axis in a reused workspace; so the batch is
-    transposed once, "all classes but y" is read off prefix/suffix scans over the K class rows, and every
+    transposed once, "all classes but y" is read off prefix/suffix max scans over the K class rows, and every
     score of the batch reuses the ``(B,)`` results (see :func:`_batch_view`).
     """
 
@@ -47,39 +47,29 @@ _memo: dict[str, Any] = {}
 _workspaces: dict[tuple, Tensor] = {}
 
 
-def _workspace(name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
-    """A float32 buffer reused across batches (one per name, so memory stays bounded)."""
-    key = (name, shape, device)
+def _workspace(name: str, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+    """A buffer reused across batches (one per name, so memory stays bounded)."""
+    key = (name, shape, device, dtype)
     buffer = _workspaces.get(key)
     if buffer is None:
         for stale in [k for k in _workspaces if k[0] == name]:
             del _workspaces[stale]
-        buffer = _workspaces[key] = torch.empty(shape, dtype=torch.float32, device=device)
+        buffer = _workspaces[key] = torch.empty(shape, dtype=dtype, device=device)
     return buffer
 
 
-def _mask_workspace(shape: tuple[int, ...], device: torch.device) -> Tensor:
-    key = ("mask", shape, device)
-    if key not in _workspaces:
-        for stale in [k for k in _workspaces if k[0] == "mask"]:
-            del _workspaces[stale]
-        _workspaces[key] = torch.empty(shape, dtype=torch.bool, device=device)
-    return _workspaces[key]
-
-
-def _excluding_target(rows: Tensor, target: Tensor, combine: Any, empty: float, name: str) -> tuple[Tensor, Tensor]:
-    """``combine`` over the classes before and after ``y`` of each column, by prefix and suffix scans."""
+def _max_before_and_after(rows: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per column of class-major ``rows``: the max over classes ``k < y`` and over ``k > y`` (-inf if none),
+    by prefix and suffix scans over the K class rows."""
     num_classes = rows.shape[0]
-    prefix = _workspace(name + "_prefix", tuple(rows.shape), rows.device).copy_(rows)
-    suffix = _workspace(name + "_suffix", tuple(rows.shape), rows.device).copy_(rows)
+    prefix = _workspace("max_prefix", tuple(rows.shape), rows.device).copy_(rows)
+    suffix = _workspace("max_suffix", tuple(rows.shape), rows.device).copy_(rows)
     for k in range(1, num_classes):
-        combine(prefix[k - 1], prefix[k], out=prefix[k])
-        combine(suffix[num_classes - k], suffix[num_classes - k - 1], out=suffix[num_classes - k - 1])
+        torch.maximum(prefix[k - 1], prefix[k], out=prefix[k])
+        torch.maximum(suffix[num_classes - k], suffix[num_classes - k - 1], out=suffix[num_classes - k - 1])
     before = prefix.gather(0, (target - 1).clamp(min=0).unsqueeze(0)).squeeze(0)
     after = suffix.gather(0, (target + 1).clamp(max=num_classes - 1).unsqueeze(0)).squeeze(0)
-    before = before.masked_fill_(target == 0, empty)
-    after = after.masked_fill_(target == num_classes - 1, empty)
-    return before, after
+    return before.masked_fill_(target == 0, float("-inf")), after.masked_fill_(target == num_classes - 1, float("-inf"))
 
 
 def _batch_view(logits: Tensor, target: Tensor) -> _BatchView:
@@ -88,8 +78,7 @@ def _batch_view(logits: Tensor, target: Tensor) -> _BatchView:
     The memo holds weak references, so it never keeps a batch alive, and a hit requires the very same,
     unmodified logits and target tensors: the scores updating from one batch share one pass over it.
     """
-    if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (batch, num_classes), got {tuple(logits.shape)}")
+    values = _as_float(logits)  # checks the shape; no copy for float32 logits
     try:
         versions = (logits._version, target._version)
     except RuntimeError:  # inference-mode tensors keep no version counter: never memoised
@@ -100,12 +89,11 @@ def _batch_view(logits: Tensor, target: Tensor) -> _BatchView:
             return cached[3]
     _memo.pop("batch", None)
     if logits.shape[0] >= CLASS_MAJOR_MIN_BATCH:
-        values = _workspace("logits", (logits.shape[1], logits.shape[0]), logits.device).copy_(logits.detach().t())
-        best_before, best_after = _excluding_target(values, target, torch.maximum, float("-inf"), "max")
+        values = _workspace("logits", (values.shape[1], values.shape[0]), values.device).copy_(values.t())
+        best_before, best_after = _max_before_and_after(values, target)
         target_logit = values.gather(0, target.unsqueeze(0)).squeeze(0)
         view = _BatchView(values, True, target, target_logit, best_before, best_after)
     else:  # small batches: per-operation overhead dominates, the plain (B, K) layout is faster
-        values = _as_float(logits)
         classes = torch.arange(values.shape[1], device=values.device).unsqueeze(0)
         column = target.unsqueeze(1)
         best_before = values.masked_fill(classes >= column, float("-inf")).amax(dim=1)
@@ -132,9 +120,8 @@ def el2n(logits: Tensor, target: Tensor) -> Tensor:
         exp_target = (view.target_logit - top).exp()
         return (sum_others.square() + sum_squares).sqrt() / (sum_others + exp_target)
     shape, device = tuple(view.logits.shape), view.logits.device
-    is_target = torch.eq(
-        torch.arange(shape[0], device=device).unsqueeze(1), view.target.unsqueeze(0), out=_mask_workspace(shape, device)
-    )
+    classes = torch.arange(shape[0], device=device).unsqueeze(1)
+    is_target = torch.eq(classes, view.target.unsqueeze(0), out=_workspace("mask", shape, device, torch.bool))
     exp_others = _workspace("exp", shape, device).copy_(view.logits).sub_(top).exp_().masked_fill_(is_target, 0.0)
     sum_others = exp_others.sum(dim=0)
     sum_squares = exp_others.square_().sum(dim=0)

@@ -75,10 +75,6 @@ class GraNd(EvalPassScore):
         self.chunk_size = chunk_size
         self.needs = frozenset({"module", "inputs"}) if self.exact else frozenset({"features"})
 
-    @staticmethod
-    def functional(logits: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - needs features
-        raise TypeError("grand needs the head's input features: call `update(..., features=h)`")
-
     def update(
         self,
         original_index: Tensor,
@@ -98,4 +94,4 @@ class GraNd(EvalPassScore):
             if features is None:
                 raise ValueError("grand needs the input of the final linear layer: `update(..., features=h)`")
             value = F.grand_last_layer(logits, target, features, bias=self.bias)
-        self.value[original_index] = value.to(self.value.device, self.value.dtype)
+        self.store(original_index, value)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datadiet.scores.base import EvalPassScore, merge_seen
+from datadiet.scores.base import EvalPassScore, SyncMin, merge_seen, single_process
 from datadiet.scores.context import ScoreContext
 from datadiet.scores.registry import register_score
 
@@ -182,10 +182,6 @@ class PrototypeDistance(EvalPassScore):
         self.seed = int(seed)
         self.needs = frozenset() if embeddings is not None else frozenset({"inputs"}) if embed_fn else frozenset({"features"})
 
-    @staticmethod
-    def functional(logits: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - needs embeddings
-        raise TypeError("prototype_distance is computed from embeddings in `finalize`")
-
     def update(
         self,
         original_index: Tensor,
@@ -211,9 +207,9 @@ class PrototypeDistance(EvalPassScore):
             )
         self.embeddings[original_index] = embedding.to(self.embeddings.device)
 
-    def end_scoring(self, sync_min: Any = None) -> None:
+    def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         if "embeddings" in self._state_names:
-            self.embeddings = merge_seen(self.embeddings, sync_min) if sync_min else self.embeddings
+            self.embeddings = merge_seen(self.embeddings, sync_min)
 
     def finalize(self, context: ScoreContext) -> None:
         distance = None

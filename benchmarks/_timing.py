@@ -22,15 +22,16 @@ import torch
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def interleave(candidates: Mapping[str, Callable[[], float]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Runs every candidate ``warmup + repeats`` times, interleaved, and returns the measured seconds.
+def interleave(candidates: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, list[Any]]:
+    """Runs every candidate ``warmup + repeats`` times, interleaved, and returns what each run measured.
 
-    Each candidate returns the seconds it measured itself (so setup it does not want counted stays out).
+    Each candidate returns the seconds it measured itself (so setup it does not want counted stays out),
+    or a tuple of such measurements.
     Round ``r`` runs the candidates in an order rotated by ``r``, so none always runs first.
     Warm-up rounds are run and thrown away.
     """
     names = list(candidates)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[Any]] = {name: [] for name in names}
     for round_index in range(warmup + repeats):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
@@ -54,51 +55,65 @@ def timed(fn: Callable[[], Any]) -> float:
 
 
 def _sync() -> None:
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    # `is_initialized` first: it is a flag read, `is_available` can cost tens of µs on a machine without a GPU
+    if torch.cuda.is_initialized() and torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
 class EpochTimer(pl.Callback):
-    """Records the wall time between consecutive ``on_train_epoch_end`` calls.
+    """Records the wall time (and the process's CPU time) between consecutive ``on_train_epoch_end`` calls.
 
     Put it *last* in the callback list so every other callback's epoch-end work is inside the interval.
     The interval from one epoch end to the next covers the whole epoch (loader start, every step, every
     callback hook); the first epoch, which also pays for start-up, is measured from ``on_train_start``
     and reported apart in :attr:`first_epoch`.
+
+    CPU time (``time.process_time``, all threads of the process) does not count the time the process
+    waited for a core, so on a shared CPU machine it is the steadier measure of what the work costs;
+    with a GPU doing the work it says little, and wall time is the figure.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch_seconds: list[float] = []
+        self.epoch_cpu_seconds: list[float] = []
         self.first_epoch: Optional[float] = None
-        self._last: Optional[float] = None
+        self._last: Optional[tuple[float, float]] = None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.epoch_seconds, self.first_epoch = [], None
+        self.epoch_seconds, self.epoch_cpu_seconds, self.first_epoch = [], [], None
         _sync()
-        self._last = time.perf_counter()
+        self._last = (time.perf_counter(), time.process_time())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _sync()
-        now = time.perf_counter()
+        now = (time.perf_counter(), time.process_time())
         if self.first_epoch is None:
-            self.first_epoch = now - self._last
+            self.first_epoch = now[0] - self._last[0]
         else:
-            self.epoch_seconds.append(now - self._last)
+            self.epoch_seconds.append(now[0] - self._last[0])
+            self.epoch_cpu_seconds.append(now[1] - self._last[1])
         self._last = now
 
     @property
     def median_epoch(self) -> float:
-        """Median steady-state epoch time (every epoch but the first)."""
+        """Median steady-state epoch wall time (every epoch but the first)."""
         if not self.epoch_seconds:
             raise RuntimeError("run at least two epochs: the first one is not a steady-state measurement")
         return median(self.epoch_seconds)
 
+    @property
+    def median_epoch_cpu(self) -> float:
+        """Median steady-state epoch CPU time of the process."""
+        self.median_epoch  # noqa: B018  same check
+        return median(self.epoch_cpu_seconds)
 
-def quiet_trainer(device: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (), **options: Any) -> pl.Trainer:
+
+def quiet_trainer(
+    device: str, max_epochs: int, callbacks: Sequence[pl.Callback] = (), precision: str = "32-true", **options: Any
+) -> pl.Trainer:
     """A Trainer with no logger, checkpoint, progress bar, model summary or validation: just training."""
     accelerator = "gpu" if device == "cuda" else "cpu"
-    precision = "bf16-mixed" if device == "cuda" else "32-true"
     settings: dict[str, Any] = dict(
         accelerator=accelerator,
         devices=1,

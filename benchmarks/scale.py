@@ -175,10 +175,12 @@ def kmeans_comparison(num_points: int, dim: int, k: int, passes: int, sklearn_po
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--num-examples", type=int, default=10_000_000)
+    # 65,536: the batches DifficultyCallback hands its scores (its PresentationBuffer's size, K <= 64)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4096, 65536])
     parser.add_argument("--batch-size", type=int, default=65536, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the bookkeeping children (1: faster than 2 on a shared 2-core box)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="torch threads of the bookkeeping children: each count is measured (breakdown at the first)")
     parser.add_argument("--scores", nargs="+", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kmeans-points", type=int, default=1_000_000)
@@ -191,29 +193,31 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
 
     if args.child:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads[0])
         print(json.dumps(child(args.num_examples, args.batch_size, list(args.scores), args.epochs)))
         return {}
 
     if args.quick:
-        args.num_examples, args.batch_sizes, args.epochs = 100_000, [8192], 2
+        args.num_examples, args.batch_sizes, args.epochs, args.threads = 100_000, [8192], 2, args.threads[:1]
         args.kmeans_points, args.kmeans_dim, args.kmeans_k, args.kmeans_passes = 5000, 16, 20, 2
     names, note = available_scores()
     rows = []
-    for batch_size in args.batch_sizes:
-        rows.append(run_child(args.num_examples, batch_size, names, args.epochs, args.threads))
+    for threads in args.threads:
+        for batch_size in args.batch_sizes:
+            rows.append(run_child(args.num_examples, batch_size, names, args.epochs, threads))
     main_batch = max(args.batch_sizes)
     for name in names if not args.quick else ():  # per-score breakdown at the largest batch
-        rows.append(run_child(args.num_examples, main_batch, (name,), args.epochs, args.threads))
+        rows.append(run_child(args.num_examples, main_batch, (name,), args.epochs, args.threads[0]))
     out = results_dir(args)
     write_csv(out / "scale_bookkeeping.csv" if out else None, rows)
 
     figures = []
     for row in rows:
-        tag = f"{row['scores']} B={row['batch_size']}"
+        tag = f"{row['scores']} B={row['batch_size']} {row['threads']}T"
         figures.append((f"updates/s {tag}", f"{row['updates_per_s'] / 1e6:.1f} M",
                         verdict(row["updates_per_s"] / 1e6, 10, at_most=False) if "+" in row["scores"] else ""))
-        figures.append((f"updates/s incl. epoch-end merge {tag}", f"{row['updates_per_s_with_merge'] / 1e6:.1f} M", ""))
+        figures.append((f"updates/s incl. epoch-end merge {tag}", f"{row['updates_per_s_with_merge'] / 1e6:.1f} M",
+                        verdict(row["updates_per_s_with_merge"] / 1e6, 10, at_most=False) if "+" in row["scores"] else ""))
         figures.append((f"state bytes/example {tag}", f"{row['state_bytes_per_example']:.1f}",
                         f"(declared {row['declared_bytes_per_example']})"))
         figures.append((f"peak RSS bytes/example {tag}", f"{row['peak_rss_bytes_per_example']:.1f}",
@@ -237,7 +241,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if note:
         print(note)
     print_figures(f"scale: N={args.num_examples:,}, K={NUM_CLASSES}, {args.epochs} epochs + 1 scoring pass, "
-                  f"{args.threads} threads", figures)
+                  f"threads {args.threads} (T)", figures)
     return {"bookkeeping": rows, "kmeans": kmeans}
 
 

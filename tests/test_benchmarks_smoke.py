@@ -28,3 +28,13 @@ def test_benchmark_runs_quick(name, tmp_path, benchmarks_importable, capsys):
     assert "machine:" in printed
     assert result
     assert list(tmp_path.glob("*.csv")), f"{name} wrote no CSV"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["overhead", "pruned_speed"])
+def test_resnet18_amp_setup_runs_on_cpu(name, tmp_path, benchmarks_importable, capsys):
+    """The CUDA benchmarks' setup (ResNet-18, random 32x32 images, bf16 AMP), run on the CPU at tiny size."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    result = module.main(["--quick", "--model", "resnet18", "--results", str(tmp_path)])
+    assert "ResNet-18 bf16 AMP" in capsys.readouterr().out
+    assert result and list(tmp_path.glob("*_cpu_resnet18.csv"))

@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from datadiet import Adapter, DifficultyCallback, PruningDataModule
+from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import get_score
 
 from _modules import DictTupleClassifier, LitClassifier, quiet_trainer
@@ -54,7 +55,12 @@ def reference_forgetting(records, y, num_epochs, batches_per_epoch):
     return forgotten, np.where(ever, forgotten, np.inf)
 
 
-def test_scores_match_numpy_reference():
+@pytest.mark.parametrize("buffer_examples", [None, 20])
+def test_scores_match_numpy_reference(buffer_examples, monkeypatch):
+    if buffer_examples is not None:  # scores updated every 20 examples instead of once an epoch: same values
+        import datadiet.callbacks.difficulty as difficulty
+
+        monkeypatch.setattr(difficulty, "PresentationBuffer", lambda: PresentationBuffer(max_examples=buffer_examples))
     torch.manual_seed(0)
     x, y = noisy_data()
     module = LitClassifier(nn.Sequential(nn.Linear(D, 16), nn.ReLU(), nn.Linear(16, K)), lr=0.8)
@@ -178,3 +184,24 @@ def test_score_state_round_trip():
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="shape"):
         get_score("forgetting")(6).load_state_dict(score.state_dict())
+
+
+def test_mid_epoch_state_dict_holds_every_presentation_so_far():
+    """A checkpoint taken mid-epoch (every_n_train_steps) must not lose the buffered presentations."""
+    import lightning.pytorch as pl
+
+    held = []
+
+    class TakeStateMidEpoch(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 2:
+                held.append(difficulty.state_dict()["scores"]["aum"]["epoch_value"])
+
+    torch.manual_seed(0)
+    x, y = noisy_data()
+    difficulty = DifficultyCallback(scores=("aum", "el2n"))
+    module = LitClassifier(nn.Sequential(nn.Linear(D, K)))
+    trainer = quiet_trainer(max_epochs=1, callbacks=[difficulty, TakeStateMidEpoch()])
+    trainer.fit(module, datamodule=PruningDataModule(TensorDataset(x, y), batch_size=16))
+    assert int((~torch.isnan(held[0])).sum()) == 3 * 16
+    assert not np.isnan(difficulty.score_table.raw("aum")).any()

@@ -131,3 +131,16 @@ def test_both_layouts_match_numpy_with_ties(batch_size):
     np.testing.assert_array_equal(F.correct(zt, yt).numpy(), (z.argmax(axis=1) == y).astype(np.float32))
     np.testing.assert_allclose(F.el2n(zt, yt).numpy(), el2n, rtol=1e-5, atol=1e-7)
     assert torch.equal(zt, torch.tensor(z)), "the caller's logits are never modified"
+
+
+@pytest.mark.parametrize("batch_size", [64, F.CLASS_MAJOR_MIN_BATCH + 3])
+def test_tie_rule_without_the_cpu_shortcut(batch_size):
+    """On CPU only tied examples are re-checked; other devices check every example: same answer."""
+    rng = np.random.default_rng(7)
+    z = rng.integers(-1, 2, size=(batch_size, 5)).astype(np.float32)
+    y = rng.integers(5, size=batch_size)
+    view = F._batch_view(torch.tensor(z), torch.tensor(y))
+    earlier_tie = F._tied_with_earlier_class(view, None).numpy()
+    expected = np.array([(z[i, : y[i]] == z[i, y[i]]).any() for i in range(batch_size)])
+    np.testing.assert_array_equal(earlier_tie, expected)
+    assert expected.any() and not expected.all()

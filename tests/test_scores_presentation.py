@@ -23,8 +23,10 @@ def presentations():
     return logits, labels, seen
 
 
-def run_score(name, logits, labels, seen, split_batches=True):
+def run_score(name, logits, labels, seen, split_batches=True, fold_chunk=None):
     score = get_score(name)(5)
+    if fold_chunk is not None:
+        score.fold_chunk = fold_chunk
     for epoch in range(len(logits)):
         index = np.flatnonzero(seen[epoch])
         halves = np.array_split(index, 2) if split_batches else [index]
@@ -53,13 +55,14 @@ def reference(logits, labels, seen):
     }
 
 
+@pytest.mark.parametrize("fold_chunk", [None, 2])  # 2: the epoch is folded in slices 2 + 2 + 1
 @pytest.mark.parametrize(
     "name, flips",
     [("aum", True), ("confidence", True), ("variability", False), ("correctness", True)],
 )
-def test_matches_numpy_reference(presentations, name, flips):
+def test_matches_numpy_reference(presentations, name, flips, fold_chunk):
     logits, labels, seen = presentations
-    score, raw = run_score(name, logits, labels, seen)
+    score, raw = run_score(name, logits, labels, seen, fold_chunk=fold_chunk)
     expected = reference(logits, labels, seen)[name]
     np.testing.assert_allclose(raw, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(score, -expected if flips else expected, rtol=1e-5, atol=1e-6)
@@ -117,3 +120,25 @@ def test_duplicate_presentations_across_processes_count_once(presentations):
             score.end_epoch(lambda tensor: merged)
     expected = reference(logits, labels, np.ones((3, 5), dtype=bool))["aum"]
     np.testing.assert_allclose(ranks[1].compute()[1], expected, rtol=1e-5)
+
+
+def test_forgetting_folded_in_slices_matches_toneva_count():
+    """Forgetting events counted by hand over 4 epochs of 5 examples, folded 2 examples at a time."""
+    correct = np.array([  # argmax z == y per epoch (rows) and example (columns); NaN: not presented
+        [1, 0, 1, 1, 0],
+        [0, 0, 1, np.nan, 0],
+        [1, 0, 0, 0, 0],
+        [0, 0, 1, 1, 0],
+    ])
+    expected_events = [2, 0, 1, 1, 0]  # 1->0 transitions between consecutive presentations
+    score = get_score("forgetting")(5)
+    score.fold_chunk = 2
+    labels = torch.zeros(5, dtype=torch.long)
+    for epoch in correct:
+        index = np.flatnonzero(~np.isnan(epoch))
+        z = torch.tensor([[1.0, 0.0] if epoch[i] == 1 else [0.0, 1.0] for i in index])
+        score.update(torch.tensor(index), z, labels[index])
+        score.end_epoch()
+    oriented, raw = score.compute()
+    assert raw.tolist() == expected_events
+    assert oriented.tolist() == [2, np.inf, 1, 1, np.inf]  # never learned: hardest

@@ -13,6 +13,7 @@ from torch.utils.data import default_collate
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore, get_score
 from datadiet.scores.base import single_process
 from datadiet.scores.context import FeatureCapture, ScoreContext, find_feature_module
@@ -24,7 +25,9 @@ class DifficultyCallback(Callback):
 
     Training-phase scores (``forgetting``, ...) read the logits of the training forward pass of each
     presentation — captured by a forward hook on the ``LightningModule``, before the optimizer step —
-    so an unmodified module whose ``forward`` returns logits works as is. Eval-phase scores
+    so an unmodified module whose ``forward`` returns logits works as is. Those logits are kept in a
+    buffer and the scores updated once per 65,536 examples (and at every epoch end or checkpoint),
+    which keeps the cost per training step to a few list appends. Eval-phase scores
     (``el2n``, ``margin``) come from one eval-mode scoring pass over the training set when training
     ends, the model as it is at the end of the probe (the published definitions).
 
@@ -76,7 +79,11 @@ class DifficultyCallback(Callback):
         if unknown:
             raise ValueError(f"`score_options` names {unknown}, which are not in `scores` {list(self.score_classes)}")
         self.feature_module = feature_module
+        # Lightning reads `state_key` at every hook call: computed once (the score names are fixed).
+        self._state_key = self._generate_state_key(scores=tuple(self.score_classes))
         self.scores: dict[str, PerExampleScore] = {}
+        self._train_scores: list[PerExampleScore] = []
+        self._presentations = PresentationBuffer()
         self.epochs_recorded = 0
         self._score_table: Optional[ScoreTable] = None
         self._pending_state: Optional[dict[str, Any]] = None
@@ -88,7 +95,7 @@ class DifficultyCallback(Callback):
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(scores=tuple(self.score_classes))
+        return self._state_key
 
     @property
     def score_table(self) -> ScoreTable:
@@ -119,6 +126,8 @@ class DifficultyCallback(Callback):
             name: cls(datamodule.num_examples, **self.score_options.get(name, {}))
             for name, cls in self.score_classes.items()
         }
+        self._train_scores = [score for score in self.scores.values() if score.phase == "train"]
+        self._presentations = PresentationBuffer()
         self.epochs_recorded = 0
         self._score_table = None
         if self._pending_state is not None:
@@ -173,8 +182,7 @@ class DifficultyCallback(Callback):
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._capturing = False
-        train_scores = [score for score in self.scores.values() if score.phase == "train"]
-        if not train_scores:
+        if not self._train_scores:
             return
         if self._captured is None:
             raise RuntimeError(
@@ -183,12 +191,23 @@ class DifficultyCallback(Callback):
             )
         logits = self.adapter.logits_fn(self._captured)
         target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
-        for score in train_scores:
-            score.update(self._batch_index, logits, target)
         self._captured = None
+        if self._batch_index is None:
+            raise RuntimeError(
+                "DifficultyCallback got a training batch without original indices: the training loader must be "
+                "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
+            )
+        if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
+            self._update_train_scores()
+        self._presentations.add(self._batch_index, logits, target)
+
+    def _update_train_scores(self) -> None:
+        """Hands the buffered presentations to the training-phase scores."""
+        _update(self._train_scores, self._presentations)
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._update_train_scores()
         sync_min = self._sync_min(trainer)
         for score in self.scores.values():
             if score.phase == "train":
@@ -197,6 +216,7 @@ class DifficultyCallback(Callback):
 
     @override
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._update_train_scores()
         if self._hook_handle is not None:
             self._hook_handle.remove()
             self._hook_handle = None
@@ -246,6 +266,9 @@ class DifficultyCallback(Callback):
         bar = self._progress_bar(trainer, len(loader))
         was_training = pl_module.training
         pl_module.eval()
+        # scores of logits and labels alone are updated from buffered batches, as in training
+        logits_only = [score for score in eval_scores if not score.needs]
+        buffered = PresentationBuffer()
         needs = set().union(*(score.needs for score in eval_scores))
         capture = FeatureCapture(find_feature_module(pl_module, self.feature_module)) if "features" in needs else None
         try:
@@ -268,10 +291,13 @@ class DifficultyCallback(Callback):
                             if "module" in score.needs:
                                 wanted["logits_fn"] = self.adapter.logits_fn
                             score.update(index, logits, target, **wanted)
-                        else:
-                            score.update(index, logits, target)
+                    if logits_only:
+                        if not buffered.fits(len(index), logits.shape[-1]):
+                            _update(logits_only, buffered)
+                        buffered.add(index, logits, target)
                     if bar is not None:
                         bar.update(1)
+                _update(logits_only, buffered)
         finally:
             pl_module.train(was_training)
             if bar is not None:
@@ -315,6 +341,7 @@ class DifficultyCallback(Callback):
     # Checkpointing --------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
+        self._update_train_scores()  # a checkpoint taken mid-epoch holds every presentation so far
         return {
             "epochs_recorded": self.epochs_recorded,
             "scores": {name: score.state_dict() for name, score in self.scores.items()},
@@ -332,3 +359,11 @@ class DifficultyCallback(Callback):
         for name, score_state in state_dict.get("scores", {}).items():
             if name in self.scores:
                 self.scores[name].load_state_dict(score_state)
+
+
+def _update(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:
+    """Hands what ``buffer`` holds to ``scores`` as one batch, and empties it."""
+    if len(buffer):
+        index, logits, target = buffer.take()
+        for score in scores:
+            score.update(index, logits, target)

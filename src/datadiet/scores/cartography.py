@@ -28,15 +28,16 @@ class _LabelProbabilityMoments(PresentationScore):
 
     presentation_value = staticmethod(F.label_probability)
 
-    def fold(self, epoch_value: Tensor) -> None:
-        seen = ~torch.isnan(epoch_value)
-        value = torch.where(seen, epoch_value, self.mean)
-        count = self.presentations + seen.to(torch.int32)
-        delta = value - self.mean
-        new_mean = self.mean + delta / count.clamp(min=1).to(delta.dtype)
-        self.squared_deviations += torch.where(seen, delta * (value - new_mean), torch.zeros_like(delta))
-        self.mean = torch.where(seen, new_mean, self.mean)
-        self.presentations = count
+    def fold(self, epoch_value: Tensor, part: slice) -> None:
+        seen = epoch_value == epoch_value  # not NaN
+        mean = self.mean[part]
+        value = torch.where(seen, epoch_value, mean)
+        count = self.presentations[part] + seen.to(torch.int32)
+        delta = value - mean
+        new_mean = mean + delta / count.clamp(min=1).to(delta.dtype)
+        self.squared_deviations[part].add_(torch.where(seen, delta * (value - new_mean), 0.0))
+        self.mean[part] = torch.where(seen, new_mean, mean)
+        self.presentations[part] = count
 
     def _unseen_to_nan(self, values: Tensor) -> np.ndarray:
         values = torch.where(self.presentations > 0, values.double(), torch.full_like(values, float("nan"), dtype=torch.float64))

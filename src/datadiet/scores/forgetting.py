@@ -31,12 +31,13 @@ class Forgetting(PresentationScore):
 
     presentation_value = staticmethod(F.correct)
 
-    def fold(self, epoch_value: Tensor) -> None:
-        seen = ~torch.isnan(epoch_value)
-        self.previous_correct, self.forgetting_count, self.ever_correct = F.forgetting_update(
-            self.previous_correct, self.forgetting_count, self.ever_correct, epoch_value == 1.0, seen
+    def fold(self, epoch_value: Tensor, part: slice) -> None:
+        seen = epoch_value == epoch_value  # not NaN
+        previous, count, ever = F.forgetting_update(
+            self.previous_correct[part], self.forgetting_count[part], self.ever_correct[part], epoch_value == 1.0, seen
         )
-        self.presentations += seen.to(torch.int32)
+        self.previous_correct[part], self.forgetting_count[part], self.ever_correct[part] = previous, count, ever
+        self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
         score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations)

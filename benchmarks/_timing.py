@@ -47,14 +47,15 @@ def median(values: Iterable[float]) -> float:
 
 def timed(fn: Callable[[], Any]) -> float:
     """Seconds one call of ``fn`` takes (CUDA work included: the device is synchronised on both ends)."""
-    _sync()
+    synchronize()
     start = time.perf_counter()
     fn()
-    _sync()
+    synchronize()
     return time.perf_counter() - start
 
 
-def _sync() -> None:
+def synchronize() -> None:
+    """Waits for queued CUDA work (a no-op without CUDA), so a stopwatch sees the work it times."""
     # `is_initialized` first: it is a flag read, `is_available` can cost tens of µs on a machine without a GPU
     if torch.cuda.is_initialized() and torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -82,11 +83,11 @@ class EpochTimer(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epoch_seconds, self.epoch_cpu_seconds, self.first_epoch = [], [], None
-        _sync()
+        synchronize()
         self._last = (time.perf_counter(), time.process_time())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _sync()
+        synchronize()
         now = (time.perf_counter(), time.process_time())
         if self.first_epoch is None:
             self.first_epoch = now[0] - self._last[0]
@@ -98,15 +99,18 @@ class EpochTimer(pl.Callback):
     @property
     def median_epoch(self) -> float:
         """Median steady-state epoch wall time (every epoch but the first)."""
-        if not self.epoch_seconds:
-            raise RuntimeError("run at least two epochs: the first one is not a steady-state measurement")
-        return median(self.epoch_seconds)
+        return _steady_median(self.epoch_seconds)
 
     @property
     def median_epoch_cpu(self) -> float:
         """Median steady-state epoch CPU time of the process."""
-        self.median_epoch  # noqa: B018  same check
-        return median(self.epoch_cpu_seconds)
+        return _steady_median(self.epoch_cpu_seconds)
+
+
+def _steady_median(seconds: list[float]) -> float:
+    if not seconds:
+        raise RuntimeError("run at least two epochs: the first one is not a steady-state measurement")
+    return median(seconds)
 
 
 def quiet_trainer(

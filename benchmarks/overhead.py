@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from benchmarks._setups import add_fit_options, describe, fit_settings, make_datamodule, make_model, precision
 from benchmarks._timing import (
-    EpochTimer, _sync, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, timed, verdict, write_csv,
+    EpochTimer, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, synchronize, timed, verdict,
+    write_csv,
 )
 from benchmarks.scale import available_scores
 from datadiet import DifficultyCallback
@@ -42,10 +43,10 @@ class _HookTimed(DifficultyCallback):
         self.hook_seconds = 0.0
 
     def _timed(self, hook: Any, *args: Any) -> Any:
-        _sync()
+        synchronize()
         start = time.perf_counter()
         result = hook(*args)
-        _sync()
+        synchronize()
         self.hook_seconds += time.perf_counter() - start
         return result
 

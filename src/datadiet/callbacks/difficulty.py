@@ -25,9 +25,9 @@ class DifficultyCallback(Callback):
 
     Training-phase scores (``forgetting``, ...) read the logits of the training forward pass of each
     presentation — captured by a forward hook on the ``LightningModule``, before the optimizer step —
-    so an unmodified module whose ``forward`` returns logits works as is. Those logits are kept in a
+    so an unmodified module whose ``forward`` returns logits works as is. Those logits are copied into a
     buffer and the scores updated once per 65,536 examples (and at every epoch end or checkpoint),
-    which keeps the cost per training step to a few list appends. Eval-phase scores
+    which keeps the cost per training step to a few tensor copies. Eval-phase scores
     (``el2n``, ``margin``) come from one eval-mode scoring pass over the training set when training
     ends, the model as it is at the end of the probe (the published definitions).
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from datadiet.launch import rank_argv
+from datadiet.app.launch import rank_argv
 
 WORLD_SIZE = 2
 PROBE_EPOCHS, MAX_EPOCHS = 1, 2

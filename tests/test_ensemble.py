@@ -6,7 +6,7 @@ from omegaconf import OmegaConf
 from scipy.stats import spearmanr
 
 from datadiet import ScoreTable
-from datadiet.ensemble import average_table_files, average_tables, run_probe_seeds
+from datadiet.app.ensemble import average_table_files, average_tables, run_probe_seeds
 
 
 def tables():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from datadiet import ScoreTable
-from datadiet.checkpointing import AtomicCheckpointIO, phase_checkpoint, resume_path
+from datadiet.app.checkpointing import AtomicCheckpointIO, phase_checkpoint, resume_path
 
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "killable_app.py"
 SMALL = [

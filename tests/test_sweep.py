@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from datadiet import ScoreTable
 from datadiet.app import config_dir, run
-from datadiet.cache import RUN_LOG, ProbeCache, single_process
+from datadiet.app.cache import RUN_LOG, ProbeCache, single_process
 
 from _app_overrides import SMALL
 

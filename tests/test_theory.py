@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from datadiet.selection import list_strategies, select
-from datadiet.selection.auto import auto_decision, crossover_alpha_tot, participation_ratio
+from datadiet.theory.auto import auto_decision, crossover_alpha_tot, participation_ratio
 from datadiet.theory import max_margin_direction, predict, simulate
 from datadiet.theory.large_n import expected_squared_hinge, kept_threshold
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from datadiet import ScoreTable
-from datadiet.config import sweep_name
+from datadiet.app.config import sweep_name
 from datadiet.report.wandb_logging import examples_figure
 
 from _wandb_records import offline_runs

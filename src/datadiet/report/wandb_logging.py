@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from datadiet.config import sweep_name
-from datadiet.wandb_mode import wandb_offline
+from datadiet.report.wandb_mode import wandb_offline
 
 if TYPE_CHECKING:
     from datadiet.report.scaling import SweepReport
@@ -27,6 +26,11 @@ log = logging.getLogger(__name__)
 
 #: Examples per row of the hardest / easiest grid.
 GRID_EXAMPLES = 8
+
+
+def sweep_name(sweep_dir: str | Path) -> str:
+    """A sweep's W&B group: its directory's last two parts, ``multirun/2026-01-31/12-00-00`` → ``2026-01-31_12-00-00``."""
+    return "_".join(Path(sweep_dir).resolve().parts[-2:])
 
 
 def wandb_run(loggers: Sequence[Any]) -> Any:

@@ -1,6 +1,18 @@
-"""The perceptron teacher–student model of data pruning (Sorscher et al. 2022): simulation and large-N theory."""
+"""The perceptron teacher–student model of data pruning (Sorscher et al. 2022): simulation, large-N theory,
+and the ``auto`` selection strategy built on it (registered in :mod:`datadiet.selection` on import)."""
 
+from datadiet.theory.auto import AutoDecision, auto_decision, crossover_alpha_tot, participation_ratio
 from datadiet.theory.large_n import TheoryResult, predict
 from datadiet.theory.perceptron import SimulationResult, max_margin_direction, simulate
 
-__all__ = ["SimulationResult", "TheoryResult", "max_margin_direction", "predict", "simulate"]
+__all__ = [
+    "AutoDecision",
+    "SimulationResult",
+    "TheoryResult",
+    "auto_decision",
+    "crossover_alpha_tot",
+    "max_margin_direction",
+    "participation_ratio",
+    "predict",
+    "simulate",
+]

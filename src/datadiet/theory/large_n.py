@@ -241,7 +241,7 @@ def predict(
         alpha_tot: examples per dimension before pruning, P/N > 0.
         keep_fraction: fraction f in (0, 1] kept; the student sees ``α_prune = f·α_tot``.
         strategy: ``hard`` keeps the smallest probe margins ``|J·x|``, ``easy`` the largest, ``random``
-            a uniform subset, ``auto`` whichever of easy/hard :func:`datadiet.selection.auto.auto_decision`
+            a uniform subset, ``auto`` whichever of easy/hard :func:`datadiet.theory.auto.auto_decision`
             picks.
         probe_angle_deg: angle θ in degrees between the pruning probe J and the teacher, in [0, 90].
         seeds: seeds of the matching simulation (unused by the theory).
@@ -266,7 +266,7 @@ def predict(
     strategy = check_strategy(strategy)
     probe_angle_deg = check_probe_angle(probe_angle_deg)
     if strategy == "auto":
-        from datadiet.selection.auto import auto_decision  # noqa: PLC0415  (auto builds on this module)
+        from datadiet.theory.auto import auto_decision  # noqa: PLC0415  (auto builds on this module)
 
         strategy = auto_decision(alpha_tot, keep_fraction, probe_angle_deg=probe_angle_deg).strategy
     return _predict(alpha_tot, keep_fraction, strategy, probe_angle_deg)

@@ -14,6 +14,7 @@ from typing import Iterable, Union
 import numpy as np
 from scipy import optimize
 
+from datadiet.selection import select
 from datadiet.theory._arguments import (
     check_alpha_tot,
     check_keep_fraction,
@@ -22,6 +23,7 @@ from datadiet.theory._arguments import (
     check_seeds,
     check_strategy,
 )
+from datadiet.theory.auto import auto_decision  # also registers the `auto` strategy
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def simulate(
         alpha_tot: examples per dimension before pruning, P/N > 0.
         keep_fraction: fraction f in (0, 1] kept.
         strategy: ``hard``, ``easy``, ``random`` or ``auto`` (given ``effective_dim=n_dim`` and
-            ``probe_angle_deg``, see :mod:`datadiet.selection.auto`).
+            ``probe_angle_deg``, see :mod:`datadiet.theory.auto`).
         probe_angle_deg: angle θ between probe and teacher in degrees, in [0, 90].
         seeds: seeds to average over; an integer k means ``range(k)``.
 
@@ -130,10 +132,6 @@ def simulate(
 
         simulate(200, alpha_tot=4.0, keep_fraction=0.5, strategy="hard", seeds=3).mean_error
     """
-    # Imported here: datadiet.selection imports datadiet.selection.auto, which imports the theory package.
-    from datadiet.selection import select
-    from datadiet.selection import auto as _auto  # noqa: F401  (registers the "auto" strategy)
-
     n_dim = check_n_dim(n_dim)
     alpha_tot = check_alpha_tot(alpha_tot)
     keep_fraction = check_keep_fraction(keep_fraction)
@@ -144,7 +142,7 @@ def simulate(
     options = {"effective_dim": n_dim, "probe_angle_deg": probe_angle_deg} if strategy == "auto" else {}
     used_strategy = strategy
     if strategy == "auto":
-        decision = _auto.auto_decision(num_examples / n_dim, keep_fraction, probe_angle_deg=probe_angle_deg)
+        decision = auto_decision(num_examples / n_dim, keep_fraction, probe_angle_deg=probe_angle_deg)
         used_strategy = decision.strategy
 
     errors, margins, num_kept = [], [], 0

@@ -13,19 +13,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
+from datadiet.diagnostics import rank_correlation
 from datadiet.store import ScoreTable
-
-
-def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
-    """Spearman's ρ over the examples where both values are not NaN (+inf ranks as the largest); NaN when
-    fewer than two such examples, or one score is constant there."""
-    both = ~(np.isnan(first) | np.isnan(second))
-    if both.sum() < 2 or np.ptp(first[both]) == 0 or np.ptp(second[both]) == 0:
-        return float("nan")  # undefined for a constant score (e.g. variability after one epoch)
-    rho = spearmanr(first[both], second[both]).statistic
-    return float(rho)
 
 
 def seed_correlations(values: Sequence[np.ndarray]) -> np.ndarray:

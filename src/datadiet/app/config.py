@@ -24,6 +24,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, SI, OmegaConf
 
+from datadiet.report.wandb_logging import sweep_name
+from datadiet.report.wandb_mode import wandb_offline
+
 SCHEMA_GROUP = "datadiet_schema"
 
 
@@ -255,11 +258,6 @@ def _multirun_sweep_dir() -> Optional[Path]:
     return Path(hydra_cfg.sweep.dir).resolve()
 
 
-def sweep_name(sweep_dir: str | Path) -> str:
-    """A sweep's W&B group: its directory's last two parts, ``multirun/2026-01-31/12-00-00`` → ``2026-01-31_12-00-00``."""
-    return "_".join(Path(sweep_dir).resolve().parts[-2:])
-
-
 def _sweep_group() -> Optional[str]:
     sweep_dir = _multirun_sweep_dir()
     return None if sweep_dir is None else sweep_name(sweep_dir)
@@ -271,7 +269,9 @@ def _default_cache_dir(output_dir: str) -> str:
 
 
 def register_resolvers() -> None:
-    """``${datadiet.sweep_group:}`` and ``${datadiet.default_cache_dir:<run dir>}`` (see ``conf/``)."""
+    """``${datadiet.sweep_group:}``, ``${datadiet.default_cache_dir:<run dir>}`` and ``${datadiet.wandb_offline:}``
+    (see ``conf/``)."""
+    OmegaConf.register_new_resolver("datadiet.wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("datadiet.sweep_group", _sweep_group, replace=True)
     OmegaConf.register_new_resolver("datadiet.default_cache_dir", _default_cache_dir, replace=True)
 

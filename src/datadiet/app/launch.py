@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict, read_write
 
-from datadiet.cache import single_process
+from datadiet.app.cache import single_process
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
-"""The ``datadiet`` Hydra app: probe → score → select → train → test in one process.
+"""The app's pipeline for one config: probe → score → select → train → test.
 
-``datadiet pruning.keep_fraction=0.3 pruning.strategy=random`` runs it; configs live in the top-level
-``conf/`` folder of a checkout (shipped as ``datadiet/conf`` inside the wheel). The run directory gets
+:func:`run` is what ``datadiet`` (:mod:`datadiet.app.cli`) calls for each job. The run directory gets
 ``scores.npz`` (+ ``scores.json`` provenance), ``kept_indices.npz`` (+ ``.json``) and ``summary.json``,
 all written atomically; the function returns the test error for sweepers.
 """
@@ -13,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import hydra
 import lightning.pytorch as pl
 import numpy as np
 from hydra.utils import instantiate
@@ -22,39 +20,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from datadiet import __version__
 from datadiet._io import atomic_write_json
+from datadiet.app.cache import cache_probe
+from datadiet.app.checkpointing import AtomicCheckpointIO, phase_checkpoint, resume_path
+from datadiet.app.config import register_configs  # noqa: F401  (registers the config schemas and resolvers)
+from datadiet.app.ensemble import run_probe_seeds
+from datadiet.app.summary import format_summary
 from datadiet.callbacks import DifficultyCallback
 from datadiet.callbacks.examples_seen import ExamplesSeen
-from datadiet.cache import cache_probe
-from datadiet.config import register_configs  # noqa: F401  (registers the config schemas and resolvers)
-from datadiet.checkpointing import AtomicCheckpointIO, phase_checkpoint, resume_path
 from datadiet.data import PruningDataModule
 from datadiet.diagnostics import save_correlations
-from datadiet.ensemble import run_probe_seeds
 from datadiet.fingerprint import config_fingerprint
-from datadiet.launch import multirun_ddp_job
+from datadiet.report.wandb_logging import log_job
 from datadiet.scores import get_score
 from datadiet.scores.rho_loss import cached_irreducible_losses
 from datadiet.selection import STRATEGIES, validate_keep_fraction
-from datadiet.report import record_failures
-from datadiet.report.wandb_logging import log_job
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, subset_for_datamodule, table_for_datamodule
-from datadiet.summary import format_summary
-from datadiet.wandb_mode import wandb_offline
-
-
-def config_dir() -> str:
-    """The folder of the app's configs: inside the installed package, else the checkout's ``conf/``."""
-    packaged = Path(__file__).resolve().parent / "conf"
-    if packaged.is_dir():
-        return str(packaged)
-    checkout = Path(__file__).resolve().parents[2] / "conf"
-    if checkout.is_dir():
-        return str(checkout)
-    raise FileNotFoundError(f"datadiet's configs are missing: looked in {packaged} and {checkout}")
-
-
-OmegaConf.register_new_resolver("datadiet.wandb_offline", wandb_offline, replace=True)
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -290,22 +271,3 @@ def _finish_wandb(loggers: list[Logger]) -> None:
         import wandb
 
         wandb.finish()
-
-
-@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Console entry point; returns the test error so Hydra sweepers can minimise it.
-
-    In a multirun a failed job writes ``job_failure.json`` and returns NaN; the sweep's report lists it.
-    Under DDP each multirun job starts and ends its own ranks (see :mod:`datadiet.launch`).
-    """
-
-    def job(job_cfg: DictConfig) -> float:
-        with multirun_ddp_job(job_cfg):
-            return run(job_cfg)["test_error"]
-
-    return record_failures(job, cfg)
-
-
-if __name__ == "__main__":
-    main()

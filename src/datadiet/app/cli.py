@@ -1,0 +1,42 @@
+"""The ``datadiet`` console script: Hydra's entry point around :func:`datadiet.app.pipeline.run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from datadiet.app.launch import multirun_ddp_job
+from datadiet.app.pipeline import run
+from datadiet.report import record_failures
+
+
+def config_dir() -> str:
+    """The folder of the app's configs: inside the installed package, else the checkout's ``conf/``."""
+    packaged = Path(__file__).resolve().parents[1] / "conf"
+    if packaged.is_dir():
+        return str(packaged)
+    checkout = Path(__file__).resolve().parents[3] / "conf"
+    if checkout.is_dir():
+        return str(checkout)
+    raise FileNotFoundError(f"datadiet's configs are missing: looked in {packaged} and {checkout}")
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
+def main(cfg: DictConfig) -> float:
+    """Console entry point; returns the test error so Hydra sweepers can minimise it.
+
+    In a multirun a failed job writes ``job_failure.json`` and returns NaN; the sweep's report lists it.
+    Under DDP each multirun job starts and ends its own ranks (see :mod:`datadiet.app.launch`).
+    """
+
+    def job(job_cfg: DictConfig) -> float:
+        with multirun_ddp_job(job_cfg):
+            return run(job_cfg)["test_error"]
+
+    return record_failures(job, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,6 +12,7 @@ Scoring pass: the callback's end-of-probe eval-mode pass over the training set (
     python -m benchmarks.overhead                    # CPU, MNIST-1D, MLP probe
     python -m benchmarks.overhead --model cnn1d
     python -m benchmarks.overhead --device cuda      # ResNet-18 on random 32x32 tensors, bf16 AMP
+    python -m benchmarks.overhead --dynamic-pruning 0.5   # also DynamicPruning's own share of its epochs
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from benchmarks._timing import (
     write_csv,
 )
 from benchmarks.scale import available_scores
-from datadiet import DifficultyCallback
+from datadiet import DifficultyCallback, DynamicPruning
 
 
 class _HookTimed(DifficultyCallback):
@@ -63,6 +64,34 @@ class _HookTimed(DifficultyCallback):
         self._timed(super()._capture_output, *args)
 
 
+class _DynamicTimed(DynamicPruning):
+    """DynamicPruning with the same stopwatch (its per-step hooks, forward hook, epoch start and end).
+
+    The gradient hook's one multiply runs inside backward and is not in the sum.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook_seconds = 0.0
+
+    _timed = _HookTimed._timed
+
+    def on_train_epoch_start(self, *args: Any) -> None:
+        self._timed(super().on_train_epoch_start, *args)
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self._timed(super().on_train_batch_start, *args)
+
+    def on_train_batch_end(self, *args: Any) -> None:
+        self._timed(super().on_train_batch_end, *args)
+
+    def on_train_epoch_end(self, *args: Any) -> None:
+        self._timed(super().on_train_epoch_end, *args)
+
+    def _capture_output(self, *args: Any) -> None:
+        self._timed(super()._capture_output, *args)
+
+
 class _WithDatamodule:
     """The fitted trainer, seen with the data module attached (``trainer.predict(dataloaders=...)`` detaches it)."""
 
@@ -76,6 +105,10 @@ class _WithDatamodule:
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = base_parser(__doc__.splitlines()[0])
     add_fit_options(parser)
+    parser.add_argument(
+        "--dynamic-pruning", type=float, default=None, metavar="R",
+        help="also fit with DynamicPruning(prune_ratio=R, anneal_fraction=0) and report its hooks' in-fit share",
+    )
     args = parser.parse_args(argv)
     num_examples, batch_size = fit_settings(args)
     cuda = args.device == "cuda"
@@ -85,6 +118,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     plain_loader = DataLoader(dm.train_dataset, batch_size=batch_size, shuffle=True, pin_memory=cuda)
     last: dict[str, Any] = {}
     hook_shares: list[float] = []  # the callback's own seconds / the fit's epoch seconds (timed epochs)
+    dynamic_shares: list[float] = []  # the same for DynamicPruning
 
     def fit(variant: str) -> tuple[float, float]:
         pl.seed_everything(0, verbose=False)
@@ -93,6 +127,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         callbacks = [timer]
         if variant == "callback":
             callbacks = [_HookTimed(scores=names), timer]
+        if variant == "dynamic":
+            callbacks = [_DynamicTimed(prune_ratio=args.dynamic_pruning, anneal_fraction=0.0), timer]
         trainer = quiet_trainer(args.device, args.epochs, callbacks=callbacks, precision=precision(args))
         if variant == "plain":
             trainer.fit(model, train_dataloaders=plain_loader)
@@ -101,10 +137,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         if variant == "callback":
             last.update(trainer=trainer, model=model, callback=callbacks[0])
             hook_shares.append(callbacks[0].hook_seconds / (sum(timer.epoch_seconds) + timer.first_epoch))
+        if variant == "dynamic":
+            dynamic_shares.append(callbacks[0].hook_seconds / (sum(timer.epoch_seconds) + timer.first_epoch))
         return timer.median_epoch, timer.median_epoch_cpu
 
     variants = ("plain", "datamodule", "callback")
-    measured = interleave({v: (lambda v=v: fit(v)) for v in variants}, args.repeats)
+    extra = ("dynamic",) if args.dynamic_pruning is not None else ()
+    measured = interleave({v: (lambda v=v: fit(v)) for v in variants + extra}, args.repeats)
     epochs = {v: [wall for wall, _ in measured[v]] for v in variants}
     cpu_epochs = {v: [cpu for _, cpu in measured[v]] for v in variants}
 
@@ -160,6 +199,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         ("trainer.predict s, same data", f"{predict:.4f}", ""),
         ("scoring / predict", f"{scoring / predict:.3f}", verdict(scoring / predict, 1.10)),
     ]
+    if dynamic_shares:
+        dynamic_share = median(dynamic_shares[1:] or dynamic_shares)
+        rows.append(dict(
+            setup=setup, clock="wall", value=dynamic_share,
+            figure=f"DynamicPruning(r={args.dynamic_pruning})'s own time / epoch time, in-fit",
+        ))
+        figures.append((
+            f"DynamicPruning r={args.dynamic_pruning}: own hooks, share of the epoch (in-fit)",
+            f"{100 * dynamic_share:.2f} %", verdict(1 + dynamic_share, 1.02).replace("target", "as a ratio, target"),
+        ))
     out = results_dir(args)
     write_csv(out / f"overhead_{tag}.csv" if out else None, rows)
     if note:

@@ -73,6 +73,9 @@ def test_cli_runs_and_prints_summary(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "datadiet summary" in result.stdout
     assert "examples kept" in result.stdout and "test accuracy" in result.stdout
-    for name in ("scores.npz", "scores.json", "kept_indices.npz", "kept_indices.json", "summary.json"):
+    for name in ("kept_indices.npz", "kept_indices.json", "summary.json"):
         assert (tmp_path / name).exists(), name
+    assert not (tmp_path / "scores.npz").exists(), "random selection reads no scores: no probe runs"
+    assert "compute_ratio" in json.loads((tmp_path / "summary.json").read_text())
+    assert result.stdout.rstrip().splitlines()[-1].startswith("run directory"), "the summary is printed last"
     assert not list(Path(tmp_path).glob(".*.tmp")), "no temporary files left behind"

@@ -132,3 +132,16 @@ def test_cuda_statistics_match_cpu_and_add_no_sync_per_step(precision):
         if name in ("forgetting", "correctness") and precision != "32-true":
             continue  # argmax can flip on near ties under bf16
         np.testing.assert_allclose(tables["cuda"][name], tables["cpu"][name], rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+def test_in_run_pruning_decides_identically_on_every_rank(runs):
+    single, rank0, rank1 = runs
+    np.testing.assert_allclose(rank0["in_run/el2n"], single["in_run/el2n"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(rank0["in_run/kept"], single["in_run/kept"])
+    np.testing.assert_array_equal(rank1["in_run/kept"], single["in_run/kept"])
+    assert len(single["in_run/kept"]) == 21
+    # the scoring pass: 42 examples, padded to 2 × 21 on 2 ranks; the third epoch sees only the kept subset
+    assert int(single["in_run/scored_examples"]) == 42 and int(rank0["in_run/scored_examples"]) == 42
+    seen = np.concatenate([rank0["in_run/seen_epoch2"], rank1["in_run/seen_epoch2"]])
+    assert set(seen.tolist()) == set(single["in_run/kept"].tolist())
+    assert sorted(single["in_run/seen_epoch2"].tolist()) == sorted(single["in_run/kept"].tolist())

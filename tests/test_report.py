@@ -109,3 +109,51 @@ def test_report_command_rejects_a_folder_without_jobs(tmp_path, capsys):
 def test_collect_reads_strategy_from_the_job_config(fake_sweep):
     jobs = {job.directory.name: job for job in collect_jobs(fake_sweep)}
     assert jobs["2"].strategy == "hard" and jobs["2"].keep_fraction == 1.0 and jobs["2"].finished
+
+
+def _configured_job(directory, keep_fraction, strategy="hard", seed=0, model="mlp", probe_epochs=5, test_error=0.2):
+    (directory / ".hydra").mkdir(parents=True)
+    config = {"seed": seed, "model": {"name": model},
+              "probe": {"epochs": probe_epochs, "scores": ["el2n"], "score_options": {}},
+              "pruning": {"strategy": strategy, "keep_fraction": keep_fraction, "seed": "${seed}"}}  # fmt: skip
+    OmegaConf.save(OmegaConf.create(config), directory / ".hydra" / "config.yaml")
+    summary = {"examples_kept": round(keep_fraction * 1000), "train_examples": 1000, "test_error": test_error,
+               "score": "el2n", "seed": seed}  # fmt: skip
+    (directory / "summary.json").write_text(json.dumps(summary))
+
+
+def test_a_folder_of_two_experiments_is_refused_without_writing_a_curve(tmp_path, capsys):
+    from datadiet.report.scaling import MixedSweepError
+
+    for number, keep_fraction in enumerate((0.1, 0.5)):  # sweep 1: mlp, probe 5 epochs
+        _configured_job(tmp_path / "12-00-00" / str(number), keep_fraction, model="mlp")
+    for number, keep_fraction in enumerate((0.1, 0.5)):  # sweep 2: resnet18, probe 10 epochs
+        _configured_job(tmp_path / "13-00-00" / str(number), keep_fraction, model="resnet18", probe_epochs=10)
+    with pytest.raises(MixedSweepError, match=r'model.name: "mlp" \(2 jobs\), "resnet18" \(2 jobs\); probe.epochs: 5'):
+        build_report(tmp_path)
+    assert not (tmp_path / "scaling_curve.csv").exists() and not (tmp_path / "report.json").exists()
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(tmp_path), "--no-wandb"])
+    assert exit_info.value.code == 2 and "not one sweep" in capsys.readouterr().err
+
+
+def test_jobs_differing_only_in_keep_fraction_strategy_and_seed_are_one_sweep(tmp_path):
+    number = 0
+    for strategy in ("hard", "random"):
+        for seed in (0, 1):
+            for keep_fraction in (0.1, 0.5):
+                _configured_job(tmp_path / str(number), keep_fraction, strategy=strategy, seed=seed)
+                number += 1
+    report = build_report(tmp_path)
+    assert len(report.finished) == 8 and {fit.strategy for fit in report.fits} == {"hard", "random"}
+
+
+def test_the_multirun_callback_warns_and_writes_no_curve_for_a_mixed_sweep(tmp_path, caplog):
+    from datadiet.report.callback import ScalingCurveCallback
+
+    _configured_job(tmp_path / "0", 0.1, model="mlp")
+    _configured_job(tmp_path / "1", 0.5, model="resnet18")
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    ScalingCurveCallback().on_multirun_end(config)  # every job finished: no error, but no curve
+    assert "no scaling curve for this multirun" in caplog.text and "model.name" in caplog.text
+    assert not (tmp_path / "scaling_curve.csv").exists()

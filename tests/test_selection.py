@@ -79,3 +79,30 @@ def test_class_balanced_needs_labels():
 
 def test_registry_lists_builtins():
     assert {"hard", "easy", "random"} <= set(list_strategies())
+
+
+def test_needs_scores_says_which_strategies_read_the_scores():
+    from datadiet.selection import needs_scores, register_strategy
+    from datadiet.selection.registry import STRATEGIES, _SCORE_FREE
+
+    assert needs_scores("hard") and needs_scores("easy") and needs_scores("ccs")
+    assert not needs_scores("random")
+    # `random` keeps the same subset whatever the scores are, so the app may skip the probe
+    np.testing.assert_array_equal(
+        select(np.zeros(50), 0.3, "random", seed=4), select(np.arange(50.0), 0.3, "random", seed=4)
+    )
+    with pytest.raises(ValueError, match="unknown strategy 'nope'"):
+        needs_scores("nope")
+    with pytest.raises(TypeError, match="needs_scores"):
+        register_strategy("every_other", needs_scores="no")
+
+    @register_strategy("first_few_for_test", needs_scores=False)
+    def first_few(scores, num_keep, rng):
+        return np.arange(num_keep)
+
+    try:
+        assert not needs_scores("first_few_for_test")
+        np.testing.assert_array_equal(select(np.ones(10), 0.3, "first_few_for_test"), [0, 1, 2])
+    finally:
+        STRATEGIES._entries.pop("first_few_for_test")
+        _SCORE_FREE.discard("first_few_for_test")

@@ -76,7 +76,7 @@ def test_app_jobs_with_one_cache_dir_share_the_probe(tmp_path):
         return run(cfg)
 
     first = job("a", "pruning.keep_fraction=0.3", "pruning.strategy=hard")
-    second = job("b", "pruning.keep_fraction=0.6", "pruning.strategy=random")
+    second = job("b", "pruning.keep_fraction=0.6", "pruning.strategy=easy")  # random would need no probe
     assert (first["probe_cache"], second["probe_cache"]) == ("miss", "hit")
     assert second["probe_examples_seen"] == first["probe_examples_seen"] == 2 * 288 + 288  # what the probe cost
     assert ProbeCache(tmp_path / "cache").num_computed() == 1
@@ -97,7 +97,7 @@ def test_parallel_sweep_runs_one_probe_and_reports_failed_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     command = [
         sys.executable, "-m", "datadiet.app", "-m", *SMALL,
-        "pruning.keep_fraction=0.3,0.6", "pruning.strategy=hard,random,nonexistent",
+        "pruning.keep_fraction=0.3,0.6", "pruning.strategy=hard,easy,nonexistent",
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
@@ -119,7 +119,7 @@ def test_parallel_sweep_runs_one_probe_and_reports_failed_jobs(tmp_path):
     rows = (sweep / "scaling_curve.csv").read_text().splitlines()
     assert len(rows) == 1 + 4
     report = json.loads((sweep / "report.json").read_text())
-    assert {fit["strategy"] for fit in report["fits"]} == {"hard", "random"}
+    assert {fit["strategy"] for fit in report["fits"]} == {"hard", "easy"}
     assert len(report["failed_jobs"]) == 2
     assert all("unknown strategy 'nonexistent'" in job["error"] for job in report["failed_jobs"])
     assert all((Path(job["job"]) / "job_failure.json").exists() for job in report["failed_jobs"])

@@ -1,11 +1,11 @@
 """datadiet: train on less, better-chosen data — a PyTorch Lightning plugin for data pruning.
 
-Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`PruneDuringFit`, :class:`ScoreTable`,
-:class:`Adapter`, :func:`select`, and the score / strategy registries.
+Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`DynamicPruning`,
+:class:`PruneDuringFit`, :class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
 """
 
 from datadiet.adapter import Adapter
-from datadiet.callbacks import DifficultyCallback, PruneDuringFit
+from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit
 from datadiet.data import PruningDataModule
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.selection import list_strategies, register_strategy, select
@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Adapter",
     "DifficultyCallback",
+    "DynamicPruning",
     "PruneDuringFit",
     "PruningDataModule",
     "ScoreTable",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,9 @@ def dataset_fingerprint(dataset: Any) -> str:
     """A short hash of a map-style dataset's length and content.
 
     Tensor datasets and datasets with ``data``/``targets`` arrays are hashed whole; others through
-    up to 512 evenly spaced examples, which catches a different dataset without reading it all.
+    up to 512 evenly spaced examples, which catches a different dataset without reading it all. Those
+    are read under fixed seeds of ``torch``, ``numpy`` and ``random`` (the callers' random states are
+    left as they were), so a dataset with random augmentations has one fingerprint, not one per call.
     """
     hasher = hashlib.sha256()
     hasher.update(f"{type(dataset).__name__}:{len(dataset)}".encode())
@@ -50,8 +53,17 @@ def dataset_fingerprint(dataset: Any) -> str:
         _update_with(hasher, [np.asarray(a) for a in arrays])
     else:
         count = min(len(dataset), _SAMPLED_EXAMPLES)
-        for position in np.linspace(0, len(dataset) - 1, num=count, dtype=np.int64) if count else []:
-            _update_with(hasher, dataset[int(position)])
+        python_state, numpy_state = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                random.seed(0)
+                np.random.seed(0)
+                for position in np.linspace(0, len(dataset) - 1, num=count, dtype=np.int64) if count else []:
+                    _update_with(hasher, dataset[int(position)])
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
     return hasher.hexdigest()[:16]
 
 

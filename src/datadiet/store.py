@@ -42,13 +42,15 @@ class ScoreTable(Mapping[str, np.ndarray]):
     ) -> None:
         self._scores = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
         self._raw = {name: np.asarray(values, dtype=np.float64) for name, values in (raw or {}).items()}
+        for name, values in {**self._scores, **self._raw}.items():
+            if values.ndim != 1:
+                raise ValueError(f"score {name!r} must be 1-D (one value per example), got shape {values.shape}")
         lengths = {name: len(values) for name, values in {**self._scores, **self._raw}.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"all scores must have one value per example; got lengths {lengths}")
-        for name, values in {**self._scores, **self._raw}.items():
-            if values.ndim != 1:
-                raise ValueError(f"score {name!r} must be 1-D, got shape {values.shape}")
         self.labels = None if labels is None else np.asarray(labels)
+        if self.labels is not None and self.labels.ndim != 1:
+            raise ValueError(f"`labels` must be 1-D (one label per example), got shape {self.labels.shape}")
         self.metadata: dict[str, Any] = dict(metadata or {})
         if self.labels is not None and lengths and len(self.labels) != next(iter(lengths.values())):
             raise ValueError(
@@ -77,6 +79,19 @@ class ScoreTable(Mapping[str, np.ndarray]):
         for values in self._scores.values():
             return len(values)
         return 0 if self.labels is None else len(self.labels)
+
+    @property
+    def dataset_fingerprint(self) -> Optional[str]:
+        """The fingerprint of the training set the scores were computed on, when recorded.
+
+        ``metadata["dataset_fingerprint"]`` (set by :class:`~datadiet.DifficultyCallback`) or the app's
+        ``metadata["dataset"]["fingerprint"]``; ``None`` for tables without provenance (imported ones).
+        """
+        recorded = self.metadata.get("dataset_fingerprint")
+        dataset = self.metadata.get("dataset")
+        if recorded is None and isinstance(dataset, Mapping):
+            recorded = dataset.get("fingerprint")
+        return None if recorded is None else str(recorded)
 
     def raw(self, name: str) -> np.ndarray:
         """The raw (un-oriented) value of score ``name``."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
 from datadiet._io import atomic_save_npz, atomic_write_json
 from datadiet.store import ScoreTable
@@ -40,7 +41,9 @@ def import_score_table(
     """Reads (index, score) pairs from a CSV (with a header) or an ``.npz`` into a :class:`ScoreTable`.
 
     A table saved by :meth:`ScoreTable.save` is loaded as is. Otherwise the file has an integer
-    ``index_column`` (original index) and a float ``score_column``; examples it does not list get NaN.
+    ``index_column`` (original index) and a float ``score_column``; examples it does not list get NaN,
+    with a warning naming how many: :meth:`PruningDataModule.prune` ranks them hardest, and refuses a
+    table with more than ``max_unscored_fraction`` (default half) of them.
 
     Args:
         path: ``.csv`` or ``.npz`` file.
@@ -89,11 +92,18 @@ def import_score_table(
         raise ValueError(f"{path}: index {int(index.max())} is out of range for {size} examples")
     raw = np.full(size, np.nan)
     raw[index] = values
+    unscored = int(np.isnan(raw).sum())
+    if unscored:
+        rank_zero_warn(
+            f"{path} gives no score (missing row or NaN) for {unscored} of {size} examples; they get NaN, which "
+            "`prune` ranks as hardest (strategy 'hard' keeps them first, 'easy' drops them first), and it refuses "
+            "the table when more than `max_unscored_fraction` (default half) of the examples are NaN"
+        )
     return ScoreTable(
         {name: raw if larger_is_harder else -raw},
         raw={name: raw},
         labels=labels,
-        metadata={"imported_from": str(path), "num_examples": size},
+        metadata={"imported_from": str(path), "num_examples": size, "num_unscored": unscored},
     )
 
 

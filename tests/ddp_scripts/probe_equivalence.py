@@ -13,6 +13,7 @@ Scenarios (all in float64 so that "identical" can be checked to ~1e-12):
 - ``pruned``: prune ``trained``'s table to an odd number of examples and train on it, recording the
   original indices each rank processed; rank 1 first selects a *different* subset on purpose, which
   the data module must replace by rank 0's when the Trainer starts.
+- ``in_run``: ``trained`` with :class:`PruneDuringFit` after 2 of 3 epochs: one kept subset on every rank.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import DifficultyCallback, PruningDataModule
+from datadiet import DifficultyCallback, PruneDuringFit, PruningDataModule
 from datadiet.models import Classifier
 from datadiet.scores import get_score, list_scores
 
@@ -130,6 +131,16 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     arrays["pruned/kept_after_fit"] = dm.kept_indices.copy()
     for epoch, seen in enumerate(recorder.seen):
         arrays[f"pruned/seen_epoch{epoch}"] = np.array(seen, dtype=np.int64)
+
+    # In-run pruning (PruneDuringFit) of the "trained" scenario after 2 of 3 full-batch epochs.
+    num_examples, lr, _, _, _ = SCENARIOS["trained"]
+    dm = PruningDataModule(make_data(num_examples), batch_size=math.ceil(num_examples / devices), eval_batch_size=7)
+    recorder, in_run = RecordIndices(), PruneDuringFit(after_epochs=2, keep_fraction=0.5)
+    make_trainer(devices, 3, [recorder, in_run]).fit(make_model(lr), datamodule=dm)
+    arrays["in_run/kept"] = in_run.kept_indices
+    arrays["in_run/el2n"] = in_run.score_table["el2n"]
+    arrays["in_run/scored_examples"] = np.array(in_run.scored_examples)
+    arrays["in_run/seen_epoch2"] = np.array(recorder.seen[2], dtype=np.int64)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"rank{trainer.global_rank}_of{devices}.npz", **arrays)
 

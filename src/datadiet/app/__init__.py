@@ -4,8 +4,9 @@
 ``conf/`` folder of a checkout (shipped as ``datadiet/conf`` inside the wheel). :func:`run` runs one
 config and returns its summary; :func:`main` is the console script. The plumbing beside them: typed
 config schemas (``config``), the probe-score cache (``cache``), atomic checkpoints and resume
-(``checkpointing``), DDP inside multiruns (``launch``), multi-seed probes (``ensemble``) and the
-closing summary (``summary``).
+(``checkpointing``), what a rerun in a run directory may reuse (``rundir``), warnings the app's own
+settings make expected (``quiet``), DDP inside multiruns (``launch``), multi-seed probes (``ensemble``)
+and the closing summary (``summary``).
 """
 
 from datadiet.app.cli import config_dir, main

@@ -58,7 +58,17 @@ class ProbeCache:
         return table
 
     def store(self, fingerprint: str, table: ScoreTable) -> Path:
-        """Writes ``table`` (atomically) and records the computation in ``probe_runs.jsonl``."""
+        """Writes ``table`` (atomically) and records the computation in ``probe_runs.jsonl``.
+
+        Raises:
+            ValueError: the table records another probe fingerprint (scores of other settings).
+        """
+        recorded = table.metadata.get("probe_fingerprint")
+        if recorded is not None and recorded != fingerprint:
+            raise ValueError(
+                f"refusing to cache scores of probe {recorded} under fingerprint {fingerprint}: "
+                "they were made with other settings"
+            )
         table.metadata["probe_fingerprint"] = fingerprint
         path = table.save(self.path(fingerprint))
         record = {"probe_fingerprint": fingerprint, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
@@ -152,7 +162,7 @@ def cache_probe(fingerprint_fn: Callable[[Any, Any], str]) -> Callable:
 
             def compute() -> ScoreTable:
                 table, costs = run_probe(cfg, datamodule, loggers, output_dir, *args, **kwargs)
-                table.metadata["probe_costs"] = dict(costs)
+                table.metadata["probe_costs"] = {key: value for key, value in costs.items() if key != "probe_resumed"}
                 computed["costs"] = costs
                 return table
 
@@ -167,6 +177,8 @@ def cache_probe(fingerprint_fn: Callable[[Any, Any], str]) -> Callable:
 
                 log_probe(loggers, table, datamodule)
             costs = dict(computed.get("costs") or table.metadata.get("probe_costs") or {})
+            if hit:
+                costs.pop("probe_resumed", None)  # another job's probe, not this run's
             costs["probe_cache"] = "hit" if hit else "miss"
             return table, costs
 

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import io
 import os
+import time
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
 from datadiet._io import atomic_write_bytes
@@ -50,7 +53,7 @@ def phase_checkpoint(phase_dir: str | os.PathLike) -> ModelCheckpoint:
     ``on_train_epoch_end`` (Lightning runs checkpoint callbacks last), never at validation end, which
     comes before the epoch's statistics are folded.
     """
-    return ModelCheckpoint(
+    return _PhaseCheckpoint(
         dirpath=str(Path(phase_dir) / "checkpoints"),
         filename=LAST.removesuffix(".ckpt"),
         save_top_k=1,
@@ -58,6 +61,49 @@ def phase_checkpoint(phase_dir: str | os.PathLike) -> ModelCheckpoint:
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
+
+
+class _PhaseCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` without its "directory exists and is not empty" warning: the folder is the phase's
+    own, and holds a checkpoint exactly when the phase resumes from it (see :mod:`datadiet.app.rundir`)."""
+
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
+
+
+class PhaseClock(Callback):
+    """Wall time of a phase's ``fit``, earlier sessions included: the time up to the checkpoint it resumed
+    from is kept in the checkpoint (``state_dict``), so a resumed run reports what its result really cost.
+
+    Example::
+
+        clock = PhaseClock()
+        trainer = pl.Trainer(callbacks=[clock, phase_checkpoint(run_dir / "train")])
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=dm, ckpt_path=resume_path(run_dir / "train"))
+        wall_time_s = clock.earlier_s + time.perf_counter() - start
+    """
+
+    def __init__(self) -> None:
+        #: Seconds spent in this phase by earlier sessions, up to the checkpoint this one resumed from.
+        self.earlier_s = 0.0
+        self._started: Optional[float] = None
+
+    @override
+    def on_fit_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._started = time.perf_counter()
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        session = 0.0 if self._started is None else time.perf_counter() - self._started
+        return {"wall_time_s": self.earlier_s + session}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.earlier_s = float(state_dict.get("wall_time_s", 0.0))
 
 
 def resume_path(phase_dir: str | os.PathLike, resume: bool = True, explicit: Optional[str] = None) -> Optional[str]:

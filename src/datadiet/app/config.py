@@ -13,6 +13,7 @@ A new key in ``conf/`` therefore needs its field here (the error names the schem
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import typing
 from dataclasses import dataclass, field, make_dataclass
@@ -111,6 +112,7 @@ class ClassifierConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     cosine_schedule: bool = False
+    schedule_interval: str = "epoch"
 
 
 # probe and pruning --------------------------------------------------------------------------------
@@ -125,6 +127,7 @@ class RhoLossConfig:
 @dataclass
 class ProbeConfig:
     model: Any = MISSING
+    mode: str = "separate"
     epochs: int = 5
     scores: List[str] = field(default_factory=lambda: ["el2n", "forgetting", "margin"])
     skip_when_keeping_all: bool = True
@@ -144,11 +147,17 @@ class PruningConfig:
     seed: int = SI("${seed}")
     options: Dict[str, Any] = field(default_factory=dict)
     subset_path: Optional[str] = None
+    budget: str = "epochs"
+    compute_fraction: Optional[float] = None
+    mode: str = "static"
+    prune_ratio: float = 0.5
+    anneal_fraction: float = 0.125
 
 
 # trainer ------------------------------------------------------------------------------------------
 #: Set by the app per phase (probe / full training), so a value in ``trainer`` would be ignored.
-_SET_BY_APP = ("self", "max_epochs", "callbacks", "logger", "default_root_dir")
+#: (``trainer.max_epochs`` stays: it sets the full training's epochs, like ``max_epochs``.)
+_SET_BY_APP = ("self", "callbacks", "logger", "default_root_dir")
 _PLAIN = (bool, int, float, str)
 
 
@@ -229,6 +238,75 @@ class DataDietConfig:
     task_name: str = "datadiet"
     resume: bool = True
     ckpt_path: Optional[str] = None
+    baseline: bool = False
+
+
+#: Config nodes whose keys are free-form (a strategy's or a score's own keyword arguments): ``+`` may add keys there.
+FREE_FORM = ("pruning.options", "probe.score_options")
+
+
+def check_known_keys(cfg: Any, schema_name: str = "") -> None:
+    """Fails when a composed config has a key its schema does not (one added with ``+key=value``).
+
+    Hydra lets ``+`` add a key to a typed node; the schema would not have it, so nothing reads it and the run
+    would silently ignore it. Free-form nodes (:data:`FREE_FORM`, a network's ``net``, ``logger``) take any key.
+
+    Raises:
+        ValueError: naming the key, the schema, the close matches and where free-form keys go.
+    """
+    from dataclasses import fields, is_dataclass
+
+    from omegaconf import DictConfig
+
+    for node_path, node in _typed_nodes(cfg):
+        schema = OmegaConf.get_type(node)
+        if not (isinstance(node, DictConfig) and is_dataclass(schema)):
+            continue
+        known = [item.name for item in fields(schema)]
+        for key in node.keys():
+            if key not in known:
+                prefix = f"{node_path}." if node_path else ""
+                close = [f"`{prefix}{match}`" for match in difflib.get_close_matches(str(key), known, n=3)]
+                raise ValueError(
+                    f"`{prefix}{key}` is not a setting: {schema.__name__} has no `{key}`"
+                    + (f" (did you mean {' or '.join(close)}?)" if close else "")
+                    + f". `+key=value` adds keys only to the free-form {' and '.join(FREE_FORM)}; "
+                    + (f"the keys of `{node_path}` are: " if node_path else "the top-level keys are: ")
+                    + ", ".join(known)
+                )
+
+
+def _typed_nodes(node: Any, path: str = ""):
+    """Every mapping node of a config with its dotted path, skipping :data:`FREE_FORM` subtrees."""
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig) or path in FREE_FORM:
+        return
+    yield path, node
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            yield from _typed_nodes(child, f"{path}.{key}" if path else str(key))
+
+
+def check_epochs(cfg: Any) -> None:
+    """``trainer.max_epochs`` (what Lightning + Hydra users type) sets the full training's epochs, as ``max_epochs``
+    does; both set to different values is ambiguous.
+
+    Raises:
+        ValueError: ``trainer.max_epochs`` and ``max_epochs`` differ.
+    """
+    trainer_epochs = cfg.trainer.get("max_epochs")
+    if trainer_epochs is not None and cfg.max_epochs != trainer_epochs:
+        raise ValueError(
+            f"`trainer.max_epochs={trainer_epochs}` and `max_epochs={cfg.max_epochs}` both set the full training's "
+            "epochs: give one of them (the probe's epochs are `probe.epochs`)"
+        )
+
+
+def _first_set(*values: Any) -> Any:
+    """``${datadiet.first_set:a,b,...}``: the first value that is not null."""
+    return next((value for value in values if value is not None), None)
 
 
 def register_configs() -> None:
@@ -274,6 +352,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("datadiet.wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("datadiet.sweep_group", _sweep_group, replace=True)
     OmegaConf.register_new_resolver("datadiet.default_cache_dir", _default_cache_dir, replace=True)
+    OmegaConf.register_new_resolver("datadiet.first_set", _first_set, replace=True)
 
 
 register_configs()

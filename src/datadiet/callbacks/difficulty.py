@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import weakref
 from contextlib import nullcontext
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import default_collate
 from typing_extensions import override
 
-from datadiet.adapter import Adapter
+from datadiet.adapter import Adapter, _second
+from datadiet.callbacks.example_ledger import ExampleLedger
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore, get_score
 from datadiet.scores.base import single_process
@@ -36,6 +40,22 @@ class DifficultyCallback(Callback):
     without host–device synchronisation, and are merged across processes once per epoch through
     ``trainer.strategy`` (see :mod:`datadiet.scores.base` for why DDP padding cannot double count).
 
+    Class labels (for the scores that need them, and the table's ``labels`` used by class-balanced
+    pruning) are the data module's ``labels`` with the default adapter, and otherwise what the
+    adapter's ``target_fn`` reads from the batches (examples it never saw are read through it once).
+    When the table is built, a warning names the examples never presented in training (e.g. under
+    ``limit_train_batches``): their train-phase scores are NaN.
+
+    Calling ``trainer.fit`` again with the same callback (the statistics are never silently reset):
+
+    - a fit that trains nothing (the same ``Trainer`` with ``max_epochs`` already reached) keeps the
+      statistics and the score table as they are;
+    - a fit that trains the same model further (a larger ``max_epochs``, or a new ``Trainer``)
+      continues the statistics, and rebuilds the table when its training ends;
+    - a fit with ``ckpt_path`` restores the checkpoint's statistics;
+    - a fit of another model, or of a data module of another size, is refused: call :meth:`reset` (or
+      use a new callback) to start a new probe.
+
     Args:
         scores: names of registered scores (see :func:`datadiet.list_scores`).
         adapter: how to read inputs, labels and logits when batches are not ``(x, y)`` or ``forward``
@@ -47,7 +67,9 @@ class DifficultyCallback(Callback):
             closed form and ``prototype_distance``); default the module's last ``nn.Linear``.
 
     Raises:
-        ValueError: an unknown score name, or no scores at all.
+        ValueError: an unknown score name, or no scores at all; at ``setup``, a data module whose size differs
+            from the statistics of an earlier fit.
+        RuntimeError: at ``on_train_start``, a model other than the one whose statistics an earlier fit recorded.
 
     Example::
 
@@ -91,6 +113,11 @@ class DifficultyCallback(Callback):
         self._capturing = False
         self._captured: Any = None
         self._batch_index: Optional[Tensor] = None
+        self._ledger: Optional[ExampleLedger] = None
+        self._num_examples: Optional[int] = None
+        self._model_ref: Optional[weakref.ref] = None
+        self._continuing = False
+        self._restored = False
 
     @property
     @override
@@ -109,11 +136,21 @@ class DifficultyCallback(Callback):
         """State bytes per training example for the chosen scores (excluding the score table itself)."""
         return sum(cls.bytes_per_example for cls in self.score_classes.values())
 
+    def reset(self) -> None:
+        """Forgets every statistic and the score table: the next ``trainer.fit`` starts a new probe."""
+        self.scores, self._train_scores = {}, []
+        self._presentations = PresentationBuffer()
+        self.epochs_recorded = 0
+        self._score_table = None
+        self._ledger = None
+        self._num_examples = self._model_ref = None
+
     # Setup ----------------------------------------------------------------------------------------
     @override
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
+        self._restored = False
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "batch_original_index"):
             raise RuntimeError(
@@ -122,6 +159,19 @@ class DifficultyCallback(Callback):
                 "with `PruningDataModule.from_datamodule(dm)`"
             )
         self._check_labels(datamodule)
+        self._continuing = bool(self.scores)
+        if self._continuing:  # an earlier fit recorded statistics: see the class docstring
+            if self._num_examples != datamodule.num_examples:
+                raise ValueError(
+                    f"this DifficultyCallback holds statistics of {self._num_examples} training examples from an "
+                    f"earlier `trainer.fit`, but the data module has {datamodule.num_examples}; call "
+                    "`callback.reset()` (or use a new DifficultyCallback) to start a new probe"
+                )
+            return
+        self._num_examples = datamodule.num_examples
+        # with the default adapter the labels are the data module's (`batch[1]` is the item's second element)
+        record_labels = self.adapter.target_fn not in (None, _second)
+        self._ledger = ExampleLedger(datamodule.num_examples, record_labels=record_labels)
         self.scores = {
             name: cls(datamodule.num_examples, **self.score_options.get(name, {}))
             for name, cls in self.score_classes.items()
@@ -158,8 +208,18 @@ class DifficultyCallback(Callback):
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        previous_model = self._model_ref() if self._model_ref is not None else None
+        if self._continuing and not self._restored and previous_model is not pl_module:
+            raise RuntimeError(
+                f"this DifficultyCallback holds {self.epochs_recorded} epoch(s) of statistics of another model from "
+                "an earlier `trainer.fit`; continuing them with this model would mix two probes. Call "
+                "`callback.reset()` (or use a new DifficultyCallback) to start a new probe"
+            )
+        self._model_ref = weakref.ref(pl_module)
+        self._score_table = None  # this fit trains: its table is built when training ends
         for score in self.scores.values():
             score.to(pl_module.device)
+        self._ledger.to(pl_module.device)
         if any(score.phase == "train" for score in self.scores.values()):
             self._hook_handle = pl_module.register_forward_hook(self._capture_output)
 
@@ -174,6 +234,8 @@ class DifficultyCallback(Callback):
     ) -> None:
         index = trainer.datamodule.batch_original_index
         self._batch_index = None if index is None else index.to(pl_module.device, non_blocking=True)
+        if self._batch_index is not None:
+            self._ledger.mark_presented(self._batch_index)
         self._captured = None
         self._capturing = True
 
@@ -182,6 +244,8 @@ class DifficultyCallback(Callback):
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._capturing = False
+        if self._ledger.labels is not None and self._batch_index is not None:
+            self._ledger.record_labels(self._batch_index, self.adapter.target_fn(batch))
         if not self._train_scores:
             return
         if self._captured is None:
@@ -223,17 +287,21 @@ class DifficultyCallback(Callback):
         eval_scores = [score for score in self.scores.values() if score.phase == "eval"]
         if eval_scores:
             self._scoring_pass(trainer, pl_module, eval_scores)
+        datamodule = trainer.datamodule
+        labels = self._ledger.merged_labels(
+            trainer, datamodule.train_dataset, datamodule.collate_fn, self.adapter.target_fn
+        )
         context = ScoreContext(
             sync_min=self._sync_min(trainer),
             broadcast=trainer.strategy.broadcast,
-            labels_fn=lambda: trainer.datamodule.labels,
+            labels_fn=(lambda: trainer.datamodule.labels) if labels is None else (lambda: labels),
             num_classes=getattr(trainer.datamodule, "num_classes", None),
             world_size=trainer.world_size,
             is_global_zero=trainer.is_global_zero,
         )
         for score in self.scores.values():
             score.finalize(context)
-        self._score_table = self._build_table(trainer)
+        self._score_table = self._build_table(trainer, labels, self._ledger.never_presented(trainer))
 
     @override
     def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -248,21 +316,9 @@ class DifficultyCallback(Callback):
     def _scoring_pass(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
     ) -> None:
-        loader = trainer.datamodule.scoring_dataloader(self.scoring_batch_size)
-        if trainer.world_size > 1:
-            from torch.utils.data import DataLoader, DistributedSampler
-
-            sampler = DistributedSampler(
-                loader.dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
-            )
-            loader = DataLoader(
-                loader.dataset,
-                batch_size=loader.batch_size,
-                sampler=sampler,
-                num_workers=loader.num_workers,
-                collate_fn=loader.collate_fn,
-                pin_memory=loader.pin_memory,
-            )
+        loader = trainer.datamodule.scoring_dataloader(
+            self.scoring_batch_size, num_replicas=trainer.world_size, rank=trainer.global_rank
+        )
         bar = self._progress_bar(trainer, len(loader))
         was_training = pl_module.training
         pl_module.eval()
@@ -280,6 +336,7 @@ class DifficultyCallback(Callback):
                     inputs = self.adapter.input_fn(batch)
                     logits = self.adapter.logits_fn(pl_module(inputs))
                     target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+                    self._ledger.record_labels(index, target)
                     extras = {
                         "features": capture.take() if capture is not None else None,
                         "inputs": inputs,
@@ -322,18 +379,34 @@ class DifficultyCallback(Callback):
             return single_process
         return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
 
-    def _build_table(self, trainer: "pl.Trainer") -> ScoreTable:
+    def _build_table(
+        self, trainer: "pl.Trainer", labels: Optional[np.ndarray], never_presented: Optional[int]
+    ) -> ScoreTable:
         oriented, raw = {}, {}
         for name, score in self.scores.items():
             oriented[name], raw[name] = score.compute()
         datamodule = trainer.datamodule
+        if never_presented:
+            train_names = [name for name, score in self.scores.items() if score.phase == "train"]
+            eval_names = [name for name, score in self.scores.items() if score.phase == "eval"]
+            consequence = f"their train-phase scores {train_names} are NaN" if train_names else ""
+            if eval_names:
+                consequence += "; " if consequence else ""
+                consequence += f"their eval-phase scores {eval_names} come from a model that never trained on them"
+            rank_zero_warn(
+                f"{never_presented} of {datamodule.num_examples} training examples were never presented to the probe "
+                f"during training (`limit_train_batches`, `max_steps`, `drop_last` without shuffling, or a pruned "
+                f"data module): {consequence}"
+            )
         return ScoreTable(
             oriented,
             raw=raw,
-            labels=datamodule.labels,
+            labels=datamodule.labels if labels is None else labels,
             metadata={
                 "num_examples": datamodule.num_examples,
+                "dataset_fingerprint": datamodule.fingerprint(),
                 "probe_epochs": self.epochs_recorded,
+                "examples_never_presented": never_presented,
                 "world_size": trainer.world_size,
             },
         )
@@ -345,6 +418,7 @@ class DifficultyCallback(Callback):
         return {
             "epochs_recorded": self.epochs_recorded,
             "scores": {name: score.state_dict() for name, score in self.scores.items()},
+            "examples": None if self._ledger is None else self._ledger.state_dict(),
         }
 
     @override
@@ -355,10 +429,12 @@ class DifficultyCallback(Callback):
             self._pending_state = state_dict
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        self._restored = True
         self.epochs_recorded = state_dict.get("epochs_recorded", 0)
         for name, score_state in state_dict.get("scores", {}).items():
             if name in self.scores:
                 self.scores[name].load_state_dict(score_state)
+        self._ledger.load_state_dict(state_dict.get("examples"))
 
 
 def _update(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:

@@ -12,11 +12,13 @@ class ExamplesSeen(Callback):
     """The training examples handed to ``training_step`` during one ``fit``, summed over every rank.
 
     Each rank reads its :class:`~datadiet.PruningDataModule`'s ``train_examples_served`` when training
-    starts and ends; ``on_train_end`` sums the differences with ``trainer.strategy.reduce`` (a collective,
-    on every rank), so :attr:`count` is the same global number everywhere. Under DDP it includes the
+    starts, at every epoch end and when it ends; each of the last two sums the differences with
+    ``trainer.strategy.reduce`` (a collective, on every rank), so :attr:`count` is the same global number
+    everywhere. Under DDP it includes the
     examples the ``DistributedSampler`` repeats to give every rank equally many (at most ``world_size - 1``
-    per epoch): they cost compute like any other. A ``fit`` whose training loop is skipped (resumed from a
-    checkpoint of its last epoch) counts 0.
+    per epoch): they cost compute like any other. The count is kept in checkpoints (``state_dict``), so a
+    ``fit`` resumed from one counts the examples before it too (an epoch cut short by a kill and redone
+    counts once), also when its training loop is skipped (resumed from a checkpoint of its last epoch).
 
     Example::
 
@@ -27,6 +29,7 @@ class ExamplesSeen(Callback):
 
     def __init__(self) -> None:
         self.count = 0
+        self._count_at_start = 0  # restored from a checkpoint
         self._served_at_start = 0
 
     @staticmethod
@@ -41,12 +44,27 @@ class ExamplesSeen(Callback):
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self.count = 0
+        self.count = self._count_at_start
         self._served_at_start = self._served(trainer)
 
     @override
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._update(trainer)  # before the epoch's checkpoint (Lightning runs checkpoint callbacks last)
+
+    @override
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._update(trainer)
+
+    def _update(self, trainer: "pl.Trainer") -> None:
         served = self._served(trainer) - self._served_at_start
         local = torch.tensor(served, dtype=torch.int64, device=trainer.strategy.root_device)
         total = trainer.strategy.reduce(local, reduce_op="sum") if trainer.world_size > 1 else local
-        self.count = int(total.item())
+        self.count = self._count_at_start + int(total.item())
+
+    @override
+    def state_dict(self) -> dict[str, int]:
+        return {"count": self.count}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self.count = self._count_at_start = int(state_dict.get("count", 0))

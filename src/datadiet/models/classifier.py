@@ -25,11 +25,14 @@ class Classifier(pl.LightningModule):
         lr: learning rate.
         weight_decay: weight decay.
         momentum: momentum (``sgd`` only).
-        cosine_schedule: anneal the learning rate to zero over ``trainer.max_epochs``.
+        cosine_schedule: anneal the learning rate to zero over the run (cosine).
+        schedule_interval: ``epoch`` — the cosine steps once per epoch over ``trainer.max_epochs`` — or
+            ``step`` — once per optimizer step over ``trainer.estimated_stepping_batches`` (runs of a
+            fraction of an epoch, ``max_steps`` budgets).
         log_prefix: prefix of logged metric names (``"probe/"`` for the probe model).
 
     Raises:
-        ValueError: an unknown optimizer or a non-positive learning rate.
+        ValueError: an unknown optimizer or schedule interval, or a negative learning rate.
     """
 
     def __init__(
@@ -42,11 +45,14 @@ class Classifier(pl.LightningModule):
         weight_decay: float = 0.0,
         momentum: float = 0.9,
         cosine_schedule: bool = False,
+        schedule_interval: str = "epoch",
         log_prefix: str = "",
     ) -> None:
         super().__init__()
         if optimizer not in _OPTIMIZERS:
             raise ValueError(f"`optimizer` can be {', '.join(_OPTIMIZERS)}, got {optimizer!r}")
+        if schedule_interval not in ("epoch", "step"):
+            raise ValueError(f"`schedule_interval` can be epoch or step, got {schedule_interval!r}")
         if lr < 0:
             raise ValueError(f"`lr` must be >= 0, got {lr}")
         self.save_hyperparameters(ignore=["net"])
@@ -89,7 +95,13 @@ class Classifier(pl.LightningModule):
         if self.hparams.optimizer == "sgd":
             options["momentum"] = self.hparams.momentum
         optimizer = _OPTIMIZERS[self.hparams.optimizer](self.parameters(), **options)
-        if not self.hparams.cosine_schedule or not self.trainer.max_epochs or self.trainer.max_epochs < 1:
+        if not self.hparams.cosine_schedule:
+            return optimizer
+        if self.hparams.get("schedule_interval", "epoch") == "step":
+            steps = self.trainer.estimated_stepping_batches
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(steps)))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
             return optimizer
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": schedule}

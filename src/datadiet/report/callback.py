@@ -21,7 +21,14 @@ from omegaconf import DictConfig
 from typing_extensions import override
 
 from datadiet._io import atomic_write_json
-from datadiet.report.scaling import FAILURE_FILE, SweepReport, build_report, format_report
+from datadiet.report.scaling import (
+    FAILURE_FILE,
+    MixedSweepError,
+    SweepReport,
+    build_report,
+    collect_jobs,
+    format_report,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +80,20 @@ class ScalingCurveCallback(Callback):
     Listed in ``conf/config.yaml`` under ``hydra.callbacks``; ``datadiet-report DIR`` does the same
     for an existing sweep directory.
 
+    A multirun whose jobs differ in more than keep fraction, strategy and seed (``-m model=mlp,cnn1d``)
+    is not one scaling curve: it gets none, and a warning saying why.
+
     Raises:
         SweepFailedError: after the report is written, when some jobs failed.
     """
 
     @override
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        report = report_sweep(Path(config.hydra.sweep.dir), config=config)
+        try:
+            report = report_sweep(Path(config.hydra.sweep.dir), config=config)
+        except MixedSweepError as error:
+            log.warning("no scaling curve for this multirun: %s", error)
+            report = SweepReport(Path(config.hydra.sweep.dir), collect_jobs(config.hydra.sweep.dir), [])
         if report.failed:
             names = ", ".join(f"{job.directory.name} ({job.error})" for job in report.failed)
             raise SweepFailedError(f"{len(report.failed)} of {len(report.jobs)} jobs failed: {names}")
@@ -101,7 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"{args.sweep_dir} is not a directory")
     try:
         report = report_sweep(args.sweep_dir, wandb=args.wandb)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, MixedSweepError) as error:
         parser.error(str(error))
     return 1 if report.failed else 0
 

@@ -3,7 +3,9 @@
 :func:`collect_jobs` reads every job directory of a Hydra multirun (``.hydra/config.yaml`` and, for a
 finished job, ``summary.json``); :func:`fit_power_law` fits ``error ≈ a · n^exponent`` by least squares
 in log space; :func:`build_report` writes ``scaling_curve.csv``, ``scaling_fits.csv``,
-``scaling_curve.png`` and ``report.json`` into the sweep directory.
+``scaling_curve.png`` and ``report.json`` into the sweep directory. A folder whose jobs differ in
+anything but :data:`SWEPT_KEYS` is not one sweep: :func:`check_one_sweep` refuses it rather than fit
+one curve through unrelated runs.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ FAILURE_FILE = "job_failure.json"
 CURVE_COLUMNS = (
     "strategy", "score", "class_balanced", "keep_fraction", "examples_kept", "train_examples", "test_error",
     "test_accuracy", "test_loss", "seed", "probe_cache", "probe_wall_time_s", "probe_examples_seen",
-    "train_wall_time_s", "train_examples_seen", "job",
+    "train_wall_time_s", "train_examples_seen", "train_epochs", "total_flops", "compute_ratio", "vs_full_data", "job",
 )  # fmt: skip
+#: The config keys a scaling-curve sweep varies; jobs differing in any other key are different experiments.
+SWEPT_KEYS = ("pruning.keep_fraction", "pruning.strategy", "seed", "pruning.seed")
 FIT_COLUMNS = ("strategy", "exponent", "prefactor", "r_squared", "num_points", "min_examples", "max_examples")
 
 
@@ -40,6 +44,8 @@ class Job:
     keep_fraction: float
     summary: Optional[dict[str, Any]] = None
     error: Optional[str] = None
+    #: The job's config (``.hydra/config.yaml``, unresolved) flattened to dotted keys.
+    config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -98,6 +104,7 @@ def collect_jobs(sweep_dir: str | Path) -> list[Job]:
         config = OmegaConf.load(directory / ".hydra" / "config.yaml")
         pruning = config.get("pruning") or {}
         job = Job(directory, str(pruning.get("strategy", "?")), float(pruning.get("keep_fraction", float("nan"))))
+        job.config = _flatten(OmegaConf.to_container(config, resolve=False))
         summary_path, failure_path = directory / "summary.json", directory / FAILURE_FILE
         if summary_path.exists():
             job.summary = json.loads(summary_path.read_text())
@@ -108,6 +115,44 @@ def collect_jobs(sweep_dir: str | Path) -> list[Job]:
             job.error = "no summary.json (still running, killed, or crashed without a trace)"
         jobs.append(job)
     return jobs
+
+
+class MixedSweepError(ValueError):
+    """The jobs of a folder differ in more than the swept keys: they are not one scaling curve."""
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}{key}."))
+        return flat or {prefix[:-1]: "{}"}
+    return {prefix[:-1]: json.dumps(value, sort_keys=True, default=str)}
+
+
+def check_one_sweep(jobs: Sequence[Job], sweep_dir: str | Path = "") -> None:
+    """Fails when the jobs differ in any config key other than :data:`SWEPT_KEYS` (data, model, probe, epochs...).
+
+    Raises:
+        MixedSweepError: naming each differing key with its values and how many jobs have each.
+    """
+    keys = sorted(set().union(*(job.config for job in jobs)) - set(SWEPT_KEYS))
+    differing = []
+    for key in keys:
+        counts: dict[str, int] = {}
+        for job in jobs:
+            value = job.config.get(key, "(not set)")
+            counts[value] = counts.get(value, 0) + 1
+        if len(counts) > 1:
+            values = ", ".join(f"{value} ({count} jobs)" for value, count in counts.items())
+            differing.append(f"{key}: {values}")
+    if differing:
+        shown = "; ".join(differing[:6]) + (f"; and {len(differing) - 6} more" if len(differing) > 6 else "")
+        raise MixedSweepError(
+            f"{sweep_dir or 'the folder'} holds jobs of different experiments, not one sweep: besides "
+            f"{', '.join(SWEPT_KEYS)} they differ in {shown}. One scaling curve fits runs that differ only in "
+            f"those keys; run datadiet-report on each sweep's own folder (multirun/<date>/<time>)"
+        )
 
 
 def fit_power_law(examples: Sequence[float], errors: Sequence[float], strategy: str = "") -> Optional[PowerLawFit]:
@@ -187,12 +232,14 @@ def build_report(sweep_dir: str | Path, output_dir: Optional[str | Path] = None)
 
     Raises:
         FileNotFoundError: ``sweep_dir`` holds no Hydra job.
+        MixedSweepError: its jobs are not one sweep (see :func:`check_one_sweep`); nothing is written.
     """
     sweep_dir = Path(sweep_dir)
     output_dir = Path(output_dir or sweep_dir)
     jobs = collect_jobs(sweep_dir)
     if not jobs:
         raise FileNotFoundError(f"no Hydra jobs (*/.hydra/config.yaml) under {sweep_dir}")
+    check_one_sweep(jobs, sweep_dir)
     report = SweepReport(sweep_dir, jobs, [])
     rows = report.rows()
     points = curve_points(rows)

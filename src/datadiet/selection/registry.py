@@ -13,10 +13,39 @@ Strategy = Callable[..., np.ndarray]
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
 
+#: Names of the registered strategies that ignore the scores (no probe is needed for them).
+_SCORE_FREE: set[str] = set()
 
-def register_strategy(name: str) -> Callable[[Strategy], Strategy]:
-    """Registers a selection strategy under ``name`` (see :func:`select` for the contract)."""
-    return STRATEGIES.register(name)
+
+def register_strategy(name: str, needs_scores: bool = True) -> Callable[[Strategy], Strategy]:
+    """Registers a selection strategy under ``name`` (see :func:`select` for the contract).
+
+    Args:
+        name: the strategy's name.
+        needs_scores: ``False`` for a strategy that ignores the scores (``random``): the app then runs
+            no probe for it and :func:`needs_scores` says so.
+    """
+    if not isinstance(needs_scores, bool):
+        raise TypeError(f"`needs_scores` must be True or False, got {needs_scores!r}")
+    register = STRATEGIES.register(name)
+
+    def decorator(strategy: Strategy) -> Strategy:
+        register(strategy)
+        if not needs_scores:
+            _SCORE_FREE.add(name)
+        return strategy
+
+    return decorator
+
+
+def needs_scores(strategy: str) -> bool:
+    """Whether the registered ``strategy`` reads the scores (``False``: it needs no probe).
+
+    Raises:
+        ValueError: an unknown strategy (the message lists the registered ones).
+    """
+    STRATEGIES.get(strategy)
+    return strategy not in _SCORE_FREE
 
 
 def list_strategies() -> list[str]:

@@ -25,7 +25,7 @@ def keep_easy(scores: np.ndarray, num_keep: int, rng: np.random.Generator) -> np
     return rank_easy_to_hard(scores, rng)[:num_keep]
 
 
-@register_strategy("random")
+@register_strategy("random", needs_scores=False)
 def keep_random(scores: np.ndarray, num_keep: int, rng: np.random.Generator) -> np.ndarray:
     """Keeps a uniform random subset, ignoring the scores — the baseline every metric must beat."""
     return rng.choice(len(scores), size=num_keep, replace=False)

@@ -1,0 +1,397 @@
+"""DynamicPruning: each epoch skips part of the examples the model already fits well (InfoBatch, SeTa)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+from torch import Tensor
+from typing_extensions import override
+
+from datadiet.adapter import Adapter
+from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
+from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
+from datadiet.scores.base import merge_seen, single_process
+
+RULES = ("infobatch", "seta")
+
+
+class DynamicPruning(Callback):
+    r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
+
+    Definition (``rule="infobatch"``). An example's score is its cross-entropy loss at its last training
+    presentation, read from the logits of the training forward pass (a forward hook on the
+    ``LightningModule``, as :class:`~datadiet.DifficultyCallback` reads them). At the start of each epoch, of
+    the ``n`` examples whose score is below the mean score, a random ``n - ⌊(1 - r)·n⌋`` (``r =
+    prune_ratio``) are skipped for that epoch and the kept ones get weight ``1 / (1 - r)``, so the expected
+    gradient is the full-data one; every other example has weight 1. An example never presented is always
+    kept (the first epoch presents everything), no epoch presents an example twice (DDP padding aside),
+    and the last ``⌊anneal_fraction · max_epochs⌋`` epochs present all examples at weight 1. Draws come from
+    ``numpy.random.default_rng([seed, epoch])``. ``rule="seta"`` is SeTa's choice instead (Zhou et al.,
+    CVPR 2025; see :func:`~datadiet.callbacks.dynamic_rules.seta_subset`): a random ``1 - r`` of the
+    examples, grouped by loss, of which a window of groups sliding from easy to hard is kept, unweighted;
+    its annealing epochs present the random sample alone.
+
+    Weights reach the gradient without any change to ``training_step``: a tensor hook on the module's
+    output scales row ``i`` of ∂loss/∂logits by ``w_i``. That *is* the gradient of ``mean(w_i * loss_i)``
+    whenever the loss is a sum or mean of per-example terms, each depending on its own row of logits
+    (cross-entropy, per-example label smoothing). It is not when rows are coupled in the loss (in-batch
+    negatives, hard-example mining across the batch, normalisation by batch statistics), when part of the
+    loss does not come from the hooked output (auxiliary heads, regularisers), or under mixup / cutmix (row
+    ``i`` mixes two examples, and its recorded loss is not example ``i``'s): pass ``weight_gradients=False``
+    and multiply the per-example loss by :attr:`batch_weights` in ``training_step``.
+
+    The data must come from a :class:`~datadiet.PruningDataModule`; its training sampler presents each
+    epoch's kept examples in a (seed, epoch)-shuffled order, identical on every rank, and Lightning's epoch
+    length, validation check and ``limit_train_batches`` follow the shorter epochs. Under DDP the losses are
+    merged once per epoch (``all_reduce(MIN)`` over a NaN-for-unseen buffer), so every rank decides the same
+    kept set; nothing is gathered per step, and no step waits on the device. With
+    ``stretch_step_schedules`` a pruned epoch of ``s`` optimizer steps advances step-interval learning-rate
+    schedulers by a full epoch's ``S`` steps, spread evenly, so they follow the full-data curve per epoch and
+    end exactly at ``trainer.estimated_stepping_batches`` (which counts full epochs).
+
+    Args:
+        prune_ratio: ``r``, in [0, 1): the share of the below-mean examples skipped (``infobatch``), or of
+            all examples left out of the random sample (``seta``).
+        anneal_fraction: share of the last epochs (of ``trainer.max_epochs``) that are not pruned, in [0, 1].
+        seed: seeds each epoch's draws (with the epoch number).
+        rule: ``"infobatch"`` or ``"seta"``.
+        num_groups: ``seta``'s loss groups (k-means).
+        window_scale: ``seta``'s share of the groups in the sliding window, in (0, 1].
+        adapter: how to read labels and logits when batches are not ``(x, y)`` or ``forward`` does not
+            return logits alone; its ``logits_fn`` must return the tensor the loss is computed from.
+        weight_gradients: scale the gradient through the output hook; ``False`` leaves weighting to
+            ``training_step`` (read :attr:`batch_weights`).
+        stretch_step_schedules: advance step-interval schedulers by a full epoch's steps per pruned epoch.
+
+    Raises:
+        ValueError: an argument out of range.
+
+    Example::
+
+        pruning = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.125)
+        trainer = L.Trainer(max_epochs=30, callbacks=[pruning])
+        trainer.fit(model, datamodule=PruningDataModule(train_set, val_set, batch_size=128))
+        pruning.presentations_per_epoch   # examples trained on in each epoch, all ranks together
+    """
+
+    def __init__(
+        self,
+        prune_ratio: float = 0.5,
+        anneal_fraction: float = 0.125,
+        seed: int = 0,
+        rule: str = "infobatch",
+        num_groups: int = 5,
+        window_scale: float = 0.9,
+        adapter: Optional[Adapter] = None,
+        weight_gradients: bool = True,
+        stretch_step_schedules: bool = True,
+    ) -> None:
+        super().__init__()
+        if not _is_number(prune_ratio) or not 0 <= prune_ratio < 1:
+            raise ValueError(f"`prune_ratio` must be a number in [0, 1), got {prune_ratio!r}")
+        if not _is_number(anneal_fraction) or not 0 <= anneal_fraction <= 1:
+            raise ValueError(f"`anneal_fraction` must be a number in [0, 1], got {anneal_fraction!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
+        if rule not in RULES:
+            raise ValueError(f"`rule` can be {' or '.join(RULES)}, got {rule!r}")
+        if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+            raise ValueError(f"`num_groups` must be a positive integer, got {num_groups!r}")
+        if not _is_number(window_scale) or not 0 < window_scale <= 1:
+            raise ValueError(f"`window_scale` must be a number in (0, 1], got {window_scale!r}")
+        for name, value in (("weight_gradients", weight_gradients), ("stretch_step_schedules", stretch_step_schedules)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")
+        self.rule = rule
+        self.num_groups = num_groups
+        self.window_scale = float(window_scale)
+        self.prune_ratio = float(prune_ratio)
+        self.anneal_fraction = float(anneal_fraction)
+        self.seed = seed
+        self.adapter = adapter or Adapter()
+        self.weight_gradients = weight_gradients
+        self.stretch_step_schedules = stretch_step_schedules
+        self._state_key = self._generate_state_key(
+            rule=rule, prune_ratio=self.prune_ratio, anneal_fraction=self.anneal_fraction
+        )
+        #: Examples each epoch chose to present (its kept set's size).
+        self.kept_per_epoch: list[int] = []
+        #: Training examples presented in each epoch, summed over ranks (DDP padding and
+        #: ``limit_train_batches`` included): the compute figure.
+        self.presentations_per_epoch: list[int] = []
+        self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
+        self._candidates: Optional[np.ndarray] = None  # original indices of the current training set
+        self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
+        self._epoch_loss: Optional[Tensor] = None
+        self._weight: Optional[Tensor] = None
+        self._batch_index: Optional[Tensor] = None
+        self._batch_weights: Optional[Tensor] = None
+        self._prepared_epoch: Optional[int] = None
+        self._restored_epoch: Optional[int] = None
+        self._datamodule: Any = None
+        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._capturing = False
+        self._captured: Any = None
+        self._served_at_epoch_start = 0
+        self._pending_state: Optional[dict[str, Any]] = None
+        self._schedule = ScheduleStretch()
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._state_key
+
+    @property
+    def batch_weights(self) -> Optional[Tensor]:
+        """Weights of the current training batch's examples, in batch order, on the model's device.
+
+        ``None`` in an epoch where every weight is 1. Use it with ``weight_gradients=False``:
+        ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
+        """
+        return self._batch_weights
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Each example's loss at its last presentation, by original index (NaN: never presented)."""
+        if self._scores is None:
+            raise RuntimeError("no scores yet: `scores` exists once `trainer.fit` has started")
+        return self._scores.copy()
+
+    def first_anneal_epoch(self, max_epochs: int) -> int:
+        """The first annealed (unpruned) epoch: the last ``⌊anneal_fraction · max_epochs⌋`` epochs are."""
+        return max_epochs - math.floor(round(self.anneal_fraction * max_epochs, 6))
+
+    # Setup ----------------------------------------------------------------------------------------
+    @override
+    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage != "fit":
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "epoch_subset_fn"):
+            raise RuntimeError(
+                "DynamicPruning chooses each epoch's examples through the data module: pass the data as "
+                "`trainer.fit(model, datamodule=PruningDataModule(train_set, ...))`"
+            )
+        if self.anneal_fraction > 0 and (trainer.max_epochs is None or trainer.max_epochs < 0):
+            raise ValueError(
+                f"`anneal_fraction={self.anneal_fraction}` anneals the last epochs of `max_epochs`, but the Trainer "
+                f"has max_epochs={trainer.max_epochs}; set `max_epochs` or pass `anneal_fraction=0`"
+            )
+        self._datamodule = datamodule
+        datamodule.epoch_subset_fn = self._epoch_subset
+        self._scores = np.full(datamodule.num_examples, np.nan)
+        self._candidates = None
+        self._decided = None
+        self._prepared_epoch = self._restored_epoch = None
+        self._epoch_loss = None
+        self._schedule = ScheduleStretch()
+        self.kept_per_epoch, self.presentations_per_epoch = [], []
+        if self._pending_state is not None:
+            self._apply_state(self._pending_state)
+            self._pending_state = None
+
+    @override
+    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+        if stage != "fit":
+            return
+        if self._hook_handle is not None:
+            self._hook_handle.remove()
+            self._hook_handle = None
+        if self._datamodule is not None and self._datamodule.epoch_subset_fn == self._epoch_subset:
+            self._datamodule.epoch_subset_fn = None  # a later Trainer without this callback trains on all data
+        self._weight = self._batch_weights = self._batch_index = None
+
+    @override
+    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        device = pl_module.device
+        self._epoch_loss = (self._epoch_loss if self._epoch_loss is not None else
+                            torch.full((len(self._scores),), float("nan"))).to(device)
+        self._hook_handle = pl_module.register_forward_hook(self._capture_output)
+        if self.stretch_step_schedules:
+            self._schedule.check(trainer)
+
+    # Each epoch's choice ----------------------------------------------------------------------------
+    def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
+        """The original indices ``epoch`` presents (``None``: all); the data module's sampler asks for it."""
+        trainer = self._datamodule.trainer
+        if trainer is None or self not in trainer.callbacks:  # a later fit without this callback
+            return None
+        return self._decide(epoch)[1]
+
+    def _decide(self, epoch: int) -> tuple[int, Optional[np.ndarray], Optional[np.ndarray]]:
+        if self._decided is not None and self._decided[0] == epoch:
+            return self._decided
+        kept_indices = self._datamodule.kept_indices
+        candidates = np.arange(len(self._scores)) if kept_indices is None else np.asarray(kept_indices)
+        subset, weights = None, None
+        trainer = self._datamodule.trainer
+        annealed = self.anneal_fraction > 0 and epoch >= self.first_anneal_epoch(trainer.max_epochs)
+        rng, scores = np.random.default_rng([self.seed, epoch]), self._scores[candidates]
+        keep = None
+        if self.rule == "seta":
+            step = None if annealed else epoch
+            keep, candidate_weights = seta_subset(
+                scores, self.prune_ratio, rng, step, self.num_groups, self.window_scale
+            )
+        elif not annealed:
+            keep, candidate_weights = infobatch_subset(scores, self.prune_ratio, rng)
+        if keep is not None and not keep.all():
+            subset = candidates[keep]
+            if (candidate_weights != 1).any():
+                weights = np.ones(len(self._scores), dtype=np.float32)
+                weights[candidates] = candidate_weights
+        self._candidates = candidates
+        self._decided = (epoch, subset, weights)
+        return self._decided
+
+    @override
+    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._prepare_epoch(trainer, pl_module, epoch_start=True)
+
+    def _prepare_epoch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", epoch_start: bool) -> None:
+        epoch = trainer.current_epoch
+        _, _, weights = self._decide(epoch)
+        self._weight = None if weights is None else torch.from_numpy(weights).to(pl_module.device)
+        # resumed mid-epoch (no epoch-start hook), the counters of the epoch so far come from the checkpoint
+        if epoch_start or self._restored_epoch != epoch:
+            self._served_at_epoch_start = self._datamodule.train_examples_served
+            self._schedule.start_epoch(trainer.global_step)
+        self._prepared_epoch = epoch
+        refresh_epoch_length(trainer)
+        if self.stretch_step_schedules:
+            self._schedule.set_lengths(trainer, full_batches=self._full_epoch_batches(trainer))
+
+    def _full_epoch_batches(self, trainer: "pl.Trainer") -> Optional[int]:
+        """Training batches of this epoch had it presented the whole current training set."""
+        loader = trainer.train_dataloader
+        if loader is None or getattr(loader, "batch_size", None) is None:
+            return None
+        per_rank = math.ceil(len(self._candidates) / trainer.world_size)
+        batches = per_rank // loader.batch_size if loader.drop_last else math.ceil(per_rank / loader.batch_size)
+        return epoch_batches(batches, trainer)
+
+    # Training presentations -----------------------------------------------------------------------
+    @override
+    def on_train_batch_start(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+    ) -> None:
+        if self._prepared_epoch != trainer.current_epoch:  # resumed mid-epoch: no epoch-start hook ran
+            self._prepare_epoch(trainer, pl_module, epoch_start=False)
+        index = self._datamodule.batch_original_index
+        if index is None:
+            raise RuntimeError(
+                "DynamicPruning got a training batch without original indices: the training loader must be "
+                "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
+            )
+        self._batch_index = index.to(pl_module.device, non_blocking=True)
+        self._batch_weights = None if self._weight is None else self._weight[self._batch_index]
+        self._captured = None
+        self._capturing = True
+
+    def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
+        if not self._capturing or self._captured is not None:
+            return
+        self._captured = output
+        weights = self._batch_weights
+        if weights is None or not self.weight_gradients:
+            return
+        logits = self.adapter.logits_fn(output)
+        if isinstance(logits, Tensor) and logits.requires_grad:
+            shape = (-1,) + (1,) * (logits.ndim - 1)
+            logits.register_hook(lambda grad: grad * weights.view(shape).to(grad.dtype))
+
+    @override
+    def on_train_batch_end(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._capturing = False
+        if self._captured is None:
+            raise RuntimeError(
+                "DynamicPruning saw no call of the LightningModule's forward in `training_step`; call `self(x)` "
+                "there (not `self.net(x)`), so that each example's loss can be read"
+            )
+        logits = self.adapter.logits_fn(self._captured).detach()
+        self._captured = None
+        target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+        if logits.ndim != 2 or not isinstance(target, Tensor) or target.ndim != 1:
+            raise ValueError(
+                f"DynamicPruning scores examples by cross-entropy and needs logits (B, K) and labels (B,), got "
+                f"logits {tuple(logits.shape)} and labels {getattr(target, 'shape', type(target).__name__)}; "
+                "pass `adapter=Adapter(target_fn=..., logits_fn=...)`"
+            )
+        loss = F.cross_entropy(logits.float(), target, reduction="none")
+        self._epoch_loss.scatter_(0, self._batch_index, loss)
+        if self.stretch_step_schedules:
+            self._schedule.after_batch(trainer, pl_module)
+
+    @override
+    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        sync_min = single_process if trainer.world_size == 1 else (
+            lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
+        )
+        _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
+        merged = merge_seen(self._epoch_loss, sync_min).double().cpu().numpy()
+        presented = ~np.isnan(merged)
+        self._scores[presented] = merged[presented]
+        self._epoch_loss.fill_(float("nan"))
+        served = torch.tensor(
+            self._datamodule.train_examples_served - self._served_at_epoch_start, device=pl_module.device
+        )
+        if trainer.world_size > 1:
+            served = trainer.strategy.reduce(served, reduce_op="sum")
+        self.kept_per_epoch.append(len(self._candidates) if subset is None else len(subset))
+        self.presentations_per_epoch.append(int(served.item()))
+        # the figures are global already (merged above): logged once, from rank 0
+        log = dict(on_epoch=True, rank_zero_only=True)
+        pl_module.log("dynamic_pruning/presentations", float(self.presentations_per_epoch[-1]), **log)
+        pl_module.log("dynamic_pruning/kept_fraction", self.kept_per_epoch[-1] / len(self._candidates), **log)
+
+    # Checkpointing --------------------------------------------------------------------------------
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        served = 0 if self._datamodule is None else self._datamodule.train_examples_served - self._served_at_epoch_start
+        return {
+            "scores": None if self._scores is None else torch.from_numpy(self._scores.copy()),
+            "epoch_loss": None if self._epoch_loss is None else self._epoch_loss.detach().cpu().clone(),
+            "kept_per_epoch": list(self.kept_per_epoch),
+            "presentations_per_epoch": list(self.presentations_per_epoch),
+            "epoch": self._prepared_epoch,
+            "served_this_epoch": int(served),
+            "schedule": self._schedule.state_dict(),
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self._scores is not None:
+            self._apply_state(state_dict)
+        else:  # restored before `setup` knew the dataset's size: apply it there
+            self._pending_state = state_dict
+
+    def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        scores = state_dict.get("scores")
+        if scores is not None:
+            if len(scores) != len(self._scores):
+                raise ValueError(
+                    f"the checkpoint's DynamicPruning scored {len(scores)} examples, this training set has "
+                    f"{len(self._scores)}"
+                )
+            self._scores = scores.double().numpy().copy()
+        epoch_loss = state_dict.get("epoch_loss")
+        self._epoch_loss = None if epoch_loss is None else epoch_loss.float().clone()
+        self.kept_per_epoch = list(state_dict.get("kept_per_epoch", []))
+        self.presentations_per_epoch = list(state_dict.get("presentations_per_epoch", []))
+        self._served_at_epoch_start = self._datamodule.train_examples_served - state_dict.get("served_this_epoch", 0)
+        self._restored_epoch = state_dict.get("epoch")
+        self._prepared_epoch = None
+        self._decided = None
+        self._schedule.load_state_dict(state_dict.get("schedule", {}))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,95 @@
+"""Trains with DynamicPruning on W processes and saves what every rank saw (see tests/test_ddp_dynamic_pruning.py).
+
+Run as a script (Lightning's DDP launcher re-executes ``sys.argv`` for rank 1). Scenarios, in float64:
+
+- ``frozen``: lr = 0, N odd, batches of 8 per process: the losses never change, DDP pads one example
+  into most epochs, and the kept sets must still equal the one-process ones.
+- ``trained``: full-batch SGD, so that one and two processes follow the same trajectory as long as
+  each epoch's kept set has an even size (no padding); the test checks that this held.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from datadiet import DynamicPruning, PruningDataModule
+from datadiet.models import Classifier
+
+NUM_FEATURES, NUM_CLASSES = 6, 3
+SCENARIOS = {
+    # name: (num_examples, lr, epochs, batch per process or "full", prune_ratio)
+    "frozen": (51, 0.0, 5, 8, 0.5),
+    "trained": (40, 0.5, 5, "full", 0.7),  # kept sets of 40, 22, 26, 26, 40: even, so no padding
+}
+
+
+def make_data(num_examples: int, seed: int = 0) -> TensorDataset:
+    generator = torch.Generator().manual_seed(seed)
+    y = torch.randint(NUM_CLASSES, (num_examples,), generator=generator)
+    means = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=generator)
+    x = means[y] + 1.5 * torch.randn(num_examples, NUM_FEATURES, generator=generator)
+    return TensorDataset(x.double(), y)
+
+
+def make_model(lr: float, seed: int = 0) -> Classifier:
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(NUM_FEATURES, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES)).double()
+    return Classifier(net, input_shape=[NUM_FEATURES], num_classes=NUM_CLASSES, optimizer="sgd", lr=lr, momentum=0.0)
+
+
+class RecordIndices(pl.Callback):
+    def __init__(self) -> None:
+        self.seen: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen.setdefault(trainer.current_epoch, []).extend(trainer.datamodule.batch_original_index.tolist())
+
+
+def run(name: str, devices: int) -> tuple[dict[str, np.ndarray], int]:
+    num_examples, lr, epochs, batch, prune_ratio = SCENARIOS[name]
+    batch_size = math.ceil(num_examples / devices) if batch == "full" else batch
+    pruning = DynamicPruning(prune_ratio=prune_ratio, anneal_fraction=0.2)
+    record = RecordIndices()
+    model = make_model(lr)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_epochs=epochs,
+        callbacks=[pruning, record], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, deterministic=True,
+    )
+    trainer.fit(model, datamodule=PruningDataModule(make_data(num_examples), batch_size=batch_size))
+    arrays = {
+        f"{name}/scores": pruning.scores,
+        f"{name}/kept_per_epoch": np.array(pruning.kept_per_epoch),
+        f"{name}/presentations_per_epoch": np.array(pruning.presentations_per_epoch),
+        f"{name}/weights": torch.cat([p.detach().flatten() for p in model.parameters()]).numpy(),
+    }
+    for epoch, seen in record.seen.items():
+        arrays[f"{name}/seen_epoch{epoch}"] = np.array(seen, dtype=np.int64)
+    return arrays, trainer.global_rank
+
+
+def run_all(out: str | os.PathLike, devices: int) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for name in SCENARIOS:
+        scenario_arrays, rank = run(name, devices)
+        arrays.update(scenario_arrays)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    np.savez(Path(out) / f"rank{rank}_of{devices}.npz", **arrays)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--devices", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    run_all(args.out, args.devices)

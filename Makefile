@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) -e ".[test]"
 	touch $(STAMP)
 
-demo: install  ## probe → prune to the hardest half by EL2N → train → test, on MNIST-1D
-	$(BIN)/datadiet
+demo: install  ## in-run EL2N → keep the hardest half → train, beside full data and full data stopped early (MNIST-1D)
+	$(BIN)/datadiet baseline=true
 
 test: install  ## the whole test suite (W&B offline, no downloads)
 	WANDB_MODE=offline $(BIN)/python -m pytest

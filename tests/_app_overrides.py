@@ -7,6 +7,7 @@ SMALL = [
     "model@probe.model=mlp",
     "model.net.hidden_sizes=[32]",
     "probe.model.net.hidden_sizes=[32]",
+    "probe.mode=separate",
     "probe.epochs=2",
     "max_epochs=2",
     "logger=csv",

@@ -155,3 +155,31 @@ def test_without_reference_the_summary_says_how_to_get_one(tmp_path):
     summary = run(compose_small(tmp_path, "pruning.strategy=random", "max_epochs=1"))
     assert summary["vs_full_data"] == "no full-data reference: run with baseline=true"
     assert summary["reference_test_accuracy"] is None and math.isfinite(summary["total_flops"])
+
+
+def test_early_stopped_epochs_never_give_the_full_data_run_less_compute():
+    from datadiet.app.accounting import early_stopped_epochs
+
+    assert early_stopped_epochs(0.589, 15) == 9  # 8.8 epochs of compute → 9 (0.60×), not 8 (0.53×)
+    assert early_stopped_epochs(0.5, 4) == 2
+    assert early_stopped_epochs(0.6, 15) == 9  # exactly 9.0 (up to float error) stays 9
+    assert early_stopped_epochs(0.01, 15) == 1
+
+
+@pytest.mark.slow
+def test_baseline_also_runs_full_data_stopped_early_at_the_same_compute(tmp_path, capsys):
+    summary = run(compose_small(tmp_path, "baseline=true", "pruning.strategy=random", "max_epochs=4"))
+    assert summary["compute_ratio"] == pytest.approx(0.5)  # random 50 %: no probe, half the presentations
+    assert summary["early_stopped_epochs"] == 2 and summary["early_stopped_compute_ratio"] == 0.5
+    early = json.loads((tmp_path / "early_stopped" / "summary.json").read_text())
+    assert early["examples_kept"] == N and early["train_epochs"] == 2 and early["train_examples_seen"] == 2 * N
+    printed = capsys.readouterr().out.rstrip().splitlines()
+    assert printed[-1].startswith("run directory") and printed[-2].startswith("vs early-stopped")
+    # the same run made independently: all data, 2 epochs, same seed
+    alone = run(compose_small(tmp_path / "alone", "pruning.keep_fraction=1.0", "max_epochs=2", "logger=none"))
+    assert summary["early_stopped_test_accuracy"] == alone["test_accuracy"] == early["test_accuracy"]
+    difference = 100 * (summary["test_accuracy"] - alone["test_accuracy"])
+    assert summary["accuracy_vs_early_stopped_pt"] == pytest.approx(difference)
+    assert summary["pruning_paid"] == (difference > 0)
+    words = "pruning paid" if difference > 0 else "pruning did not pay: all data for 2 epochs (0.50× compute)"
+    assert summary["vs_early_stopped"].startswith(words)

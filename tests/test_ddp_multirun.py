@@ -27,6 +27,7 @@ SMALL = [
     "model@probe.model=mlp",
     "model.net.hidden_sizes=[16]",
     "probe.model.net.hidden_sizes=[16]",
+    "probe.mode=separate",
     f"probe.epochs={PROBE_EPOCHS}",
     f"max_epochs={MAX_EPOCHS}",
     "logger=csv",

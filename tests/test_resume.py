@@ -20,6 +20,7 @@ SMALL = [
     "model@probe.model=mlp",
     "model.net.hidden_sizes=[32]",
     "probe.model.net.hidden_sizes=[32]",
+    "probe.mode=separate",
     "probe.epochs=3",
     "max_epochs=3",
     "logger=csv",

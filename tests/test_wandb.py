@@ -18,7 +18,7 @@ from _wandb_records import offline_runs
 
 SMALL = [
     "data=synthetic", "data.num_samples=400", "model=mlp", "model@probe.model=mlp", "model.net.hidden_sizes=[32]",
-    "probe.model.net.hidden_sizes=[32]", "probe.epochs=2", "max_epochs=2", "trainer.enable_progress_bar=false",
+    "probe.model.net.hidden_sizes=[32]", "probe.mode=separate", "probe.epochs=2", "max_epochs=2", "trainer.enable_progress_bar=false",
 ]  # fmt: skip
 
 

@@ -205,18 +205,53 @@ def will_be_reference(cfg: DictConfig) -> bool:
     )
 
 
-def baseline_config(cfg: DictConfig) -> DictConfig:
-    """The full-data run of ``baseline=true``: the same config on all data, in ``<run dir>/baseline``, unlogged."""
+def baseline_config(cfg: DictConfig, epochs: Optional[int] = None) -> DictConfig:
+    """A comparison run of ``baseline=true``: the same config on all data, unlogged, for ``max_epochs`` (in
+    ``<run dir>/baseline``) or, stopped early, for ``epochs`` (in ``<run dir>/early_stopped``) with its
+    learning-rate schedule fitted to that length (the app's cosine runs over the run's own epochs)."""
+    folder = "baseline" if epochs is None else "early_stopped"
     overrides: dict[str, Any] = {
         "baseline": False,
         "logger": None,
-        "paths": {"output_dir": str(Path(cfg.paths.output_dir) / "baseline"), "cache_dir": str(cfg.paths.cache_dir)},
+        "paths": {"output_dir": str(Path(cfg.paths.output_dir) / folder), "cache_dir": str(cfg.paths.cache_dir)},
         "pruning": {"keep_fraction": 1.0, "budget": "epochs", "compute_fraction": None, "subset_path": None},
         "probe": {"mode": "separate", "skip_when_keeping_all": True},
     }
     if "mode" in cfg.pruning:
         overrides["pruning"]["mode"] = "static"
+    if epochs is not None:
+        overrides["max_epochs"] = int(epochs)
+        if cfg.trainer.get("max_epochs") is not None:
+            overrides["trainer"] = {"max_epochs": None}
     return OmegaConf.merge(cfg, overrides)
+
+
+def early_stopped_epochs(compute_ratio: float, max_epochs: int) -> int:
+    """The fewest full-data epochs that cost at least ``compute_ratio`` × ``max_epochs`` epochs (at least 1):
+    the early-stopped run gets no less compute than the run it is compared with."""
+    return max(1, math.ceil(compute_ratio * max_epochs - 1e-6))
+
+
+def compare_early_stopped(summary: dict[str, Any], early: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+    """The summary's verdict against the early-stopped full-data run: did pruning pay at this compute?"""
+    epochs = int(early["train_epochs"])
+    difference = 100.0 * (summary["test_accuracy"] - early["test_accuracy"])
+    early_ratio = epochs / max_epochs
+    paid = difference > 0
+    verdict = (
+        f"pruning paid: {_signed(difference)} pt over all data for {epochs} epochs ({early_ratio:.2f}× compute)"
+        if paid
+        else f"pruning did not pay: all data for {epochs} epochs ({early_ratio:.2f}× compute) reaches "
+        f"{early['test_accuracy']:.4f}, {_signed(difference)} pt for this run"
+    )
+    return {
+        "early_stopped_epochs": epochs,
+        "early_stopped_compute_ratio": early_ratio,
+        "early_stopped_test_accuracy": float(early["test_accuracy"]),
+        "accuracy_vs_early_stopped_pt": difference,
+        "pruning_paid": paid,
+        "vs_early_stopped": verdict,
+    }
 
 
 # The summary --------------------------------------------------------------------------------------
@@ -283,6 +318,7 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
         ),
         "vs full data": summary["vs_full_data"]
         + ("" if reference is None else f" (full data: test accuracy {reference:.4f})"),
+        **({"vs early-stopped": summary["vs_early_stopped"]} if "vs_early_stopped" in summary else {}),
     }
 
 

@@ -23,7 +23,9 @@ from datadiet import __version__
 from datadiet._io import atomic_write_json
 from datadiet.app.accounting import (
     baseline_config,
+    compare_early_stopped,
     compute_summary,
+    early_stopped_epochs,
     expected_kept,
     is_reference_run,
     load_reference,
@@ -288,8 +290,14 @@ def _finish_in_run(
     return kept, table, costs
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Runs the whole pipeline for one config and returns the summary (also written to ``summary.json``)."""
+def run(cfg: DictConfig, announce: bool = True) -> dict[str, Any]:
+    """Runs the whole pipeline for one config and returns the summary (also written to ``summary.json``).
+
+    With ``baseline=true`` it also trains the same model on all data for ``max_epochs`` (first; unless the
+    reference cache has that run) and, after this run, on all data for the fewest epochs that cost at least
+    what this run cost (the early-stopped full-data run: the line a pruned run must beat); the summary says
+    whether pruning paid. ``announce=False`` prints one line instead of the summary table (those nested runs).
+    """
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -297,7 +305,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     datamodule: PruningDataModule = instantiate(cfg.data)
     reference_id = reference_key(cfg, datamodule)
     if cfg.get("baseline") and not will_be_reference(cfg) and load_reference(cfg, reference_id) is None:
-        run(baseline_config(cfg))  # the same model on all data for max_epochs, in <run dir>/baseline
+        _nested_run(baseline_config(cfg), "full data", int(cfg.max_epochs))  # the same model on all data for max_epochs
         pl.seed_everything(cfg.seed, workers=True)
     loggers = make_loggers(cfg)
     for logger in loggers:
@@ -482,6 +490,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     summary.update(
         compute_summary(account, cfg, datamodule.num_examples, epochs, test_accuracy, reference, reference_run)
     )
+    if cfg.get("baseline") and not reference_run:  # the early-stopped full-data run of at least this compute
+        early_epochs = early_stopped_epochs(summary["compute_ratio"], int(cfg.max_epochs))
+        early = _nested_run(baseline_config(cfg, epochs=early_epochs), "early-stopped full data", int(cfg.max_epochs))
+        summary.update(compare_early_stopped(summary, early, int(cfg.max_epochs)))
     if trainer.is_global_zero:
         if reference_run:
             save_reference(cfg, reference_id, summary)
@@ -490,8 +502,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.finalize("success")
     _finish_wandb(loggers)
-    if trainer.is_global_zero:  # last, after W&B's closing lines: the summary is what stays on screen
+    if trainer.is_global_zero and announce:  # last, after W&B's closing lines: the summary is what stays on screen
         print("\n" + format_summary(_readable(summary)) + "\n", flush=True)
+    return summary
+
+
+def _nested_run(cfg: DictConfig, what: str, max_epochs: int) -> dict[str, Any]:
+    """A comparison run of ``baseline=true`` (full data, or full data stopped early), announced in one line."""
+    summary = run(cfg, announce=False)
+    if pl.utilities.rank_zero.rank_zero_only.rank == 0:
+        epochs = summary["train_epochs"]
+        print(
+            f"\n[datadiet] {what}: {epochs} epochs, test accuracy {summary['test_accuracy']:.4f}, "
+            f"{epochs / max_epochs:.2f}× the compute of {max_epochs} epochs (in {summary['output_dir']})\n",
+            flush=True,
+        )
+    pl.seed_everything(cfg.seed, workers=True)
     return summary
 
 

@@ -1,0 +1,436 @@
+"""The compute frontier: test accuracy against training compute (FLOPs, probe included), per method.
+
+The honest baseline for data pruning is not "pruned vs full data at the same epochs" but the full-data
+run stopped early: all data trained for fewer epochs, each run with its learning-rate schedule fitted
+to its own length. A method pays only where it lies *above* that line. Three regimes:
+
+- ``a``: MNIST-1D, 45,000 training examples, CNN1D, multi-epoch (15 epochs = compute 1.0);
+- ``b``: MNIST-1D pool of ~196,000 generated training examples, CNN1D, budget about one pass
+  (one pass = compute 1.0; a step-wise cosine schedule, so a fraction of a pass is a complete run);
+- ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0.
+
+Compute (DESIGN.md §5b): each model's forward FLOPs per example measured once with
+``torch.utils.flop_counter.FlopCounterMode`` (:func:`datadiet.compute.forward_flops_per_example`), a
+training presentation at 3x forward, a scoring-pass forward at 1x; presentations are counted by the data
+module (what ``training_step`` really saw). Every run is one row of ``benchmarks/results/frontier_runs.csv``
+(kept between invocations: a rerun only trains what is missing, ``--fresh`` starts over); the summary per
+method is ``frontier_<regime>.csv``, the plot ``docs/figures/frontier_<regime>.png``, and the tables are
+printed last.
+
+    python -m benchmarks.frontier                      # all regimes, 3 seeds (~1 h on 2 idle cores)
+    python -m benchmarks.frontier --regimes a --seeds 3
+    python -m benchmarks.frontier --quick              # tiny sizes: checks the script runs
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import logging
+import math
+import warnings
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from benchmarks._timing import base_parser, machine, quiet_trainer, results_dir
+from datadiet import DifficultyCallback, PruningDataModule
+from datadiet.compute import TRAIN_FORWARD_MULTIPLE, forward_flops_per_example
+from datadiet.models import CNN1D, MLP, Classifier
+
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+RUNS_FILE = "frontier_runs.csv"
+RUN_COLUMNS = (
+    "regime", "method", "label", "seed", "test_acc", "compute", "flops", "train_presentations",
+    "probe_presentations", "scored_main", "scored_probe", "wall_s",
+)
+
+
+# The regimes ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Regime:
+    """One data set, model and budget; ``unit_epochs`` epochs of all data are compute 1.0."""
+
+    name: str
+    title: str
+    make_data: Callable[[int], PruningDataModule]
+    make_net: Callable[..., torch.nn.Module]
+    lr: float
+    unit_epochs: float
+    #: Compute points of the full-data frontier, in units of ``unit_epochs`` full-data epochs.
+    frontier: tuple[float, ...]
+    step_schedule: bool = False
+    methods: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
+
+
+def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None):
+    from datadiet.data.sources import mnist1d_datamodule
+
+    def make(seed: int) -> PruningDataModule:
+        return mnist1d_datamodule(num_samples=num_samples, val_fraction=val_fraction, seed=42, batch_size=batch_size,
+                                  eval_batch_size=1024, num_train=num_train)
+
+    return make
+
+
+def _digits(batch_size: int):
+    from datadiet.data.sources import digits_datamodule
+
+    def make(seed: int) -> PruningDataModule:
+        return digits_datamodule(seed=0, batch_size=batch_size, eval_batch_size=512)
+
+    return make
+
+
+def tiny_mlp(input_shape: Sequence[int], num_classes: int) -> torch.nn.Module:
+    """The small "selector" probe: one hidden layer of 32 units (~1/20 of the CNN1D's forward FLOPs)."""
+    return MLP(input_shape, num_classes, hidden_sizes=(32,))
+
+
+def _static(keep: float, strategy: str, route: str, **extra: Any) -> tuple[str, dict[str, Any]]:
+    return "static", {"keep": keep, "strategy": strategy, "route": route, **extra}
+
+
+def regimes(quick: bool) -> dict[str, Regime]:
+    """The three regimes (tiny sizes with ``quick``)."""
+    cnn = functools.partial(CNN1D)
+    common_a = dict(score="el2n")
+    a_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.7, "random", "none"),
+        _static(0.5, "hard", "probe", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "probe", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "selector", probe_epochs=1, class_balanced=True, **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, class_balanced=True, **common_a),
+        _static(0.3, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=1, **common_a),
+        _static(0.5, "random", "in_run", probe_epochs=2),
+        ("dynamic", {"prune_ratio": 0.3}),
+        ("dynamic", {"prune_ratio": 0.5}),
+        ("dynamic", {"prune_ratio": 0.7}),
+        ("dynamic", {"prune_ratio": 0.4}),
+        ("dynamic", {"prune_ratio": 0.6}),
+        ("dynamic", {"prune_ratio": 0.5, "anneal": 0.2}),
+    )
+    b_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.5, "hard", "selector", probe_epochs=1, class_balanced=True, score="el2n"),
+        _static(0.7, "hard", "selector", probe_epochs=1, class_balanced=True, score="el2n"),
+        _static(0.5, "ccs", "selector", probe_epochs=1, class_balanced=True, score="el2n"),
+        ("dynamic", {"prune_ratio": 0.5, "epochs": 2}),
+        ("dynamic", {"prune_ratio": 0.7, "epochs": 2}),
+    )
+    c_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.7, "random", "none"),
+        _static(0.5, "easy", "in_run", probe_epochs=4, score="el2n"),
+        _static(0.5, "hard", "in_run", probe_epochs=4, score="el2n"),
+        _static(0.5, "random", "in_run", probe_epochs=4),
+        _static(0.7, "hard", "in_run", probe_epochs=4, score="el2n"),
+        _static(0.7, "easy", "in_run", probe_epochs=4, score="el2n"),
+        ("dynamic", {"prune_ratio": 0.3}),
+        ("dynamic", {"prune_ratio": 0.5}),
+    )
+    if quick:
+        return {
+            "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
+                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[-1:]),
+        }
+    return {
+        "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
+                    _mnist1d(62500, 0.1, 128), cnn, 5e-3, 15, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0),
+                    methods=a_methods),
+        "b": Regime("b", "MNIST-1D pool of 196,000 training examples, CNN1D, about one pass (1.0 = one pass)",
+                    _mnist1d(250000, 0.02, 256), cnn, 5e-3, 1, (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
+                    step_schedule=True, methods=b_methods),
+        "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
+                    _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+                    methods=c_methods),
+    }
+
+
+# One run ---------------------------------------------------------------------------------------------
+def _classifier(regime: Regime, dm: PruningDataModule, net: Any = None, lr: Optional[float] = None) -> Classifier:
+    return Classifier(net or regime.make_net, dm.input_shape, dm.num_classes, optimizer="adam", lr=lr or regime.lr,
+                      cosine_schedule=True, schedule_interval="step" if regime.step_schedule else "epoch")
+
+
+def _fit(model: Classifier, dm: PruningDataModule, epochs: float, callbacks: Sequence[pl.Callback] = ()) -> int:
+    """Trains for ``epochs`` epochs of the data module's current training set (a fraction: ``max_steps``);
+    returns the presentations it made."""
+    served = dm.train_examples_served
+    options: dict[str, Any] = {}
+    if float(epochs).is_integer():
+        max_epochs = int(epochs)
+    else:
+        current = dm.num_examples if dm.kept_indices is None else len(dm.kept_indices)
+        options["max_steps"] = max(1, round(epochs * current / dm.batch_size))
+        max_epochs = -1
+    quiet_trainer("cpu", max_epochs, callbacks=list(callbacks), **options).fit(model, datamodule=dm)
+    return dm.train_examples_served - served
+
+
+def _test_accuracy(model: Classifier, dm: PruningDataModule) -> float:
+    x, y = dm.test_dataset.tensors
+    model.eval()
+    with torch.no_grad():
+        correct = sum(int((model(x[i:i + 4096]).argmax(1) == y[i:i + 4096]).sum()) for i in range(0, len(y), 4096))
+    return correct / len(y)
+
+
+def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flops: dict[str, float]) -> dict[str, Any]:
+    """Trains one configuration with one seed; returns its row (accuracy, presentations, FLOPs, wall time)."""
+    from datadiet.callbacks import PruneDuringFit
+
+    pl.seed_everything(seed, workers=True)
+    dm = regime.make_data(seed)
+    n = dm.num_examples
+    train_presentations = probe_presentations = scored_main = scored_probe = 0
+    start = time.perf_counter()
+    if method == "full":
+        model = _classifier(regime, dm)
+        train_presentations = _fit(model, dm, params["epochs"])
+    elif method == "dynamic":
+        from datadiet.callbacks import DynamicPruning
+
+        epochs = params.get("epochs", regime.unit_epochs)
+        model = _classifier(regime, dm)
+        pruning = DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=params.get("anneal", 0.125),
+                                 seed=seed)
+        train_presentations = _fit(model, dm, epochs, [pruning])
+    else:  # static
+        keep, strategy, route = params["keep"], params["strategy"], params["route"]
+        epochs = params.get("epochs", regime.unit_epochs)
+        select_options = dict(score=params.get("score", "el2n"), keep_fraction=keep, strategy=strategy,
+                              class_balanced=params.get("class_balanced", False), seed=seed)
+        if route == "in_run":
+            model = _classifier(regime, dm)
+            prune = PruneDuringFit(after_epochs=params["probe_epochs"], **select_options)
+            train_presentations = _fit(model, dm, epochs, [prune])
+            scored_main = prune.scored_examples
+        else:
+            if route == "none":
+                dm.prune(np.zeros(n), keep_fraction=keep, strategy=strategy, seed=seed,
+                         class_balanced=select_options["class_balanced"])
+            else:
+                net = tiny_mlp if route == "selector" else regime.make_net
+                probe = Classifier(net, dm.input_shape, dm.num_classes, lr=1e-3 if route == "selector" else regime.lr,
+                                   cosine_schedule=False)
+                difficulty = DifficultyCallback(scores=[select_options["score"]])
+                probe_presentations = _fit(probe, dm, params["probe_epochs"], [difficulty])
+                scored_probe = n
+                dm.prune(difficulty.score_table, **select_options)
+            pl.seed_everything(seed, workers=True)
+            model = _classifier(regime, dm)
+            train_presentations = _fit(model, dm, epochs)
+    wall = time.perf_counter() - start
+    probe_flops = flops["selector"] if params.get("route") == "selector" else flops["main"]
+    total = (TRAIN_FORWARD_MULTIPLE * (train_presentations * flops["main"] + probe_presentations * probe_flops)
+             + scored_main * flops["main"] + scored_probe * probe_flops)
+    unit = TRAIN_FORWARD_MULTIPLE * flops["main"] * n * regime.unit_epochs
+    return {
+        "regime": regime.name, "method": method, "label": label(method, params), "seed": seed,
+        "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
+        "train_presentations": train_presentations, "probe_presentations": probe_presentations,
+        "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
+    }
+
+
+def label(method: str, params: dict[str, Any]) -> str:
+    """A short, unique name of a configuration (the key of the cached rows)."""
+    if method == "full":
+        return f"all data, {params['epochs']:g} ep"
+    if method == "dynamic":
+        epochs = f", {params['epochs']} ep" if "epochs" in params else ""
+        anneal = f", anneal {params['anneal']}" if "anneal" in params else ""
+        return f"dynamic r={params['prune_ratio']}{epochs}{anneal}"
+    route = {"none": "no probe", "probe": f"probe {params.get('probe_epochs')} ep", "in_run":
+             f"in-run after {params.get('probe_epochs')} ep", "selector": f"selector {params.get('probe_epochs')} ep"}
+    balanced = ", balanced" if params.get("class_balanced") else ""
+    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced})"
+
+
+# Caching rows, summarising, plotting ------------------------------------------------------------------
+def load_runs(path: Optional[Path]) -> list[dict[str, Any]]:
+    if path is None or not path.is_file():
+        return []
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["seed"] = int(row["seed"])
+        for key in ("test_acc", "compute", "flops", "wall_s"):
+            row[key] = float(row[key])
+    return rows
+
+
+def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RUN_COLUMNS)
+        writer.writeheader()
+        writer.writerows({key: row[key] for key in RUN_COLUMNS} for row in rows)
+    os.replace(tmp, path)
+
+
+def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
+    """Mean and std over seeds of accuracy, compute, presentations and wall time, per configuration."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        if row["regime"] == regime:
+            groups.setdefault(row["label"], []).append(row)
+    table = []
+    for name, runs in groups.items():
+        acc = np.array([r["test_acc"] for r in runs]) * 100
+        table.append({
+            "label": name, "method": runs[0]["method"], "seeds": len(runs),
+            "acc_mean": acc.mean(), "acc_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
+            "compute": float(np.mean([r["compute"] for r in runs])),
+            "presentations": float(np.mean([float(r["train_presentations"]) + float(r["probe_presentations"])
+                                            for r in runs])),
+            "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+        })
+    frontier = sorted((t for t in table if t["method"] == "full"), key=lambda t: t["compute"])
+    for entry in table:
+        entry["frontier_acc"] = frontier_at(frontier, entry["compute"])
+        entry["above_frontier"] = entry["acc_mean"] - entry["frontier_acc"]
+    return sorted(table, key=lambda t: (t["method"] != "full", t["method"], t["compute"]))
+
+
+def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
+    """The full-data frontier's accuracy at ``compute``, linear between its points (NaN outside them)."""
+    if not frontier or compute < frontier[0]["compute"] - 1e-9 or compute > frontier[-1]["compute"] + 1e-9:
+        return float("nan")
+    xs = [t["compute"] for t in frontier]
+    ys = [t["acc_mean"] for t in frontier]
+    return float(np.interp(compute, xs, ys))
+
+
+def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    frontier = [t for t in table if t["method"] == "full"]
+    ax.errorbar([t["compute"] for t in frontier], [t["acc_mean"] for t in frontier],
+                yerr=[t["acc_std"] for t in frontier], color="black", lw=2, marker="o", capsize=3,
+                label="all data, fewer epochs (the frontier)")
+    colors = {"static": "tab:blue", "dynamic": "tab:red"}
+    markers = "sD^v<>pP*Xh"
+    for i, entry in enumerate(t for t in table if t["method"] != "full"):
+        ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], marker=markers[i % len(markers)],
+                    color=colors.get(entry["method"], "gray") if "random" not in entry["label"] else "tab:green",
+                    ls="none", capsize=3, ms=7, label=entry["label"])
+    full = max(frontier, key=lambda t: t["compute"]) if frontier else None
+    if full:
+        ax.axhline(full["acc_mean"] - 0.5, color="gray", ls=":", lw=1, label="full-data accuracy − 0.5 pt")
+        low = min(t["acc_mean"] for t in table)
+        ax.set_ylim(max(low - 1, full["acc_mean"] - 15), full["acc_mean"] + 1.0)
+    ax.set_xlabel("compute (FLOPs, probe and scoring included; 1.0 = " +
+                  ("one pass" if regime.step_schedule else f"{regime.unit_epochs:g} epochs of all data") + ")")
+    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.set_title(regime.title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
+    print(f"\n## regime {regime.name}: {regime.title}")
+    print(f"| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |")
+    print("|---|---|---|---|---|---|")
+    for t in table:
+        gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"
+        print(f"| {t['label']} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
+              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |")
+
+
+def configurations(regime: Regime, only: Optional[set[str]]) -> list[tuple[str, dict[str, Any]]]:
+    configs = [("full", {"epochs": round(c * regime.unit_epochs, 4)}) for c in regime.frontier]
+    configs += list(regime.methods)
+    return [c for c in configs if only is None or c[0] in only]
+
+
+def measure_flops(regime: Regime) -> dict[str, float]:
+    dm = regime.make_data(0)
+    example = dm.train_dataset[0][0].unsqueeze(0).repeat(8, *([1] * dm.train_dataset[0][0].ndim))
+    main = regime.make_net(input_shape=dm.input_shape, num_classes=dm.num_classes)
+    selector = tiny_mlp(dm.input_shape, dm.num_classes)
+    return {"main": forward_flops_per_example(main, example), "selector": forward_flops_per_example(selector, example)}
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = base_parser(__doc__.split("\n")[0])
+    parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
+    parser.add_argument("--fresh", action="store_true", help="ignore the cached runs of frontier_runs.csv")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--report-only", action="store_true", help="print and plot the cached runs, train nothing")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    out = results_dir(args)
+    runs_path = None if out is None else out / RUNS_FILE
+    rows = [] if args.fresh else load_runs(runs_path)
+    done = {(r["regime"], r["label"], r["seed"]) for r in rows}
+    only = None if args.methods is None else set(args.methods.split(","))
+    all_regimes = regimes(args.quick)
+    chosen = [all_regimes[name] for name in args.regimes.split(",") if name in all_regimes]
+    print(f"# frontier on {machine()}; seeds {args.seeds}")
+    for regime in chosen:
+        flops = measure_flops(regime)
+        print(f"regime {regime.name}: forward FLOPs per example, main {flops['main']:,.0f}, "
+              f"selector {flops['selector']:,.0f}", flush=True)
+        if args.report_only:
+            continue
+        for method, params in configurations(regime, only):
+            for seed in range(args.seeds):
+                key = (regime.name, label(method, params), seed)
+                if key in done:
+                    continue
+                try:
+                    row = run_once(regime, method, params, seed, flops)
+                except ImportError as error:  # a method whose callback this checkout does not have yet
+                    print(f"skipped {key}: {error}", flush=True)
+                    break
+                rows.append(row)
+                done.add(key)
+                save_runs(runs_path, rows)
+                print(f"{regime.name} | {row['label']} | seed {seed} | acc {row['test_acc']:.4f} | "
+                      f"compute {row['compute']:.3f} | {row['wall_s']:.1f} s", flush=True)
+    tables = {}
+    for regime in chosen:
+        table = summarise(rows, regime.name)
+        tables[regime.name] = table
+        if out is not None and table:
+            with open(out / f"frontier_{regime.name}.csv", "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+                writer.writeheader()
+                writer.writerows(table)
+            plot(table, regime, FIGURES / f"frontier_{regime.name}.png")
+    for regime in chosen:
+        print_table(tables[regime.name], regime)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -120,6 +120,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         ("dynamic", {"prune_ratio": 0.4}),
         ("dynamic", {"prune_ratio": 0.6}),
         ("dynamic", {"prune_ratio": 0.5, "anneal": 0.2}),
+        ("dynamic", {"prune_ratio": 0.5, "rule": "seta"}),
+        ("dynamic", {"prune_ratio": 0.7, "rule": "seta"}),
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -134,6 +136,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.7, "random", "none"),
         _static(0.5, "easy", "in_run", probe_epochs=4, score="el2n"),
         _static(0.5, "hard", "in_run", probe_epochs=4, score="el2n"),
+        _static(0.5, "hard", "in_run", probe_epochs=2, score="el2n"),
+        _static(0.5, "random", "in_run", probe_epochs=2),
         _static(0.5, "random", "in_run", probe_epochs=4),
         _static(0.7, "hard", "in_run", probe_epochs=4, score="el2n"),
         _static(0.7, "easy", "in_run", probe_epochs=4, score="el2n"),
@@ -205,7 +209,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         epochs = params.get("epochs", regime.unit_epochs)
         model = _classifier(regime, dm)
         pruning = DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=params.get("anneal", 0.125),
-                                 seed=seed)
+                                 seed=seed, rule=params.get("rule", "infobatch"))
         train_presentations = _fit(model, dm, epochs, [pruning])
     else:  # static
         keep, strategy, route = params["keep"], params["strategy"], params["route"]
@@ -252,7 +256,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     if method == "dynamic":
         epochs = f", {params['epochs']} ep" if "epochs" in params else ""
         anneal = f", anneal {params['anneal']}" if "anneal" in params else ""
-        return f"dynamic r={params['prune_ratio']}{epochs}{anneal}"
+        rule = "SeTa" if params.get("rule") == "seta" else "dynamic"
+        return f"{rule} r={params['prune_ratio']}{epochs}{anneal}"
     route = {"none": "no probe", "probe": f"probe {params.get('probe_epochs')} ep", "in_run":
              f"in-run after {params.get('probe_epochs')} ep", "selector": f"selector {params.get('probe_epochs')} ep"}
     balanced = ", balanced" if params.get("class_balanced") else ""
@@ -317,37 +322,65 @@ def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
     return float(np.interp(compute, xs, ys))
 
 
+#: The configuration the README recommends (highlighted in the plots and the tables).
+RECOMMENDED = "hard 50% (in-run after 2 ep)"
+
+
+def _family(entry: dict[str, Any]) -> str:
+    name = entry["label"]
+    if entry["method"] == "dynamic":
+        return "dynamic pruning (InfoBatch)"
+    if name.startswith("random"):
+        return "random subset"
+    if "in-run" in name:
+        return "static, in-run EL2N (no probe model)"
+    return "static, separate probe"
+
+
+_FAMILY_COLORS = {
+    "random subset": "tab:green",
+    "static, separate probe": "tab:blue",
+    "static, in-run EL2N (no probe model)": "tab:purple",
+    "dynamic pruning (InfoBatch)": "tab:red",
+}
+
+
 def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
+    """Accuracy against compute: the frontier as a line, every other configuration a point (mean ± std)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 5))
+    fig, ax = plt.subplots(figsize=(10, 5.2))
     frontier = [t for t in table if t["method"] == "full"]
     ax.errorbar([t["compute"] for t in frontier], [t["acc_mean"] for t in frontier],
                 yerr=[t["acc_std"] for t in frontier], color="black", lw=2, marker="o", capsize=3,
-                label="all data, fewer epochs (the frontier)")
-    colors = {"static": "tab:blue", "dynamic": "tab:red"}
-    markers = "sD^v<>pP*Xh"
-    for i, entry in enumerate(t for t in table if t["method"] != "full"):
-        ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], marker=markers[i % len(markers)],
-                    color=colors.get(entry["method"], "gray") if "random" not in entry["label"] else "tab:green",
-                    ls="none", capsize=3, ms=7, label=entry["label"])
-    full = max(frontier, key=lambda t: t["compute"]) if frontier else None
-    if full:
+                label="all data, fewer epochs (the frontier to beat)")
+    markers = "sD^v<>pPXhd"
+    seen: dict[str, int] = {}
+    for entry in (t for t in table if t["method"] != "full"):
+        family = _family(entry)
+        index = seen[family] = seen.get(family, -1) + 1
+        best = entry["label"] == RECOMMENDED
+        ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], ls="none", capsize=3,
+                    marker="*" if best else markers[index % len(markers)], ms=14 if best else 7,
+                    color=_FAMILY_COLORS[family], mec="black" if best else None,
+                    label=f"{entry['label']}{'  ← recommended' if best else ''}")
+    if frontier:
+        full = max(frontier, key=lambda t: t["compute"])
         ax.axhline(full["acc_mean"] - 0.5, color="gray", ls=":", lw=1, label="full-data accuracy − 0.5 pt")
-        low = min(t["acc_mean"] for t in table)
-        ax.set_ylim(max(low - 1, full["acc_mean"] - 15), full["acc_mean"] + 1.0)
-    ax.set_xlabel("compute (FLOPs, probe and scoring included; 1.0 = " +
-                  ("one pass" if regime.step_schedule else f"{regime.unit_epochs:g} epochs of all data") + ")")
+        low = min(t["acc_mean"] - t["acc_std"] for t in table)
+        ax.set_ylim(max(low - 0.5, full["acc_mean"] - 12), max(t["acc_mean"] + t["acc_std"] for t in table) + 0.5)
+    unit = "one pass" if regime.step_schedule else f"{regime.unit_epochs:g} epochs of all data"
+    ax.set_xlabel(f"compute: training + probe + scoring FLOPs (1.0 = {unit})")
     ax.set_ylabel("test accuracy (%), mean ± std over seeds")
     ax.set_title(regime.title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
 
@@ -358,7 +391,8 @@ def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print("|---|---|---|---|---|---|")
     for t in table:
         gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"
-        print(f"| {t['label']} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
+        name = f"**{t['label']}** (recommended)" if t["label"] == RECOMMENDED else t["label"]
+        print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
               f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |")
 
 
@@ -376,7 +410,7 @@ def measure_flops(regime: Regime) -> dict[str, float]:
     return {"main": forward_flops_per_example(main, example), "selector": forward_flops_per_example(selector, example)}
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c")
     parser.add_argument("--seeds", type=int, default=3)
@@ -396,7 +430,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     only = None if args.methods is None else set(args.methods.split(","))
     all_regimes = regimes(args.quick)
     chosen = [all_regimes[name] for name in args.regimes.split(",") if name in all_regimes]
-    print(f"# frontier on {machine()}; seeds {args.seeds}")
+    print(f"machine: {machine()}; seeds {args.seeds}")
+    figures = FIGURES if not args.quick else out
     for regime in chosen:
         flops = measure_flops(regime)
         print(f"regime {regime.name}: forward FLOPs per example, main {flops['main']:,.0f}, "
@@ -427,9 +462,10 @@ def main(argv: Optional[list[str]] = None) -> None:
                 writer = csv.DictWriter(handle, fieldnames=list(table[0]))
                 writer.writeheader()
                 writer.writerows(table)
-            plot(table, regime, FIGURES / f"frontier_{regime.name}.png")
+            plot(table, regime, figures / f"frontier_{regime.name}.png")
     for regime in chosen:
         print_table(tables[regime.name], regime)
+    return tables
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ from benchmarks.scale import available_scores
 from datadiet import DifficultyCallback, DynamicPruning
 
 
-class _HookTimed(DifficultyCallback):
-    """The callback with a stopwatch around its per-step hooks, its forward hook and its epoch-end merge.
+class _Stopwatch:
+    """A stopwatch around a callback's per-step hooks, its forward hook and its epoch-end hook (mix in first).
 
     Their sum over an epoch, divided by that epoch's time, is the callback's own share of the epoch,
     measured inside one fit: unlike the ratio of two fits, no other process's noise enters it.
@@ -64,32 +64,18 @@ class _HookTimed(DifficultyCallback):
         self._timed(super()._capture_output, *args)
 
 
-class _DynamicTimed(DynamicPruning):
-    """DynamicPruning with the same stopwatch (its per-step hooks, forward hook, epoch start and end).
+class _HookTimed(_Stopwatch, DifficultyCallback):
+    """The DifficultyCallback with the stopwatch."""
+
+
+class _DynamicTimed(_Stopwatch, DynamicPruning):
+    """DynamicPruning with the stopwatch, also around its epoch start.
 
     The gradient hook's one multiply runs inside backward and is not in the sum.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.hook_seconds = 0.0
-
-    _timed = _HookTimed._timed
-
     def on_train_epoch_start(self, *args: Any) -> None:
         self._timed(super().on_train_epoch_start, *args)
-
-    def on_train_batch_start(self, *args: Any) -> None:
-        self._timed(super().on_train_batch_start, *args)
-
-    def on_train_batch_end(self, *args: Any) -> None:
-        self._timed(super().on_train_batch_end, *args)
-
-    def on_train_epoch_end(self, *args: Any) -> None:
-        self._timed(super().on_train_epoch_end, *args)
-
-    def _capture_output(self, *args: Any) -> None:
-        self._timed(super()._capture_output, *args)
 
 
 class _WithDatamodule:

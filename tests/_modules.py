@@ -4,6 +4,7 @@ import lightning.pytorch as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import Dataset
 
 
 class LitClassifier(L.LightningModule):
@@ -26,6 +27,19 @@ class LitClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+class DictDataset(Dataset):
+    """Items are dicts ``{"x": ..., "y": ...}``, for :class:`DictTupleClassifier`."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
 
 
 class DictTupleClassifier(L.LightningModule):

@@ -79,3 +79,10 @@ def test_cli_runs_and_prints_summary(tmp_path):
     assert "compute_ratio" in json.loads((tmp_path / "summary.json").read_text())
     assert result.stdout.rstrip().splitlines()[-1].startswith("run directory"), "the summary is printed last"
     assert not list(Path(tmp_path).glob(".*.tmp")), "no temporary files left behind"
+    assert (tmp_path / "datadiet.log").is_file(), sorted(path.name for path in tmp_path.glob("*.log"))
+    # a rerun in the same run directory keeps the first session's metrics and logs its own beside them
+    first_metrics = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
+    rerun = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (tmp_path / "csv" / "version_0" / "metrics.csv").read_text() == first_metrics
+    assert "test/acc" in (tmp_path / "csv" / "version_1" / "metrics.csv").read_text()

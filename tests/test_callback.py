@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from datadiet import Adapter, DifficultyCallback, PruningDataModule
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import get_score
 
-from _modules import DictTupleClassifier, LitClassifier, quiet_trainer
+from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
 from _reference import softmax
 
 N, D, K = 97, 6, 3
@@ -101,17 +101,6 @@ def test_eval_scores_use_eval_mode():
         z = module(x).double().numpy()
     np.testing.assert_allclose(callback.score_table["el2n"], np.linalg.norm(softmax(z) - np.eye(K)[y.numpy()], axis=1), rtol=1e-5)
     assert module.training is False  # Lightning leaves it in eval after fit; we restored what we found
-
-
-class DictDataset(Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i]}
 
 
 def test_one_line_adapter_for_dict_batches_and_tuple_outputs():

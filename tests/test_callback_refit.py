@@ -10,7 +10,7 @@ from torch.utils.data import Dataset, TensorDataset
 from datadiet import Adapter, DifficultyCallback, PruningDataModule
 from datadiet.data.labels import dataset_labels
 
-from _modules import DictTupleClassifier, LitClassifier, quiet_trainer
+from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
 
 N, D, K = 24, 3, 3
 
@@ -71,17 +71,6 @@ def test_a_data_module_of_another_size_is_refused():
     quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=dm)
     with pytest.raises(ValueError, match="statistics of 24 training examples .* the data module has 12"):
         quiet_trainer(max_epochs=1, callbacks=[callback]).fit(module, datamodule=PruningDataModule(labelled(12)))
-
-
-class DictDataset(Dataset):
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return {"x": self.x[i], "y": self.y[i]}
 
 
 def test_class_balanced_pruning_uses_the_adapters_labels_for_dict_batches():

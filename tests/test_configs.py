@@ -1,6 +1,7 @@
 """Config groups: every option composes, the typed schemas reject typos and wrong types naming the key,
 the image sources and ResNet-18 instantiate offline, and the configs ship inside the wheel."""
 
+import csv
 import os
 import subprocess
 import sys
@@ -57,6 +58,22 @@ def test_every_launcher_composes(launcher):
     cfg = compose_with(f"hydra/launcher={launcher}", hydra_config=True)
     assert launcher.split("_")[0] in cfg.hydra.launcher._target_.lower()
     assert cfg.hydra.callbacks.scaling_curve._target_ == "datadiet.report.ScalingCurveCallback"
+
+
+def test_the_log_file_is_named_after_the_app():
+    assert compose_with(hydra_config=True).hydra.job.name == "datadiet"  # <run dir>/datadiet.log
+
+
+@pytest.mark.parametrize("logger", ["csv", "default"])
+def test_each_session_in_a_run_directory_keeps_its_own_csv_metrics(tmp_path, logger):
+    cfg = compose_with(f"logger={logger}")
+    for session in range(2):  # e.g. a run, then a rerun in the same directory that resumes it
+        csv_logger = instantiate(cfg.logger.csv, save_dir=str(tmp_path))
+        csv_logger.log_metrics({"session": session})
+        csv_logger.finalize("success")
+    files = sorted(tmp_path.rglob("metrics.csv"))
+    assert [path.parent.name for path in files] == ["version_0", "version_1"]
+    assert [[row["session"] for row in csv.DictReader(path.open())] for path in files] == [["0"], ["1"]]
 
 
 def test_groups_are_typed_by_their_schemas():

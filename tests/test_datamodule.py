@@ -174,3 +174,32 @@ def test_modules_own_batch_hook_still_runs(dataset):
     module = HookedModule()
     quiet_trainer(max_epochs=1).fit(module, datamodule=PruningDataModule(dataset, batch_size=10))
     assert module.calls == 5
+
+
+class OrderRecorder(LitClassifier):
+    def __init__(self):
+        super().__init__(nn.Linear(3, 4))
+        self.seen = {}
+
+    def training_step(self, batch, batch_idx):
+        self.seen.setdefault(self.trainer.current_epoch, []).extend(self.trainer.datamodule.batch_original_index.tolist())
+        return super().training_step(batch, batch_idx)
+
+
+def test_a_resumed_fit_with_workers_keeps_the_uninterrupted_order(dataset, tmp_path, monkeypatch):
+    # with workers, Lightning iterates a resumed run's first loader before it calls `set_epoch`
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)  # seed 0
+
+    def fit(epochs, ckpt_path=None):
+        module, trainer = OrderRecorder(), quiet_trainer(max_epochs=epochs)
+        trainer.fit(module, datamodule=PruningDataModule(dataset, batch_size=10, num_workers=1), ckpt_path=ckpt_path)
+        return trainer, module.seen
+
+    _, uninterrupted = fit(3)
+    trainer, _ = fit(2)
+    trainer.save_checkpoint(tmp_path / "epoch2.ckpt")
+    _, resumed = fit(3, tmp_path / "epoch2.ckpt")
+    # a DistributedSampler of one replica: randperm seeded with seed + epoch
+    expected = {epoch: torch.randperm(N, generator=torch.Generator().manual_seed(epoch)).tolist() for epoch in range(3)}
+    assert uninterrupted == expected
+    assert resumed == {2: expected[2]}

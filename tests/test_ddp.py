@@ -5,34 +5,18 @@ re-executes ``sys.argv`` for rank 1, which must not be pytest); the 1-process re
 functions in this process.
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-SCRIPT = Path(__file__).parent / "ddp_scripts" / "probe_equivalence.py"
-_spec = importlib.util.spec_from_file_location("probe_equivalence", SCRIPT)
-probe_equivalence = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(probe_equivalence)
+from _equivalence import load_script, one_and_two_processes
+
+probe_equivalence = load_script("probe_equivalence")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out), "--devices", "2"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    probe_equivalence.run_all(out, devices=1)
-    load = lambda name: dict(np.load(out / name, allow_pickle=False))  # noqa: E731
-    return load("rank0_of1.npz"), load("rank0_of2.npz"), load("rank1_of2.npz")
+    return one_and_two_processes(probe_equivalence, tmp_path_factory.mktemp("ddp"))
 
 
 def _statistics(arrays: dict, scenario: str) -> dict:

@@ -4,33 +4,17 @@ The DDP run is a subprocess running ``ddp_scripts/dynamic_pruning_equivalence.py
 reference runs the same functions in this process.
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).parent / "ddp_scripts" / "dynamic_pruning_equivalence.py"
-_spec = importlib.util.spec_from_file_location("dynamic_pruning_equivalence", SCRIPT)
-equivalence = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(equivalence)
+from _equivalence import load_script, one_and_two_processes
+
+equivalence = load_script("dynamic_pruning_equivalence")
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp_dynamic")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--out", str(out), "--devices", "2"],
-        capture_output=True, text=True, env=env, timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    equivalence.run_all(out, devices=1)
-    load = lambda name: dict(np.load(out / name, allow_pickle=False))  # noqa: E731
-    return load("rank0_of1.npz"), load("rank0_of2.npz"), load("rank1_of2.npz")
+    return one_and_two_processes(equivalence, tmp_path_factory.mktemp("ddp_dynamic"))
 
 
 @pytest.mark.parametrize("scenario", list(equivalence.SCENARIOS))

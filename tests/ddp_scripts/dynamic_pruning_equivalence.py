@@ -10,7 +10,6 @@ Run as a script (Lightning's DDP launcher re-executes ``sys.argv`` for rank 1). 
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from pathlib import Path
@@ -18,32 +17,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import TensorDataset
 
 from datadiet import DynamicPruning, PruningDataModule
-from datadiet.models import Classifier
+from probe_equivalence import main, make_data, make_model, make_trainer  # the same data, model, Trainer, CLI
 
-NUM_FEATURES, NUM_CLASSES = 6, 3
 SCENARIOS = {
     # name: (num_examples, lr, epochs, batch per process or "full", prune_ratio)
     "frozen": (51, 0.0, 5, 8, 0.5),
     "trained": (40, 0.5, 5, "full", 0.7),  # kept sets of 40, 22, 26, 26, 40: even, so no padding
 }
-
-
-def make_data(num_examples: int, seed: int = 0) -> TensorDataset:
-    generator = torch.Generator().manual_seed(seed)
-    y = torch.randint(NUM_CLASSES, (num_examples,), generator=generator)
-    means = torch.randn(NUM_CLASSES, NUM_FEATURES, generator=generator)
-    x = means[y] + 1.5 * torch.randn(num_examples, NUM_FEATURES, generator=generator)
-    return TensorDataset(x.double(), y)
-
-
-def make_model(lr: float, seed: int = 0) -> Classifier:
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Linear(NUM_FEATURES, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES)).double()
-    return Classifier(net, input_shape=[NUM_FEATURES], num_classes=NUM_CLASSES, optimizer="sgd", lr=lr, momentum=0.0)
 
 
 class RecordIndices(pl.Callback):
@@ -60,11 +42,7 @@ def run(name: str, devices: int) -> tuple[dict[str, np.ndarray], int]:
     pruning = DynamicPruning(prune_ratio=prune_ratio, anneal_fraction=0.2)
     record = RecordIndices()
     model = make_model(lr)
-    trainer = pl.Trainer(
-        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_epochs=epochs,
-        callbacks=[pruning, record], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, deterministic=True,
-    )
+    trainer = make_trainer(devices, epochs, [pruning, record])
     trainer.fit(model, datamodule=PruningDataModule(make_data(num_examples), batch_size=batch_size))
     arrays = {
         f"{name}/scores": pruning.scores,
@@ -87,9 +65,4 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--devices", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    run_all(args.out, args.devices)
+    main(run_all, __doc__)

@@ -22,6 +22,7 @@ import argparse
 import math
 import os
 from pathlib import Path
+from typing import Callable
 
 import lightning.pytorch as pl
 import numpy as np
@@ -145,10 +146,15 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     np.savez(out / f"rank{trainer.global_rank}_of{devices}.npz", **arrays)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+def main(run_all: Callable[[str, int], None], description: str) -> None:
+    """The command line of an equivalence script: ``--out DIR --devices W``."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--out", required=True)
     parser.add_argument("--devices", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(1)
     run_all(args.out, args.devices)
+
+
+if __name__ == "__main__":
+    main(run_all, __doc__)

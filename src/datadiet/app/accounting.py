@@ -299,28 +299,3 @@ def compute_summary(
 def _signed(value: float) -> str:
     text = f"{value:+.1f}"
     return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")
-
-
-def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
-    """The console rows of the compute entries (see :func:`compute_summary`)."""
-    probe = (
-        f"probe {_flops(summary['probe_flops_per_example'])}"
-        if summary["probe_flops_per_example"]
-        else "no separate probe"
-    )
-    reference = summary.get("reference_test_accuracy")
-    return {
-        "training epochs": f"{summary['train_epochs']} (budget: {summary['budget']}; probe: {summary['probe_mode']})",
-        "FLOPs per example": f"model {_flops(summary['flops_per_example'])}, {probe} (forward)",
-        "compute": (
-            f"{_flops(summary['total_flops'])} = probe {_flops(summary['probe_flops'])} + train "
-            f"{_flops(summary['train_flops'])} = {summary['compute_ratio']:.2f}× full data"
-        ),
-        "vs full data": summary["vs_full_data"]
-        + ("" if reference is None else f" (full data: test accuracy {reference:.4f})"),
-        **({"vs early-stopped": summary["vs_early_stopped"]} if "vs_early_stopped" in summary else {}),
-    }
-
-
-def _flops(value: float) -> str:
-    return f"{value:.3g}" if value < 1000 else f"{value:.3g}".replace("e+0", "e").replace("e+", "e")

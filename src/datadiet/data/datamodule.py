@@ -412,9 +412,11 @@ class PruningDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """The (possibly pruned) training set; yields :class:`IndexedBatch` pairs.
 
-        Inside a one-process ``Trainer`` the shuffle order is a function of (seed, epoch) — a
-        ``DistributedSampler`` of one replica, whose epoch Lightning sets — so a run resumed from a
-        checkpoint sees the same batches as an uninterrupted one. Under DDP Lightning injects its own
+        Inside a one-process ``Trainer`` the shuffle order is a function of (seed, epoch) — that of a
+        ``DistributedSampler`` of one replica, with the epoch read from the ``Trainer``, since Lightning
+        creates a resumed run's first iterator (which workers draw from at once) before it calls
+        ``set_epoch`` — so a run resumed from a checkpoint sees the same batches as an uninterrupted one,
+        with or without workers. Under DDP Lightning injects its own
         ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
         ``generator``, whose seed is then used on every rank. ``sample_weights`` are drawn from by
         (seed, epoch) the same way, over the kept examples only.
@@ -426,13 +428,22 @@ class PruningDataModule(pl.LightningDataModule):
         # the seed Lightning gives its DistributedSampler, unless the user's loader had its own generator
         seed = generator.initial_seed() if generator is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         trainer = self.trainer
+        epoch_subsets = self.epoch_subset_fn is not None and trainer is not None
+        if epoch_subsets and self.sample_weights is not None:
+            raise ValueError(
+                "dynamic pruning chooses each epoch's examples itself and cannot also draw by `sample_weights`; "
+                "pass `sample_weights=None`"
+            )
         sampler: Optional[Sampler] = None
-        if self.epoch_subset_fn is not None and trainer is not None:
-            if self.sample_weights is not None:
-                raise ValueError(
-                    "dynamic pruning chooses each epoch's examples itself and cannot also draw by `sample_weights`; "
-                    "pass `sample_weights=None`"
-                )
+        if self.sample_weights is not None:
+            weights = self.sample_weights if self.kept_indices is None else self.sample_weights[self.kept_indices]
+            if not weights.sum() > 0:
+                raise ValueError(f"every one of the {len(weights)} training examples has sample weight 0")
+            epoch_fn = None if trainer is None else (lambda: trainer.current_epoch)
+            sampler = _WeightedSubsetSampler(weights, self.sample_with_replacement, seed, epoch_fn)
+        elif trainer is not None and (
+            epoch_subsets or (self.shuffle and (trainer.world_size == 1 or generator is not None))
+        ):  # without epoch subsets, exactly a DistributedSampler's order and shards
             sampler = EpochSampler(
                 dataset,
                 self._epoch_positions,
@@ -441,16 +452,6 @@ class PruningDataModule(pl.LightningDataModule):
                 rank=trainer.global_rank,
                 shuffle=self.shuffle,
                 seed=seed,
-            )
-        elif self.sample_weights is not None:
-            weights = self.sample_weights if self.kept_indices is None else self.sample_weights[self.kept_indices]
-            if not weights.sum() > 0:
-                raise ValueError(f"every one of the {len(weights)} training examples has sample weight 0")
-            epoch_fn = None if trainer is None else (lambda: trainer.current_epoch)
-            sampler = _WeightedSubsetSampler(weights, self.sample_with_replacement, seed, epoch_fn)
-        elif self.shuffle and trainer is not None and (trainer.world_size == 1 or generator is not None):
-            sampler = DistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=True, seed=seed
             )
         return DataLoader(
             dataset,

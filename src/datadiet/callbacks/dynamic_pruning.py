@@ -133,6 +133,8 @@ class DynamicPruning(Callback):
         self._batch_index: Optional[Tensor] = None
         self._batch_weights: Optional[Tensor] = None
         self._prepared_epoch: Optional[int] = None
+        self._stretching = False
+        self._checked_shapes = False
         self._restored_epoch: Optional[int] = None
         self._datamodule: Any = None
         self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
@@ -215,6 +217,11 @@ class DynamicPruning(Callback):
         self._hook_handle = pl_module.register_forward_hook(self._capture_output)
         if self.stretch_step_schedules:
             self._schedule.check(trainer)
+        # per-step work only where it can matter: step-interval schedulers to stretch, a batch shape to check
+        self._stretching = self.stretch_step_schedules and any(
+            config.interval == "step" and not config.reduce_on_plateau for config in trainer.lr_scheduler_configs
+        )
+        self._checked_shapes = False
 
     # Each epoch's choice ----------------------------------------------------------------------------
     def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
@@ -319,16 +326,21 @@ class DynamicPruning(Callback):
         logits = self.adapter.logits_fn(self._captured).detach()
         self._captured = None
         target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
-        if logits.ndim != 2 or not isinstance(target, Tensor) or target.ndim != 1:
+        if not self._checked_shapes:  # batches of one fit share their structure: checked once
+            self._check_shapes(logits, target)
+        loss = F.cross_entropy(logits.float(), target, reduction="none")
+        self._epoch_loss.scatter_(0, self._batch_index, loss)
+        if self._stretching:
+            self._schedule.after_batch(trainer, pl_module)
+
+    def _check_shapes(self, logits: Any, target: Any) -> None:
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor) or target.ndim != 1:
             raise ValueError(
                 f"DynamicPruning scores examples by cross-entropy and needs logits (B, K) and labels (B,), got "
                 f"logits {tuple(logits.shape)} and labels {getattr(target, 'shape', type(target).__name__)}; "
                 "pass `adapter=Adapter(target_fn=..., logits_fn=...)`"
             )
-        loss = F.cross_entropy(logits.float(), target, reduction="none")
-        self._epoch_loss.scatter_(0, self._batch_index, loss)
-        if self.stretch_step_schedules:
-            self._schedule.after_batch(trainer, pl_module)
+        self._checked_shapes = True
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:

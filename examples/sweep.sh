@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 .venv/bin/datadiet -m \
   data=mnist1d data.num_samples=5000 data.batch_size=64 \
-  model=cnn1d model@probe.model=mlp probe.epochs=5 max_epochs=60 \
+  model=cnn1d probe.mode=separate model@probe.model=mlp probe.epochs=5 max_epochs=60 \
   pruning.score=el2n \
   pruning.keep_fraction=0.1,0.2,0.4,0.6,0.8,1.0 \
   pruning.strategy=hard,easy,random \

@@ -114,6 +114,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.3, "hard", "in_run", probe_epochs=2, **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=1, **common_a),
         _static(0.5, "random", "in_run", probe_epochs=2),
+        _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.3, **common_a),
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
         ("dynamic", {"prune_ratio": 0.7}),
@@ -219,7 +221,12 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         if route == "in_run":
             model = _classifier(regime, dm)
             prune = PruneDuringFit(after_epochs=params["probe_epochs"], **select_options)
-            train_presentations = _fit(model, dm, epochs, [prune])
+            callbacks: list[pl.Callback] = [prune]
+            if "prune_ratio" in params:  # dynamic pruning inside the in-run subset
+                from datadiet.callbacks import DynamicPruning
+
+                callbacks.append(DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=0.125, seed=seed))
+            train_presentations = _fit(model, dm, epochs, callbacks)
             scored_main = prune.scored_examples
         else:
             if route == "none":
@@ -261,7 +268,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     route = {"none": "no probe", "probe": f"probe {params.get('probe_epochs')} ep", "in_run":
              f"in-run after {params.get('probe_epochs')} ep", "selector": f"selector {params.get('probe_epochs')} ep"}
     balanced = ", balanced" if params.get("class_balanced") else ""
-    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced})"
+    dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
+    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}){dynamic}"
 
 
 # Caching rows, summarising, plotting ------------------------------------------------------------------

@@ -40,13 +40,23 @@ def test_both_mode_prunes_dynamically_inside_the_static_subset(tmp_path):
     assert summary["strategy"] == "hard" and (tmp_path / "scores.npz").exists()
 
 
+@pytest.mark.slow
+def test_both_mode_with_the_in_run_probe_prunes_dynamically_inside_the_subset_once_chosen(tmp_path):
+    summary = run(compose_small(tmp_path, "pruning.mode=both", "probe.mode=in_run", "probe.epochs=1",
+                                "pruning.keep_fraction=0.5", "max_epochs=3", "pruning.anneal_fraction=0"))
+    presented = summary["presentations_per_epoch"]
+    assert presented[0] == 288 and summary["examples_kept"] == 144  # all data, then the in-run half
+    assert all(count < 144 for count in presented[1:])  # InfoBatch skips part of the kept half
+    assert summary["train_examples_seen"] == sum(presented)
+    assert summary["probe_mode"] == "in_run" and (tmp_path / "scores.npz").exists()
+
+
 @pytest.mark.parametrize(
     "overrides, match",
     [
         (["pruning.mode=sometimes"], r"`pruning.mode` can be static, dynamic, both, got 'sometimes'"),
         (["pruning.mode=dynamic", "pruning.prune_ratio=1.0"], r"`prune_ratio` must be a number in \[0, 1\), got 1.0"),
         (["pruning.mode=dynamic", "pruning.budget=steps"], r"pruning.budget=steps.*use pruning.budget=epochs"),
-        (["pruning.mode=both", "probe.mode=in_run", "probe.epochs=1"], r"use probe.mode=separate"),
     ],
 )
 def test_bad_dynamic_settings_fail_before_training(tmp_path, overrides, match):

@@ -192,3 +192,39 @@ def test_a_second_fit_decides_anew():
     assert sorted(record.presented[0]) == list(range(N))  # the second fit starts on all data again
     np.testing.assert_array_equal(prune.kept_indices, select(reference_el2n(record.weights[0], x, y), 0.5, "hard"))
     assert kept_first is not None
+
+
+class ScoresAtEpochStart(Callback):
+    """Test-owned: DynamicPruning's per-example losses as each epoch starts (what that epoch's choice reads)."""
+
+    def __init__(self, dynamic):
+        self.dynamic, self.scores = dynamic, {}
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.scores[trainer.current_epoch] = self.dynamic.scores
+
+
+def test_dynamic_pruning_prunes_inside_the_in_run_subset_once_it_is_chosen():
+    from datadiet import DynamicPruning
+
+    torch.manual_seed(0)
+    x, y = data()
+    ratio = 0.5
+    record = Record()
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, strategy="hard", seed=3)
+    dynamic = DynamicPruning(prune_ratio=ratio, anneal_fraction=0.0, seed=1)
+    scores = ScoresAtEpochStart(dynamic)
+    dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
+    quiet_trainer(max_epochs=4, callbacks=[scores, record, prune, dynamic]).fit(
+        LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm
+    )
+    kept = prune.kept_indices
+    assert sorted(record.presented[0]) == list(range(N))  # the first epoch presents everything
+    for epoch in (1, 2, 3):
+        presented = record.presented[epoch]
+        assert len(presented) == len(set(presented)) and set(presented) <= set(kept.tolist())
+        # InfoBatch over the kept subset, from the losses as the epoch starts: of its n below-mean
+        # examples, floor((1 - r) n) are kept; every other kept example is presented
+        loss = scores.scores[epoch][kept]
+        below = int((loss < loss.mean()).sum())
+        assert len(presented) == len(kept) - below + int(np.floor((1 - ratio) * below + 1e-9))

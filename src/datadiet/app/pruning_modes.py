@@ -37,11 +37,6 @@ def validate_pruning_mode(cfg: DictConfig) -> None:
             "`pruning.mode=dynamic` trains on all data; to prune dynamically inside "
             f"`pruning.subset_path={cfg.pruning.subset_path}`, use pruning.mode=both"
         )
-    if mode == "both" and cfg.probe.get("mode", "separate") == "in_run":
-        raise ValueError(
-            "`pruning.mode=both` prunes dynamically inside a subset fixed before training, but `probe.mode=in_run` "
-            "chooses it during training; use probe.mode=separate"
-        )
 
 
 def dynamic_pruning(cfg: DictConfig) -> DynamicPruning:

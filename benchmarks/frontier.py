@@ -132,6 +132,9 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.5, "ccs", "selector", probe_epochs=1, class_balanced=True, score="el2n"),
         ("dynamic", {"prune_ratio": 0.5, "epochs": 2}),
         ("dynamic", {"prune_ratio": 0.7, "epochs": 2}),
+        _static(0.4, "random", "none", epochs=2, prune_ratio=0.7),
+        _static(0.25, "random", "none", epochs=2, prune_ratio=0.7),
+        _static(0.5, "random", "none", epochs=2),
     )
     c_methods = (
         _static(0.5, "random", "none"),
@@ -221,12 +224,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         if route == "in_run":
             model = _classifier(regime, dm)
             prune = PruneDuringFit(after_epochs=params["probe_epochs"], **select_options)
-            callbacks: list[pl.Callback] = [prune]
-            if "prune_ratio" in params:  # dynamic pruning inside the in-run subset
-                from datadiet.callbacks import DynamicPruning
-
-                callbacks.append(DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=0.125, seed=seed))
-            train_presentations = _fit(model, dm, epochs, callbacks)
+            train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
         else:
             if route == "none":
@@ -242,7 +240,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
                 dm.prune(difficulty.score_table, **select_options)
             pl.seed_everything(seed, workers=True)
             model = _classifier(regime, dm)
-            train_presentations = _fit(model, dm, epochs)
+            train_presentations = _fit(model, dm, epochs, _dynamic_inside(params, seed))
     wall = time.perf_counter() - start
     probe_flops = flops["selector"] if params.get("route") == "selector" else flops["main"]
     total = (TRAIN_FORWARD_MULTIPLE * (train_presentations * flops["main"] + probe_presentations * probe_flops)
@@ -254,6 +252,15 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
     }
+
+
+def _dynamic_inside(params: dict[str, Any], seed: int) -> list[pl.Callback]:
+    """``DynamicPruning`` inside a static subset (the app's ``pruning.mode=both``) when ``prune_ratio`` is given."""
+    if "prune_ratio" not in params:
+        return []
+    from datadiet.callbacks import DynamicPruning
+
+    return [DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=0.125, seed=seed)]
 
 
 def label(method: str, params: dict[str, Any]) -> str:
@@ -269,7 +276,8 @@ def label(method: str, params: dict[str, Any]) -> str:
              f"in-run after {params.get('probe_epochs')} ep", "selector": f"selector {params.get('probe_epochs')} ep"}
     balanced = ", balanced" if params.get("class_balanced") else ""
     dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
-    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}){dynamic}"
+    epochs = f", {params['epochs']} ep" if "epochs" in params else ""
+    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}){dynamic}"
 
 
 # Caching rows, summarising, plotting ------------------------------------------------------------------

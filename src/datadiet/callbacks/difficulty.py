@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import weakref
-from contextlib import nullcontext
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import default_collate
 from typing_extensions import override
 
 from datadiet.adapter import Adapter, _second
+from datadiet.callbacks._scoring_pass import scoring_pass, sync_min, update_from_buffer
 from datadiet.callbacks.example_ledger import ExampleLedger
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore, get_score
-from datadiet.scores.base import single_process
-from datadiet.scores.context import FeatureCapture, ScoreContext, find_feature_module
+from datadiet.scores.context import ScoreContext
 from datadiet.store import ScoreTable
 
 
@@ -267,15 +266,15 @@ class DifficultyCallback(Callback):
 
     def _update_train_scores(self) -> None:
         """Hands the buffered presentations to the training-phase scores."""
-        _update(self._train_scores, self._presentations)
+        update_from_buffer(self._train_scores, self._presentations)
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._update_train_scores()
-        sync_min = self._sync_min(trainer)
+        minimum = sync_min(trainer)
         for score in self.scores.values():
             if score.phase == "train":
-                score.end_epoch(sync_min)
+                score.end_epoch(minimum)
         self.epochs_recorded += 1
 
     @override
@@ -292,7 +291,7 @@ class DifficultyCallback(Callback):
             trainer, datamodule.train_dataset, datamodule.collate_fn, self.adapter.target_fn
         )
         context = ScoreContext(
-            sync_min=self._sync_min(trainer),
+            sync_min=sync_min(trainer),
             broadcast=trainer.strategy.broadcast,
             labels_fn=(lambda: trainer.datamodule.labels) if labels is None else (lambda: labels),
             num_classes=getattr(trainer.datamodule, "num_classes", None),
@@ -316,68 +315,16 @@ class DifficultyCallback(Callback):
     def _scoring_pass(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
     ) -> None:
-        loader = trainer.datamodule.scoring_dataloader(
-            self.scoring_batch_size, num_replicas=trainer.world_size, rank=trainer.global_rank
+        scoring_pass(
+            trainer,
+            pl_module,
+            eval_scores,
+            self.adapter,
+            self._ledger,
+            batch_size=self.scoring_batch_size,
+            feature_module=self.feature_module,
+            buffer=PresentationBuffer(),
         )
-        bar = self._progress_bar(trainer, len(loader))
-        was_training = pl_module.training
-        pl_module.eval()
-        # scores of logits and labels alone are updated from buffered batches, as in training
-        logits_only = [score for score in eval_scores if not score.needs]
-        buffered = PresentationBuffer()
-        needs = set().union(*(score.needs for score in eval_scores))
-        capture = FeatureCapture(find_feature_module(pl_module, self.feature_module)) if "features" in needs else None
-        try:
-            with torch.no_grad(), trainer.precision_plugin.forward_context(), capture or nullcontext():
-                for indexed in loader:
-                    # as Lightning's loops do: the precision plugin's dtype (64-true, bf16-true), then the device
-                    batch = trainer.strategy.batch_to_device(trainer.precision_plugin.convert_input(indexed.batch))
-                    index = indexed.original_index.to(pl_module.device, non_blocking=True)
-                    inputs = self.adapter.input_fn(batch)
-                    logits = self.adapter.logits_fn(pl_module(inputs))
-                    target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
-                    self._ledger.record_labels(index, target)
-                    extras = {
-                        "features": capture.take() if capture is not None else None,
-                        "inputs": inputs,
-                        "module": pl_module,
-                    }
-                    for score in eval_scores:
-                        if score.needs:
-                            wanted = {key: extras[key] for key in score.needs}
-                            if "module" in score.needs:
-                                wanted["logits_fn"] = self.adapter.logits_fn
-                            score.update(index, logits, target, **wanted)
-                    if logits_only:
-                        if not buffered.fits(len(index), logits.shape[-1]):
-                            _update(logits_only, buffered)
-                        buffered.add(index, logits, target)
-                    if bar is not None:
-                        bar.update(1)
-                _update(logits_only, buffered)
-        finally:
-            pl_module.train(was_training)
-            if bar is not None:
-                bar.close()
-        sync_min = self._sync_min(trainer)
-        for score in eval_scores:
-            score.end_scoring(sync_min)
-
-    @staticmethod
-    def _progress_bar(trainer: "pl.Trainer", total: int) -> Any:
-        progress = trainer.progress_bar_callback
-        if not isinstance(progress, TQDMProgressBar) or not trainer.is_global_zero or progress.is_disabled:
-            return None
-        bar = progress.init_predict_tqdm()
-        bar.reset(total=total)
-        bar.set_description("Scoring")
-        return bar
-
-    @staticmethod
-    def _sync_min(trainer: "pl.Trainer") -> Any:
-        if trainer.world_size == 1:
-            return single_process
-        return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
 
     def _build_table(
         self, trainer: "pl.Trainer", labels: Optional[np.ndarray], never_presented: Optional[int]
@@ -435,11 +382,3 @@ class DifficultyCallback(Callback):
             if name in self.scores:
                 self.scores[name].load_state_dict(score_state)
         self._ledger.load_state_dict(state_dict.get("examples"))
-
-
-def _update(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:
-    """Hands what ``buffer`` holds to ``scores`` as one batch, and empties it."""
-    if len(buffer):
-        index, logits, target = buffer.take()
-        for score in scores:
-            score.update(index, logits, target)

@@ -8,7 +8,6 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 from typing_extensions import override
@@ -16,7 +15,9 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
+from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores.base import merge_seen, single_process
+from datadiet.scores.functional import cross_entropy
 
 RULES = ("infobatch", "seta")
 
@@ -129,6 +130,8 @@ class DynamicPruning(Callback):
         self._candidates: Optional[np.ndarray] = None  # original indices of the current training set
         self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
         self._epoch_loss: Optional[Tensor] = None
+        # each step's logits are copied here and their losses computed in bulk (per step: three copies)
+        self._presentations = PresentationBuffer()
         self._weight: Optional[Tensor] = None
         self._batch_index: Optional[Tensor] = None
         self._batch_weights: Optional[Tensor] = None
@@ -192,6 +195,7 @@ class DynamicPruning(Callback):
         self._decided = None
         self._prepared_epoch = self._restored_epoch = None
         self._epoch_loss = None
+        self._presentations = PresentationBuffer()
         self._schedule = ScheduleStretch()
         self.kept_per_epoch, self.presentations_per_epoch = [], []
         if self._pending_state is not None:
@@ -296,8 +300,8 @@ class DynamicPruning(Callback):
                 "DynamicPruning got a training batch without original indices: the training loader must be "
                 "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
             )
-        self._batch_index = index.to(pl_module.device, non_blocking=True)
-        self._batch_weights = None if self._weight is None else self._weight[self._batch_index]
+        self._batch_index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
+        self._batch_weights = None if self._weight is None else self._weight.index_select(0, self._batch_index)
         self._captured = None
         self._capturing = True
 
@@ -328,8 +332,9 @@ class DynamicPruning(Callback):
         target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
         if not self._checked_shapes:  # batches of one fit share their structure: checked once
             self._check_shapes(logits, target)
-        loss = F.cross_entropy(logits.float(), target, reduction="none")
-        self._epoch_loss.scatter_(0, self._batch_index, loss)
+        if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
+            self._record_losses()
+        self._presentations.add(self._batch_index, logits, target)
         if self._stretching:
             self._schedule.after_batch(trainer, pl_module)
 
@@ -342,8 +347,15 @@ class DynamicPruning(Callback):
             )
         self._checked_shapes = True
 
+    def _record_losses(self) -> None:
+        """The buffered presentations' cross-entropy, into this epoch's loss buffer by original index."""
+        if len(self._presentations):
+            index, logits, target = self._presentations.take()
+            self._epoch_loss.scatter_(0, index, cross_entropy(logits, target))
+
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._record_losses()
         sync_min = single_process if trainer.world_size == 1 else (
             lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
         )
@@ -367,6 +379,8 @@ class DynamicPruning(Callback):
     # Checkpointing --------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
+        if self._epoch_loss is not None:
+            self._record_losses()  # a checkpoint taken mid-epoch holds every presentation so far
         served = 0 if self._datamodule is None else self._datamodule.train_examples_served - self._served_at_epoch_start
         return {
             "scores": None if self._scores is None else torch.from_numpy(self._scores.copy()),

@@ -1,108 +1,38 @@
-"""PruningDataModule: wraps any map-style dataset, tracks original indices, trains on a kept subset."""
+"""PruningDataModule: wraps any map-style dataset, tracks original indices, trains on a kept subset.
+
+Its loaders live in :mod:`datadiet.data.loaders`, the reading of a user's data module in
+:mod:`datadiet.data.wrapping`.
+"""
 
 from __future__ import annotations
 
-import functools
-import os
-from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-import torch
 from torch import Tensor
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    RandomSampler,
-    Sampler,
-    SequentialSampler,
-    Subset,
-    WeightedRandomSampler,
-)
+from torch.utils.data import Dataset
 
-from datadiet.data.epoch_sampler import EpochSampler
-from datadiet.data.indexed import IndexedBatch, IndexedCollate, IndexedDataset
+from datadiet.data.indexed import IndexedBatch, IndexedDataset
 from datadiet.data.labels import dataset_labels
+from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable from here, as before
+    LOADER_OPTIONS,
+    PrunedSubsetLoaders,
+    checked_loader_options,
+    checked_sample_weights,
+)
+from datadiet.data.wrapping import forward_hooks, read_training_loader, training_loader_settings
 from datadiet.fingerprint import dataset_fingerprint
 from datadiet.selection import select
 from datadiet.store import ScoreTable
 
-_FORWARDED_HOOKS = ("transfer_batch_to_device", "on_after_batch_transfer")
-#: DataLoader arguments ``loader_options`` may set (the others have their own constructor argument).
-LOADER_OPTIONS = (
-    "worker_init_fn", "generator", "prefetch_factor", "timeout", "multiprocessing_context",
-    "persistent_workers", "pin_memory_device", "in_order",
-)  # fmt: skip
 #: ``prune`` refuses a score that is NaN (never scored) for more than this share of the training set.
 MAX_UNSCORED_FRACTION = 0.5
 
 
-class _LoaderIfAvailable:
-    """``val_dataloader`` and co.: defined for Lightning only when there is data behind them.
-
-    A data module without a validation set then behaves as a plain one without ``val_dataloader``
-    (Lightning skips the loop, with its usual warnings only); ``trainer.test`` without a test set fails
-    as Lightning's own does, instead of testing on nothing.
-    """
-
-    def __init__(self, dataset_attribute: str) -> None:
-        self.dataset_attribute = dataset_attribute
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, instance: Any, owner: type) -> Any:
-        if instance is None:
-            return getattr(owner, f"_{self.name}")
-        wrapped = instance.__dict__.get("_wrapped")
-        if wrapped is not None:
-            available = is_overridden(self.name, wrapped)
-        else:
-            available = getattr(instance, self.dataset_attribute, None) is not None
-        if available:
-            return getattr(instance, f"_{self.name}")
-        # Lightning's `is_overridden` sees through a partial: the base class's hook, i.e. "not defined"
-        return functools.partial(getattr(pl.LightningDataModule, self.name), instance)
-
-
-class _WeightedSubsetSampler(Sampler[int]):
-    """A ``WeightedRandomSampler`` over the current (kept) training set, seeded by (seed, epoch).
-
-    The epoch is the Trainer's (``epoch_fn``: also under DDP, where Lightning wraps this sampler and sets
-    the wrapper's epoch only), else the one ``set_epoch`` gave, else the number of iterations so far; so a
-    resumed run draws what an uninterrupted one draws, and every rank draws the same before sharding.
-    """
-
-    def __init__(
-        self, weights: np.ndarray, replacement: bool, seed: int, epoch_fn: Optional[Callable[[], int]] = None
-    ) -> None:
-        self.weights = torch.as_tensor(weights, dtype=torch.double)
-        self.replacement = replacement
-        self.seed = seed
-        self.epoch_fn = epoch_fn
-        self.epoch: Optional[int] = None
-        self._iterations = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.weights)
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
-        epoch = int(epoch) if epoch is not None else self._iterations
-        self._iterations += 1
-        generator = torch.Generator().manual_seed(self.seed + epoch)
-        drawn = torch.multinomial(self.weights, len(self.weights), self.replacement, generator=generator)
-        return iter(drawn.tolist())
-
-
-class PruningDataModule(pl.LightningDataModule):
+class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
     """A ``LightningDataModule`` whose training set can be pruned to a kept subset.
 
     The training loader yields :class:`IndexedBatch` pairs; :meth:`on_before_batch_transfer` strips
@@ -186,9 +116,9 @@ class PruningDataModule(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.collate_fn = collate_fn
         self.name = name or type(train_dataset).__name__
-        self.sample_weights = None if sample_weights is None else self._checked_weights(sample_weights, train_dataset)
+        self.sample_weights = None if sample_weights is None else checked_sample_weights(sample_weights, train_dataset)
         self.sample_with_replacement = sample_with_replacement
-        self.loader_options = self._checked_loader_options(loader_options, num_workers)
+        self.loader_options = checked_loader_options(loader_options, num_workers)
         #: Shape of one input and number of classes, when known (the built-in sources set them).
         self.input_shape: Optional[tuple[int, ...]] = None
         self.num_classes: Optional[int] = None
@@ -206,31 +136,6 @@ class PruningDataModule(pl.LightningDataModule):
         self._labels: Optional[np.ndarray] = None
         self._labels_read = False
         self._fingerprint: Optional[tuple[int, str]] = None
-
-    @staticmethod
-    def _checked_weights(weights: Any, dataset: Any) -> np.ndarray:
-        weights = (weights.detach().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights)).astype(float)
-        if weights.shape != (len(dataset),) or not np.isfinite(weights).all() or (weights < 0).any():
-            raise ValueError(
-                f"`sample_weights` must be one finite weight >= 0 per training example ({len(dataset)}), "
-                f"got shape {weights.shape}"
-            )
-        return weights
-
-    @staticmethod
-    def _checked_loader_options(options: Optional[Mapping[str, Any]], num_workers: int) -> dict[str, Any]:
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(LOADER_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"`loader_options` can set {', '.join(LOADER_OPTIONS)}; got {unknown} (batch size, shuffling, "
-                "workers, drop_last, pin_memory and collate_fn have their own arguments)"
-            )
-        if num_workers == 0:
-            for key in ("prefetch_factor", "persistent_workers"):
-                if options.get(key):
-                    raise ValueError(f"`loader_options['{key}']={options[key]!r}` needs `num_workers` > 0, got 0")
-        return options
 
     @classmethod
     def from_datamodule(cls, datamodule: pl.LightningDataModule, **overrides: Any) -> "PruningDataModule":
@@ -257,21 +162,13 @@ class PruningDataModule(pl.LightningDataModule):
             ValueError: a ``RandomSampler`` drawing with replacement or a set ``num_samples``, or a
                 ``WeightedRandomSampler`` whose ``num_samples`` is not the dataset size.
         """
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        loader = datamodule.train_dataloader()
-        if not isinstance(loader, DataLoader):
-            raise TypeError(
-                f"`from_datamodule` needs `train_dataloader()` to return one DataLoader, got {type(loader).__name__}"
-            )
-        settings = _training_loader_settings(loader, overrides)
+        loader = read_training_loader(datamodule)
+        settings = training_loader_settings(loader, overrides)
         settings["name"] = type(datamodule).__name__
         settings.update(overrides)
         wrapper = cls(loader.dataset, **settings)
         wrapper._wrapped = datamodule
-        for hook in _FORWARDED_HOOKS:
-            if is_overridden(hook, datamodule):
-                setattr(wrapper, hook, getattr(datamodule, hook))
+        forward_hooks(wrapper, datamodule)
         return wrapper
 
     # Properties ---------------------------------------------------------------------------------
@@ -403,145 +300,8 @@ class PruningDataModule(pl.LightningDataModule):
         """Goes back to training on the full dataset."""
         self.kept_indices = None
 
-    # Loaders ------------------------------------------------------------------------------------
-    def _current_train_set(self) -> Dataset:
-        if self.kept_indices is None:
-            return self._indexed_train
-        return Subset(self._indexed_train, self.kept_indices.tolist())
-
-    def train_dataloader(self) -> DataLoader:
-        """The (possibly pruned) training set; yields :class:`IndexedBatch` pairs.
-
-        Inside a one-process ``Trainer`` the shuffle order is a function of (seed, epoch) — that of a
-        ``DistributedSampler`` of one replica, with the epoch read from the ``Trainer``, since Lightning
-        creates a resumed run's first iterator (which workers draw from at once) before it calls
-        ``set_epoch`` — so a run resumed from a checkpoint sees the same batches as an uninterrupted one,
-        with or without workers. Under DDP Lightning injects its own
-        ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
-        ``generator``, whose seed is then used on every rank. ``sample_weights`` are drawn from by
-        (seed, epoch) the same way, over the kept examples only.
-        """
-        dataset = self._current_train_set()
-        options = dict(self.loader_options)
-        options.setdefault("persistent_workers", self.num_workers > 0)
-        generator = options.get("generator")
-        # the seed Lightning gives its DistributedSampler, unless the user's loader had its own generator
-        seed = generator.initial_seed() if generator is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        trainer = self.trainer
-        epoch_subsets = self.epoch_subset_fn is not None and trainer is not None
-        if epoch_subsets and self.sample_weights is not None:
-            raise ValueError(
-                "dynamic pruning chooses each epoch's examples itself and cannot also draw by `sample_weights`; "
-                "pass `sample_weights=None`"
-            )
-        sampler: Optional[Sampler] = None
-        if self.sample_weights is not None:
-            weights = self.sample_weights if self.kept_indices is None else self.sample_weights[self.kept_indices]
-            if not weights.sum() > 0:
-                raise ValueError(f"every one of the {len(weights)} training examples has sample weight 0")
-            epoch_fn = None if trainer is None else (lambda: trainer.current_epoch)
-            sampler = _WeightedSubsetSampler(weights, self.sample_with_replacement, seed, epoch_fn)
-        elif trainer is not None and (
-            epoch_subsets or (self.shuffle and (trainer.world_size == 1 or generator is not None))
-        ):  # without epoch subsets, exactly a DistributedSampler's order and shards
-            sampler = EpochSampler(
-                dataset,
-                self._epoch_positions,
-                lambda: trainer.current_epoch,
-                num_replicas=trainer.world_size,
-                rank=trainer.global_rank,
-                shuffle=self.shuffle,
-                seed=seed,
-            )
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=self.shuffle if sampler is None else False,
-            sampler=sampler,
-            drop_last=self.drop_last,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=IndexedCollate(self.collate_fn),
-            **options,
-        )
-
-    def _epoch_positions(self, epoch: int) -> Optional[np.ndarray]:
-        """Positions in the current training set of the examples ``epoch_subset_fn`` picks for ``epoch``."""
-        subset = None if self.epoch_subset_fn is None else self.epoch_subset_fn(epoch)
-        if subset is None or self.kept_indices is None:
-            return subset
-        cached = self._epoch_positions_cache
-        if cached is not None and cached[0] is subset:  # asked twice per epoch: by `len` and by `iter`
-            return cached[1]
-        lookup = np.full(self.num_examples, -1, dtype=np.int64)
-        lookup[self.kept_indices] = np.arange(len(self.kept_indices))
-        positions = lookup[subset]
-        if (positions < 0).any():
-            raise ValueError(
-                f"the epoch subset holds {int((positions < 0).sum())} examples outside the kept training subset"
-            )
-        self._epoch_positions_cache = (subset, positions)
-        return positions
-
-    def _one_pass_options(self) -> dict[str, Any]:
-        """``loader_options`` for loaders read once (scoring, evaluation): no persistent workers."""
-        return {key: value for key, value in self.loader_options.items() if key != "persistent_workers"}
-
-    def scoring_dataloader(
-        self, batch_size: Optional[int] = None, *, num_replicas: int = 1, rank: int = 0
-    ) -> DataLoader:
-        """The current training set in order, unshuffled, with indices: the eval-mode scoring pass.
-
-        With ``num_replicas > 1`` each rank reads its ``DistributedSampler`` share (padded, unshuffled).
-        """
-        dataset = self._current_train_set()
-        sampler = None
-        if num_replicas > 1:
-            sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size or self.eval_batch_size,
-            shuffle=False,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=IndexedCollate(self.collate_fn),
-            **self._one_pass_options(),
-        )
-
-    def _eval_loader(self, dataset: Optional[Dataset]) -> Union[DataLoader, list]:
-        if dataset is None:
-            return []
-        return DataLoader(
-            dataset,
-            batch_size=self.eval_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            collate_fn=self.collate_fn,
-            **self._one_pass_options(),
-        )
-
-    # Defined for Lightning only when there is data behind them (see `_LoaderIfAvailable`).
-    val_dataloader = _LoaderIfAvailable("val_dataset")
-    test_dataloader = _LoaderIfAvailable("test_dataset")
-    predict_dataloader = _LoaderIfAvailable("test_dataset")
-
-    def _val_dataloader(self) -> Any:
-        if self._wrapped is not None:
-            return self._wrapped.val_dataloader()
-        return self._eval_loader(self.val_dataset)
-
-    def _test_dataloader(self) -> Any:
-        if self._wrapped is not None:
-            return self._wrapped.test_dataloader()
-        return self._eval_loader(self.test_dataset)
-
-    def _predict_dataloader(self) -> Any:
-        if self._wrapped is not None:
-            return self._wrapped.predict_dataloader()
-        return self._eval_loader(self.test_dataset)
-
+    # Loaders: `train_dataloader`, `scoring_dataloader` and the evaluation loaders are `PrunedSubsetLoaders`'.
+    # Lifecycle ----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self._share_kept_subset()
@@ -608,84 +368,3 @@ class PruningDataModule(pl.LightningDataModule):
                 f"this data module's ({len(self.kept_indices)} examples); call `reset_pruning()` first to adopt it"
             )
         self.kept_indices = kept
-
-
-def _training_loader_settings(loader: DataLoader, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The constructor arguments that rebuild ``loader``'s pipeline over a training set that can be pruned."""
-    chooses_order = "shuffle" in overrides or "sample_weights" in overrides
-    sampler, batch_size, drop_last = loader.sampler, loader.batch_size, loader.drop_last
-    batch_sampler = loader.batch_sampler
-    if batch_size is None and "batch_size" not in overrides:
-        if batch_sampler is None:
-            raise TypeError(
-                "the training loader has `batch_size=None` (no automatic batching), so its items are not single "
-                "examples that pruning can select; return a loader with a `batch_size` from `train_dataloader()`, "
-                "or pass `batch_size=` to `from_datamodule`"
-            )
-        if type(batch_sampler) is BatchSampler:
-            sampler, batch_size, drop_last = batch_sampler.sampler, batch_sampler.batch_size, batch_sampler.drop_last
-        elif not chooses_order:
-            raise TypeError(
-                f"the training loader's batch sampler {type(batch_sampler).__name__} yields batches of the full "
-                "dataset's indices, which cannot follow a pruned subset; return a loader with `batch_size` and "
-                "`shuffle` (or a `sampler`) from `train_dataloader()`, or pass `batch_size=` and `shuffle=` to "
-                "`from_datamodule` to replace it"
-            )
-    settings: dict[str, Any] = dict(
-        batch_size=batch_size,
-        num_workers=loader.num_workers,
-        drop_last=drop_last,
-        pin_memory=loader.pin_memory,
-        collate_fn=loader.collate_fn,
-    )
-    if not chooses_order:
-        settings.update(_sampler_settings(sampler, len(loader.dataset)))  # type: ignore[arg-type]
-    options: dict[str, Any] = {}
-    generator = loader.generator if loader.generator is not None else getattr(sampler, "generator", None)
-    if generator is not None:
-        options["generator"] = generator
-    if loader.worker_init_fn is not None:
-        options["worker_init_fn"] = loader.worker_init_fn
-    if loader.num_workers > 0:
-        options.update(persistent_workers=loader.persistent_workers, prefetch_factor=loader.prefetch_factor)
-        if loader.multiprocessing_context is not None:
-            options["multiprocessing_context"] = loader.multiprocessing_context
-    if loader.timeout:
-        options["timeout"] = loader.timeout
-    if loader.pin_memory_device:
-        options["pin_memory_device"] = loader.pin_memory_device
-    if not getattr(loader, "in_order", True):
-        options["in_order"] = False
-    settings["loader_options"] = options
-    return settings
-
-
-def _sampler_settings(sampler: Any, num_examples: int) -> dict[str, Any]:
-    """``shuffle`` / ``sample_weights`` reproducing a training loader's sampler, or a refusal naming it."""
-    name = type(sampler).__name__
-    if type(sampler) is SequentialSampler:
-        return {"shuffle": False}
-    if type(sampler) is RandomSampler:
-        if sampler.replacement or sampler._num_samples is not None:
-            raise ValueError(
-                f"the training loader's RandomSampler(replacement={sampler.replacement}, "
-                f"num_samples={sampler._num_samples}) cannot be carried over: a PruningDataModule shuffles the kept "
-                "subset once per epoch without replacement; use a plain RandomSampler (or shuffle=True), or pass "
-                "`shuffle=True` to `from_datamodule` to accept that"
-            )
-        return {"shuffle": True}
-    if type(sampler) is WeightedRandomSampler:
-        if sampler.num_samples != num_examples:
-            raise ValueError(
-                f"the training loader's WeightedRandomSampler draws num_samples={sampler.num_samples} per epoch for "
-                f"{num_examples} examples; a PruningDataModule draws as many as the (kept) training set has, so "
-                f"use num_samples=len(dataset), or pass `sample_weights=` to `from_datamodule` to accept that"
-            )
-        weights = sampler.weights.numpy()
-        return {"shuffle": True, "sample_weights": weights, "sample_with_replacement": sampler.replacement}
-    raise TypeError(
-        f"the training loader's sampler {name} draws from the full dataset's indices and cannot follow a pruned "
-        "subset; use shuffle=True, a RandomSampler or a WeightedRandomSampler in `train_dataloader()`, or pass "
-        "`shuffle=` (or `sample_weights=`) to `from_datamodule` to replace it (under DDP, Lightning adds the "
-        "DistributedSampler itself)"
-    )

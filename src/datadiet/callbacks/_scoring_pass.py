@@ -1,0 +1,118 @@
+"""The eval-mode scoring pass of :class:`~datadiet.DifficultyCallback`, and the helpers its training side shares.
+
+Once training ends, eval-phase scores (``el2n``, ``margin``, ...) read the model as it is then over the
+whole current training set, in order, sharded over ranks like a ``DistributedSampler``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any, Callable, Optional
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import Tensor
+
+from datadiet.adapter import Adapter
+from datadiet.callbacks.example_ledger import ExampleLedger
+from datadiet.callbacks.presentation_buffer import PresentationBuffer
+from datadiet.scores import PerExampleScore
+from datadiet.scores.base import single_process
+from datadiet.scores.context import FeatureCapture, find_feature_module
+
+
+def sync_min(trainer: "pl.Trainer") -> Callable[[Tensor], Tensor]:
+    """The elementwise minimum over processes that scores merge their state with."""
+    if trainer.world_size == 1:
+        return single_process
+    return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
+
+
+def update_from_buffer(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:
+    """Hands what ``buffer`` holds to ``scores`` as one batch, and empties it."""
+    if len(buffer):
+        index, logits, target = buffer.take()
+        for score in scores:
+            score.update(index, logits, target)
+
+
+def scoring_pass(
+    trainer: "pl.Trainer",
+    pl_module: "pl.LightningModule",
+    eval_scores: list[PerExampleScore],
+    adapter: Adapter,
+    ledger: ExampleLedger,
+    *,
+    batch_size: Optional[int],
+    feature_module: Optional[str],
+    buffer: PresentationBuffer,
+) -> None:
+    """Updates ``eval_scores`` from one eval-mode pass over the data module's ``scoring_dataloader``.
+
+    Args:
+        trainer: the fitting ``Trainer``; its data module is a ``PruningDataModule``.
+        pl_module: the probe model, put in eval mode for the pass and back as it was after it.
+        eval_scores: the eval-phase scores to update, then end (``end_scoring``).
+        adapter: reads inputs, labels and logits of a batch.
+        ledger: records the labels the adapter reads.
+        batch_size: the scoring batch size (default: the data module's eval batch size).
+        feature_module: the submodule whose input is an example's features, for scores that need them.
+        buffer: where the batches of scores of logits and labels alone wait to be handed over in bulk.
+    """
+    loader = trainer.datamodule.scoring_dataloader(
+        batch_size, num_replicas=trainer.world_size, rank=trainer.global_rank
+    )
+    bar = _progress_bar(trainer, len(loader))
+    was_training = pl_module.training
+    pl_module.eval()
+    # scores of logits and labels alone are updated from buffered batches, as in training
+    logits_only = [score for score in eval_scores if not score.needs]
+    needs = set().union(*(score.needs for score in eval_scores))
+    capture = FeatureCapture(find_feature_module(pl_module, feature_module)) if "features" in needs else None
+    try:
+        with torch.no_grad(), trainer.precision_plugin.forward_context(), capture or nullcontext():
+            for indexed in loader:
+                # as Lightning's loops do: the precision plugin's dtype (64-true, bf16-true), then the device
+                batch = trainer.strategy.batch_to_device(trainer.precision_plugin.convert_input(indexed.batch))
+                index = indexed.original_index.to(pl_module.device, non_blocking=True)
+                inputs = adapter.input_fn(batch)
+                logits = adapter.logits_fn(pl_module(inputs))
+                target = adapter.target_fn(batch) if adapter.target_fn is not None else None
+                ledger.record_labels(index, target)
+                extras = {
+                    "features": capture.take() if capture is not None else None,
+                    "inputs": inputs,
+                    "module": pl_module,
+                }
+                for score in eval_scores:
+                    if score.needs:
+                        wanted = {key: extras[key] for key in score.needs}
+                        if "module" in score.needs:
+                            wanted["logits_fn"] = adapter.logits_fn
+                        score.update(index, logits, target, **wanted)
+                if logits_only:
+                    if not buffer.fits(len(index), logits.shape[-1]):
+                        update_from_buffer(logits_only, buffer)
+                    buffer.add(index, logits, target)
+                if bar is not None:
+                    bar.update(1)
+            update_from_buffer(logits_only, buffer)
+    finally:
+        pl_module.train(was_training)
+        if bar is not None:
+            bar.close()
+    minimum = sync_min(trainer)
+    for score in eval_scores:
+        score.end_scoring(minimum)
+
+
+def _progress_bar(trainer: "pl.Trainer", total: int) -> Any:
+    """A "Scoring" bar from the Trainer's TQDM progress bar, on rank zero only; ``None`` where there is none."""
+    progress = trainer.progress_bar_callback
+    if not isinstance(progress, TQDMProgressBar) or not trainer.is_global_zero or progress.is_disabled:
+        return None
+    bar = progress.init_predict_tqdm()
+    bar.reset(total=total)
+    bar.set_description("Scoring")
+    return bar

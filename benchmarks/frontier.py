@@ -116,6 +116,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.5, "random", "in_run", probe_epochs=2),
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.3, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.2, **common_a),
+        _static(0.6, "hard", "in_run", probe_epochs=2, prune_ratio=0.3, **common_a),
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
         ("dynamic", {"prune_ratio": 0.7}),

@@ -42,7 +42,7 @@ import torch
 
 from benchmarks._timing import base_parser, machine, quiet_trainer, results_dir
 from datadiet import DifficultyCallback, PruningDataModule
-from datadiet.compute import TRAIN_FORWARD_MULTIPLE, forward_flops_per_example
+from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops
 from datadiet.models import CNN1D, MLP, Classifier
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
@@ -244,10 +244,16 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
             model = _classifier(regime, dm)
             train_presentations = _fit(model, dm, epochs, _dynamic_inside(params, seed))
     wall = time.perf_counter() - start
-    probe_flops = flops["selector"] if params.get("route") == "selector" else flops["main"]
-    total = (TRAIN_FORWARD_MULTIPLE * (train_presentations * flops["main"] + probe_presentations * probe_flops)
-             + scored_main * flops["main"] + scored_probe * probe_flops)
-    unit = TRAIN_FORWARD_MULTIPLE * flops["main"] * n * regime.unit_epochs
+    account = ComputeAccount(
+        flops_per_example=flops["main"],
+        train_presentations=train_presentations,
+        probe_flops_per_example=flops["selector"] if params.get("route") == "selector" else flops["main"],
+        probe_presentations=probe_presentations,
+        probe_scored=scored_probe,
+        in_run_scored=scored_main,
+    )
+    total = account.total_flops
+    unit = full_data_flops(n, regime.unit_epochs, flops["main"])
     return {
         "regime": regime.name, "method": method, "label": label(method, params), "seed": seed,
         "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
@@ -405,7 +411,7 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
 
 def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print(f"\n## regime {regime.name}: {regime.title}")
-    print(f"| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |")
+    print("| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |")
     print("|---|---|---|---|---|---|")
     for t in table:
         gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"

@@ -74,6 +74,12 @@ def run_flops(train_presentations: float, scored_examples: float, forward_flops:
     return forward_flops * (TRAIN_FORWARD_MULTIPLE * train_presentations + scored_examples)
 
 
+def scoring_pass_examples(num_examples: int, world_size: int = 1) -> int:
+    """Forward passes of one scoring pass over ``num_examples``, all ranks together: a ``DistributedSampler``
+    pads every rank to ``ceil(N / world_size)`` examples, and the padding costs like any other forward."""
+    return world_size * math.ceil(num_examples / world_size)
+
+
 def full_data_flops(num_examples: int, epochs: int, forward_flops: float) -> float:
     """The reference: training one model on all ``num_examples`` for ``epochs`` epochs, no probe."""
     return run_flops(num_examples * epochs, 0, forward_flops)

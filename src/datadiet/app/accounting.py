@@ -15,7 +15,7 @@ from torch.utils.data import default_collate
 
 from datadiet import __version__
 from datadiet._io import atomic_write_json
-from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops
+from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops, scoring_pass_examples
 from datadiet.fingerprint import config_fingerprint
 from datadiet.scores import get_score
 from datadiet.selection import num_to_keep
@@ -136,7 +136,7 @@ def in_run_scored(cfg: DictConfig, num_examples: int, world_size: int = 1) -> in
     """Forward passes of the in-run scoring pass (0 for a training-phase score)."""
     if get_score(cfg.pruning.score).phase != "eval":
         return 0
-    return world_size * math.ceil(num_examples / world_size)
+    return scoring_pass_examples(num_examples, world_size)
 
 
 # The full-data reference --------------------------------------------------------------------------

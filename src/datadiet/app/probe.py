@@ -6,7 +6,6 @@ directory may reuse ``scores.npz`` or resume the probe's checkpoint.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from datadiet.app.quiet import expected_warnings
 from datadiet.app.rundir import may_reuse, record_settings, recorded_settings
 from datadiet.callbacks import DifficultyCallback
 from datadiet.callbacks.examples_seen import ExamplesSeen
+from datadiet.compute import scoring_pass_examples
 from datadiet.data import PruningDataModule
 from datadiet.fingerprint import config_fingerprint
 from datadiet.scores import get_score
@@ -123,9 +123,8 @@ def run_probe(
     wall_time = clock.earlier_s + time.perf_counter() - start  # earlier sessions included
     table = difficulty.score_table
     table.metadata.update(provenance(cfg, datamodule))
-    # Global counts (all ranks); a DistributedSampler pads each rank to ceil(N / world_size) examples.
-    scoring_examples = (
-        trainer.world_size * math.ceil(datamodule.num_examples / trainer.world_size)
+    scoring_examples = (  # global (all ranks, DDP padding included)
+        scoring_pass_examples(datamodule.num_examples, trainer.world_size)
         if any(get_score(s).phase == "eval" for s in cfg.probe.scores)
         else 0
     )

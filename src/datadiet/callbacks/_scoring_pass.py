@@ -7,26 +7,18 @@ whole current training set, in order, sharded over ranks like a ``DistributedSam
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
-from torch import Tensor
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks.example_ledger import ExampleLedger
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore
-from datadiet.scores.base import single_process
+from datadiet.scores.base import trainer_sync_min
 from datadiet.scores.context import FeatureCapture, find_feature_module
-
-
-def sync_min(trainer: "pl.Trainer") -> Callable[[Tensor], Tensor]:
-    """The elementwise minimum over processes that scores merge their state with."""
-    if trainer.world_size == 1:
-        return single_process
-    return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
 
 
 def update_from_buffer(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:
@@ -102,7 +94,7 @@ def scoring_pass(
         pl_module.train(was_training)
         if bar is not None:
             bar.close()
-    minimum = sync_min(trainer)
+    minimum = trainer_sync_min(trainer)
     for score in eval_scores:
         score.end_scoring(minimum)
 

@@ -15,10 +15,11 @@ from torch.utils.data import default_collate
 from typing_extensions import override
 
 from datadiet.adapter import Adapter, _second
-from datadiet.callbacks._scoring_pass import scoring_pass, sync_min, update_from_buffer
+from datadiet.callbacks._scoring_pass import scoring_pass, update_from_buffer
 from datadiet.callbacks.example_ledger import ExampleLedger
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore, get_score
+from datadiet.scores.base import trainer_sync_min
 from datadiet.scores.context import ScoreContext
 from datadiet.store import ScoreTable
 
@@ -271,7 +272,7 @@ class DifficultyCallback(Callback):
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._update_train_scores()
-        minimum = sync_min(trainer)
+        minimum = trainer_sync_min(trainer)
         for score in self.scores.values():
             if score.phase == "train":
                 score.end_epoch(minimum)
@@ -291,7 +292,7 @@ class DifficultyCallback(Callback):
             trainer, datamodule.train_dataset, datamodule.collate_fn, self.adapter.target_fn
         )
         context = ScoreContext(
-            sync_min=sync_min(trainer),
+            sync_min=trainer_sync_min(trainer),
             broadcast=trainer.strategy.broadcast,
             labels_fn=(lambda: trainer.datamodule.labels) if labels is None else (lambda: labels),
             num_classes=getattr(trainer.datamodule, "num_classes", None),

@@ -16,7 +16,7 @@ from datadiet.adapter import Adapter
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
-from datadiet.scores.base import merge_seen, single_process
+from datadiet.scores.base import merge_seen, trainer_sync_min
 from datadiet.scores.functional import cross_entropy
 
 RULES = ("infobatch", "seta")
@@ -356,11 +356,8 @@ class DynamicPruning(Callback):
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._record_losses()
-        sync_min = single_process if trainer.world_size == 1 else (
-            lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
-        )
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
-        merged = merge_seen(self._epoch_loss, sync_min).double().cpu().numpy()
+        merged = merge_seen(self._epoch_loss, trainer_sync_min(trainer)).double().cpu().numpy()
         presented = ~np.isnan(merged)
         self._scores[presented] = merged[presented]
         self._epoch_loss.fill_(float("nan"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Mapping, Optional
 
@@ -15,6 +14,7 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks.difficulty import DifficultyCallback
+from datadiet.compute import scoring_pass_examples
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
@@ -224,8 +224,7 @@ class PruneDuringFit(Callback):
             table = self._difficulty.score_table
             table.metadata["pruned_after_epoch"] = trainer.current_epoch + 1
             eval_phase = get_score(self.score).phase == "eval"
-            world_size = trainer.world_size
-            self.scored_examples = world_size * math.ceil(datamodule.num_examples / world_size) if eval_phase else 0
+            self.scored_examples = scoring_pass_examples(datamodule.num_examples, trainer.world_size) if eval_phase else 0
         else:
             table = np.zeros(datamodule.num_examples)  # the strategy ignores the scores
         kept = datamodule.prune(

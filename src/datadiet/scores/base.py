@@ -30,6 +30,14 @@ def single_process(tensor: Tensor) -> Tensor:
     return tensor
 
 
+def trainer_sync_min(trainer: Any) -> SyncMin:
+    """The elementwise minimum over a Lightning ``Trainer``'s processes (a collective through
+    ``trainer.strategy``, run on every rank); :func:`single_process` when there is one process."""
+    if trainer.world_size == 1:
+        return single_process
+    return lambda tensor: trainer.strategy.reduce(tensor, reduce_op="min")
+
+
 def merge_seen(values: Tensor, sync_min: SyncMin = single_process) -> Tensor:
     """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it."""
     if sync_min is single_process:  # one process: nothing to merge

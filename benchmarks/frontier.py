@@ -126,6 +126,12 @@ def regimes(quick: bool) -> dict[str, Regime]:
         ("dynamic", {"prune_ratio": 0.5, "anneal": 0.2}),
         ("dynamic", {"prune_ratio": 0.5, "rule": "seta"}),
         ("dynamic", {"prune_ratio": 0.7, "rule": "seta"}),
+        ("dynamic", {"prune_ratio": 0.7, "epochs": 19}),
+        ("dynamic", {"prune_ratio": 0.6, "epochs": 17}),
+        ("dynamic", {"prune_ratio": 0.8, "epochs": 22}),
+        _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
+        _static(0.6, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
     )
     b_methods = (
         _static(0.5, "random", "none"),

@@ -26,14 +26,23 @@ def compose_small(tmp_path, *overrides, base=SMALL):
 
 
 # Budget arithmetic (no training) -------------------------------------------------------------------
-def budget_cfg(budget, max_epochs=10, mode="separate", probe_epochs=2, compute_fraction=None, score="el2n"):
+def budget_cfg(budget, max_epochs=10, mode="separate", probe_epochs=2, compute_fraction=None, score="el2n",
+               epochs_scale=1.0):
     return OmegaConf.create(
         {
             "max_epochs": max_epochs,
             "probe": {"mode": mode, "epochs": probe_epochs},
-            "pruning": {"budget": budget, "compute_fraction": compute_fraction, "score": score},
+            "pruning": {"budget": budget, "compute_fraction": compute_fraction, "score": score,
+                        "epochs_scale": epochs_scale},
         }
     )
+
+
+def test_epochs_scale_rounds_half_up():
+    assert train_epochs(budget_cfg("epochs", epochs_scale=1.25), 1000, 300, 5.0) == 13  # 12.5 -> 13
+    assert train_epochs(budget_cfg("epochs", max_epochs=15, epochs_scale=1.25), 1000, 1000, 5.0) == 19  # 18.75
+    assert train_epochs(budget_cfg("epochs", epochs_scale=0.5), 1000, 300, 5.0) == 5
+    assert train_epochs(budget_cfg("epochs", epochs_scale=0.01), 1000, 300, 5.0) == 1
 
 
 def test_budget_epochs_and_steps():
@@ -67,6 +76,10 @@ def test_budget_compute_rounds_down():
         (["pruning.budget=compute"], r"needs `pruning.compute_fraction`"),
         (["pruning.budget=compute", "pruning.compute_fraction=-0.5"], r"needs `pruning.compute_fraction`.*-0.5"),
         (["pruning.compute_fraction=0.5"], r"only applies with `pruning.budget=compute`"),
+        (["pruning.epochs_scale=0"], r"`pruning.epochs_scale` must be a number > 0 \(e.g. 1.25\), got 0"),
+        (["pruning.budget=steps", "pruning.epochs_scale=1.5"], r"epochs_scale=1.5` only applies with .*budget=steps"),
+        (["probe.mode=in_run", "max_epochs=4", "probe.epochs=2", "pruning.epochs_scale=0.5"],
+         r"epochs_scale=0.5` trains 2 epochs, not more than .*probe.epochs=2"),
         (["probe.mode=in_run", "probe.epochs=2", "max_epochs=2"], r"probe.epochs.*\[1, max_epochs=2\), got 2"),
         (["probe.mode=in_run", "probe.seeds=2", "max_epochs=3", "probe.epochs=1"], r"probe.seeds=2"),
     ],

@@ -26,7 +26,20 @@ def test_dynamic_mode_trains_all_data_without_a_probe(tmp_path):
     assert summary["train_examples_seen"] == sum(presented) < 4 * 288
     assert summary["examples_kept"] == 288 and summary["keep_fraction"] == 1.0
     assert summary["pruning_mode"] == "dynamic" and summary["strategy"] == "dynamic"
+    assert summary["probe_mode"] == "none"
     assert json.loads((tmp_path / "summary.json").read_text())["presentations_per_epoch"] == presented
+
+
+@pytest.mark.slow
+def test_epochs_scale_trains_longer_and_counts_compute_against_max_epochs(tmp_path, capsys):
+    summary = run(compose_small(tmp_path, "pruning.mode=dynamic", "pruning.prune_ratio=0.7", "max_epochs=2",
+                                "pruning.epochs_scale=1.5", "pruning.anneal_fraction=0"))
+    presented = summary["presentations_per_epoch"]
+    assert summary["train_epochs"] == len(presented) == 3 and presented[0] == 288  # round(1.5 * 2)
+    assert summary["max_epochs"] == 2 and summary["epochs_scale"] == 1.5
+    # compute against all data for max_epochs = 2, not for the 3 epochs trained (one model: FLOPs ∝ presentations)
+    assert summary["compute_ratio"] == pytest.approx(sum(presented) / (2 * 288))
+    assert "3 (budget: epochs × 1.5 of max_epochs=2" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -45,6 +45,19 @@ def validate_accounting(cfg: DictConfig) -> None:
             f"`pruning.compute_fraction={fraction}` only applies with `pruning.budget=compute` (got budget={budget}); "
             "drop it or set pruning.budget=compute"
         )
+    scale = cfg.pruning.get("epochs_scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"`pruning.epochs_scale` must be a number > 0 (e.g. 1.25), got {scale!r}")
+    if scale != 1 and budget != "epochs":
+        raise ValueError(
+            f"`pruning.epochs_scale={scale}` only applies with `pruning.budget=epochs`: budget={budget} sets the "
+            "epochs itself; drop epochs_scale or set pruning.budget=epochs"
+        )
+    if mode == "in_run" and scale != 1 and scaled_epochs(cfg) <= int(cfg.probe.epochs):
+        raise ValueError(
+            f"`pruning.epochs_scale={scale}` trains {scaled_epochs(cfg)} epochs, not more than the in-run probe's "
+            f"`probe.epochs={cfg.probe.epochs}`; raise epochs_scale or lower probe.epochs"
+        )
     if mode != "in_run":
         return
     conflicts = {
@@ -96,7 +109,7 @@ def train_epochs(
 ) -> int:
     """The main training's epochs under ``pruning.budget``, against all data for ``max_epochs`` (E).
 
-    - ``epochs``: E.
+    - ``epochs``: E, or ``epochs_scale · E`` rounded (halves up, at least 1) with ``pruning.epochs_scale``.
     - ``steps``: the optimizer steps of full data: ``round(E / f)`` with f = kept / all; with
       ``probe.mode=in_run`` the first k = ``probe.epochs`` epochs are on all data: ``k + round((E - k) / f)``.
     - ``compute``: the largest number of epochs whose FLOPs (``probe_flops`` and, in-run, the first k
@@ -111,7 +124,7 @@ def train_epochs(
     before = int(cfg.probe.epochs) if in_run else 0
     fraction = num_kept / num_examples
     if budget == "epochs":
-        return epochs
+        return scaled_epochs(cfg)
     if budget == "steps":
         return before + max(1, round((epochs - before) / fraction))
     budget_flops = float(cfg.pruning.compute_fraction) * full_data_flops(num_examples, epochs, flops_per_example)
@@ -130,6 +143,12 @@ def train_epochs(
             " raise compute_fraction or use a cheaper probe (probe=selector, probe.mode=in_run)"
         )
     return before + after
+
+
+def scaled_epochs(cfg: DictConfig) -> int:
+    """``pruning.epochs_scale · max_epochs`` rounded to the nearest (halves up), at least 1: the training epochs
+    of ``budget=epochs``."""
+    return max(1, math.floor(float(cfg.pruning.get("epochs_scale", 1.0)) * int(cfg.max_epochs) + 0.5 + 1e-9))
 
 
 def in_run_scored(cfg: DictConfig, num_examples: int, world_size: int = 1) -> int:
@@ -199,6 +218,7 @@ def will_be_reference(cfg: DictConfig) -> bool:
     return (
         float(cfg.pruning.keep_fraction) == 1.0
         and cfg.pruning.get("budget", "epochs") == "epochs"
+        and float(cfg.pruning.get("epochs_scale", 1.0)) == 1.0
         and not cfg.pruning.get("subset_path")
         and bool(cfg.probe.skip_when_keeping_all)
         and cfg.pruning.get("mode", "static") in ("static", "none", None)
@@ -214,7 +234,9 @@ def baseline_config(cfg: DictConfig, epochs: Optional[int] = None) -> DictConfig
         "baseline": False,
         "logger": None,
         "paths": {"output_dir": str(Path(cfg.paths.output_dir) / folder), "cache_dir": str(cfg.paths.cache_dir)},
-        "pruning": {"keep_fraction": 1.0, "budget": "epochs", "compute_fraction": None, "subset_path": None},
+        "pruning": {
+            "keep_fraction": 1.0, "budget": "epochs", "compute_fraction": None, "epochs_scale": 1.0, "subset_path": None
+        },
         "probe": {"mode": "separate", "skip_when_keeping_all": True},
     }
     if "mode" in cfg.pruning:
@@ -269,8 +291,11 @@ def compute_summary(
     full = full_data_flops(num_examples, int(cfg.max_epochs), account.flops_per_example)
     ratio = account.ratio_to(full)
     entries: dict[str, Any] = {
-        "probe_mode": cfg.probe.get("mode", "separate"),
+        # dynamic pruning alone scores nothing before training: no probe of either kind
+        "probe_mode": "none" if cfg.pruning.get("mode", "static") == "dynamic" else cfg.probe.get("mode", "separate"),
         "budget": cfg.pruning.get("budget", "epochs"),
+        "epochs_scale": float(cfg.pruning.get("epochs_scale", 1.0)),
+        "max_epochs": int(cfg.max_epochs),
         "train_epochs": int(epochs),
         "flops_per_example": account.flops_per_example,
         "probe_flops_per_example": account.probe_flops_per_example,

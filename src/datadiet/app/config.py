@@ -47,7 +47,7 @@ class LoaderConfig:
 @dataclass
 class MNIST1DConfig(LoaderConfig):
     _target_: str = "datadiet.data.sources.mnist1d_datamodule"
-    num_samples: int = 5000
+    num_samples: int = 62500  # as conf/data/mnist1d.yaml: 45,000 training examples
     val_fraction: float = 0.1
     seed: int = 42
     cache_dir: Optional[str] = None
@@ -149,6 +149,7 @@ class PruningConfig:
     subset_path: Optional[str] = None
     budget: str = "epochs"
     compute_fraction: Optional[float] = None
+    epochs_scale: float = 1.0
     mode: str = "static"
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125

@@ -60,7 +60,7 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
     )
     reference = summary.get("reference_test_accuracy")
     return {
-        "training epochs": f"{summary['train_epochs']} (budget: {summary['budget']}; probe: {summary['probe_mode']})",
+        "training epochs": f"{summary['train_epochs']} (budget: {_budget(summary)}; probe: {summary['probe_mode']})",
         "FLOPs per example": f"model {_flops(summary['flops_per_example'])}, {probe} (forward)",
         "compute": (
             f"{_flops(summary['total_flops'])} = probe {_flops(summary['probe_flops'])} + train "
@@ -70,6 +70,11 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
         + ("" if reference is None else f" (full data: test accuracy {reference:.4f})"),
         **({"vs early-stopped": summary["vs_early_stopped"]} if "vs_early_stopped" in summary else {}),
     }
+
+
+def _budget(summary: dict[str, Any]) -> str:
+    scale = summary.get("epochs_scale", 1.0)
+    return summary["budget"] if scale == 1 else f"{summary['budget']} × {scale:g} of max_epochs={summary['max_epochs']}"
 
 
 def _flops(value: float) -> str:

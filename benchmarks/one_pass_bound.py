@@ -12,11 +12,13 @@ pass, to tell a weak metric from a regime where selection cannot pay:
   et al. 2022): each step scores a candidate batch of 512 with the current model (one forward each, counted)
   and trains on the 256 with the largest loss, sampled in proportion to it, or with the largest loss minus
   the loss of a model trained on the 4,000 held-out examples (RHO-LOSS; that model's cost not counted).
+- **an oracle curriculum**: the all-data run's examples presented easiest first by the oracle's loss
+  (curricula are said to help most under a short time budget: Wu et al., ICLR 2021).
 
 It trains with a plain PyTorch loop (no Lightning: the same model, optimizer, schedule and data as the
 frontier, ~15× faster on 2 cores); its all-data runs reproduce the frontier's within its seeds' spread.
 
-    python -m benchmarks.one_pass_bound              # 3 seeds, ~2 min on 2 idle cores
+    python -m benchmarks.one_pass_bound              # 3 seeds, ~3 min on 2 idle cores
     python -m benchmarks.one_pass_bound --quick
 """
 
@@ -96,6 +98,15 @@ def static_run(pool: Pool, rows: torch.Tensor, passes: float, seed: int) -> dict
     return {"test_acc": _accuracy(model, pool), "compute": steps * BATCH / pool.n}
 
 
+def curriculum_run(pool: Pool, difficulty: torch.Tensor, passes: float, seed: int) -> dict[str, float]:
+    """A random ``passes`` share of the pool presented easiest first (by ``difficulty``): an oracle curriculum."""
+    steps = max(1, round(passes * pool.n / BATCH))
+    rows = _stream(torch.arange(pool.n), seed + 1000, steps * BATCH)
+    rows = rows[difficulty[rows].argsort()]
+    model = _train(pool, seed, steps, lambda step, _: rows[step * BATCH:(step + 1) * BATCH])
+    return {"test_acc": _accuracy(model, pool), "compute": steps * BATCH / pool.n}
+
+
 def online_run(pool: Pool, compute: float, seed: int, rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
     """Online batch selection: each step, forward ``CANDIDATES`` (1× each), train on ``BATCH`` of them (3× each)."""
     per_step = (CANDIDATES + 3 * BATCH) / (3 * pool.n)  # in units of one training pass
@@ -123,7 +134,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
     oracle = _train(pool, 7, round(3 * pool.n / BATCH),
                     lambda step, _: torch.randint(0, pool.n, (BATCH,), generator=torch.Generator().manual_seed(step)))
     print(f"oracle model (3 passes): test accuracy {_accuracy(oracle, pool):.2f} %", flush=True)
-    ranked = _losses(oracle, pool.x, pool.y).argsort(descending=True)  # hardest first
+    oracle_losses = _losses(oracle, pool.x, pool.y)
+    ranked = oracle_losses.argsort(descending=True)  # hardest first
     held = _train(pool, 11, round(10 * len(pool.y_held) / 128),
                   lambda step, _: torch.randint(0, len(pool.y_held), (BATCH,), generator=torch.Generator().manual_seed(step)))
     # RHO-LOSS's irreducible loss: a model trained on the held-out set only (its rows are looked up by pool index)
@@ -150,6 +162,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
             methods.append((f"oracle {name} {keep:.0%}, cost not counted",
                             lambda s, rows=rows: static_run(pool, rows, budget, s)))
     methods += [
+        (f"oracle curriculum: a random {budget:g} pass, easiest first", lambda s: curriculum_run(pool, oracle_losses, budget, s)),
         ("online: largest loss of 512", lambda s: online_run(pool, budget, s, top)),
         ("online: sampled ∝ loss", lambda s: online_run(pool, budget, s, proportional)),
         ("online: RHO-LOSS (held-out model not counted)", lambda s: online_run(pool, budget, s, rho)),

@@ -43,6 +43,8 @@ def test_epochs_scale_rounds_half_up():
     assert train_epochs(budget_cfg("epochs", max_epochs=15, epochs_scale=1.25), 1000, 1000, 5.0) == 19  # 18.75
     assert train_epochs(budget_cfg("epochs", epochs_scale=0.5), 1000, 300, 5.0) == 5
     assert train_epochs(budget_cfg("epochs", epochs_scale=0.01), 1000, 300, 5.0) == 1
+    # in-run: the scaled epochs include the first probe.epochs on all data, as max_epochs does
+    assert train_epochs(budget_cfg("epochs", mode="in_run", epochs_scale=1.25), 1000, 300, 5.0) == 13
 
 
 def test_budget_epochs_and_steps():

@@ -5,7 +5,7 @@ batch 256, step-wise cosine, 1.0 = one pass) asks for one-pass accuracy − 0.5 
 of the frontier gets there. This script measures what the best conceivable selection could do, at 0.6 of a
 pass, to tell a weak metric from a regime where selection cannot pay:
 
-- **oracle static selection**: examples ranked by the loss of a model trained for three passes (96 % test
+- **oracle static selection**: examples ranked by the loss of a model trained for three passes (95 % test
   accuracy, far better than any probe could afford); its cost is *not* counted. Hard, easy and random subsets
   of 50 % and 70 %, trained for 0.6 of a pass (the subset seen more than once when it is smaller).
 - **online batch selection** (Loshchilov & Hutter 2015; Katharopoulos & Fleuret 2018; RHO-LOSS, Mindermann

@@ -445,6 +445,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
+    parser.add_argument("--labels", default=None,
+                        help="only configurations whose label is one of these (';'-separated, as the tables print them)")
     parser.add_argument("--fresh", action="store_true", help="ignore the cached runs of frontier_runs.csv")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--report-only", action="store_true", help="print and plot the cached runs, train nothing")
@@ -469,6 +471,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
         if args.report_only:
             continue
         for method, params in configurations(regime, only):
+            if args.labels is not None and label(method, params) not in args.labels.split(";"):
+                continue
             for seed in range(args.seeds):
                 key = (regime.name, label(method, params), seed)
                 if key in done:

@@ -36,7 +36,7 @@ from benchmarks._timing import base_parser, machine, results_dir, write_csv
 from datadiet.models import CNN1D
 
 BATCH, LR, CANDIDATES = 256, 5e-3, 512
-Rule = Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]  # (losses, indices) -> picked rows
+Rule = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (candidates' losses, their indices) -> picked rows
 
 
 class Pool:
@@ -90,24 +90,20 @@ def _stream(rows: torch.Tensor, seed: int, length: int) -> torch.Tensor:
     return torch.cat([rows[torch.randperm(len(rows), generator=generator)] for _ in range(passes)])[:length]
 
 
-def static_run(pool: Pool, rows: torch.Tensor, passes: float, seed: int) -> dict[str, float]:
-    """Trains on ``rows`` for ``passes`` × pool-size presentations; compute = passes (selection not counted)."""
+def static_run(
+    pool: Pool, rows: torch.Tensor, passes: float, seed: int, difficulty: Optional[torch.Tensor] = None
+) -> dict[str, float]:
+    """Trains on ``rows`` for ``passes`` × pool-size presentations; compute = passes (selection not counted).
+    With ``difficulty``, the presentations are ordered easiest first: an oracle curriculum."""
     steps = max(1, round(passes * pool.n / BATCH))
     order = _stream(rows, seed + 1000, steps * BATCH)
+    if difficulty is not None:
+        order = order[difficulty[order].argsort()]
     model = _train(pool, seed, steps, lambda step, _: order[step * BATCH:(step + 1) * BATCH])
     return {"test_acc": _accuracy(model, pool), "compute": steps * BATCH / pool.n}
 
 
-def curriculum_run(pool: Pool, difficulty: torch.Tensor, passes: float, seed: int) -> dict[str, float]:
-    """A random ``passes`` share of the pool presented easiest first (by ``difficulty``): an oracle curriculum."""
-    steps = max(1, round(passes * pool.n / BATCH))
-    rows = _stream(torch.arange(pool.n), seed + 1000, steps * BATCH)
-    rows = rows[difficulty[rows].argsort()]
-    model = _train(pool, seed, steps, lambda step, _: rows[step * BATCH:(step + 1) * BATCH])
-    return {"test_acc": _accuracy(model, pool), "compute": steps * BATCH / pool.n}
-
-
-def online_run(pool: Pool, compute: float, seed: int, rule: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
+def online_run(pool: Pool, compute: float, seed: int, rule: Rule) -> dict[str, float]:
     """Online batch selection: each step, forward ``CANDIDATES`` (1× each), train on ``BATCH`` of them (3× each)."""
     per_step = (CANDIDATES + 3 * BATCH) / (3 * pool.n)  # in units of one training pass
     steps = max(1, math.floor(compute / per_step))
@@ -162,7 +158,7 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
             methods.append((f"oracle {name} {keep:.0%}, cost not counted",
                             lambda s, rows=rows: static_run(pool, rows, budget, s)))
     methods += [
-        (f"oracle curriculum: a random {budget:g} pass, easiest first", lambda s: curriculum_run(pool, oracle_losses, budget, s)),
+        (f"oracle curriculum: a random {budget:g} pass, easiest first", lambda s: static_run(pool, everything, budget, s, difficulty=oracle_losses)),
         ("online: largest loss of 512", lambda s: online_run(pool, budget, s, top)),
         ("online: sampled ∝ loss", lambda s: online_run(pool, budget, s, proportional)),
         ("online: RHO-LOSS (held-out model not counted)", lambda s: online_run(pool, budget, s, rho)),

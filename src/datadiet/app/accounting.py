@@ -53,9 +53,10 @@ def validate_accounting(cfg: DictConfig) -> None:
             f"`pruning.epochs_scale={scale}` only applies with `pruning.budget=epochs`: budget={budget} sets the "
             "epochs itself; drop epochs_scale or set pruning.budget=epochs"
         )
-    if mode == "in_run" and scale != 1 and scaled_epochs(cfg) <= int(cfg.probe.epochs):
+    epochs = scaled_epochs(cfg)
+    if mode == "in_run" and scale != 1 and epochs <= int(cfg.probe.epochs):
         raise ValueError(
-            f"`pruning.epochs_scale={scale}` trains {scaled_epochs(cfg)} epochs, not more than the in-run probe's "
+            f"`pruning.epochs_scale={scale}` trains {epochs} epochs, not more than the in-run probe's "
             f"`probe.epochs={cfg.probe.epochs}`; raise epochs_scale or lower probe.epochs"
         )
     if mode != "in_run":

@@ -261,7 +261,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         if not 0.0 <= max_unscored_fraction <= 1.0:
             raise ValueError(f"`max_unscored_fraction` must be in [0, 1], got {max_unscored_fraction!r}")
         if strategy != "random":
-            self._check_unscored(np.asarray(scores, dtype=np.float64), score, max_unscored_fraction)
+            self._check_unscored(scores, score, max_unscored_fraction)
         if class_balanced and labels is None:
             labels = self.labels
             if labels is None:
@@ -276,7 +276,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return kept.copy()
 
     def _check_unscored(self, scores: np.ndarray, score: str, max_unscored_fraction: float) -> None:
-        unscored = int(np.isnan(scores).sum())
+        unscored = int(np.count_nonzero(np.isnan(scores))) if scores.dtype.kind in "fc" else 0
         if unscored == 0:
             return
         total = len(scores)

@@ -108,7 +108,8 @@ class PerExampleScore(ABC):
 
     @abstractmethod
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        """Returns ``(score, raw)`` as float64 arrays of length N; NaN where never seen."""
+        """Returns ``(score, raw)``: float arrays of length N (float32 where the statistic is kept in
+        float32), NaN where never seen; the same array twice when raw and score are equal."""
 
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).detach().cpu().clone() for name in self._state_names}
@@ -153,8 +154,8 @@ class EvalPassScore(PerExampleScore):
         self.value = merge_seen(self.value, sync_min)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.value.double().cpu().numpy()
-        return (-raw if self.raw_is_easiness else raw.copy()), raw
+        raw = self.value.detach().to("cpu", copy=True).numpy()  # float32: nothing a float64 copy would add
+        return (-raw if self.raw_is_easiness else raw), raw
 
 
 class PresentationScore(PerExampleScore):
@@ -218,4 +219,4 @@ class PresentationMean(PresentationScore):
         count = self.presentations.double()
         mean = self.value_sum.double() / count.clamp(min=1)
         raw = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
-        return (-raw if self.raw_is_easiness else raw.copy()), raw
+        return (-raw if self.raw_is_easiness else raw), raw

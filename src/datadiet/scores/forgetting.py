@@ -40,6 +40,7 @@ class Forgetting(PresentationScore):
         self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations)
-        raw = torch.where(self.presentations > 0, self.forgetting_count.double(), torch.full_like(score, float("nan")))
+        # counts (and ±inf, NaN) are exact in float32: half the memory of float64 columns
+        score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations).float()
+        raw = torch.where(self.presentations > 0, self.forgetting_count.float(), torch.full_like(score, float("nan")))
         return score.cpu().numpy(), raw.cpu().numpy()

@@ -22,7 +22,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from datadiet._io import atomic_write_bytes
+from datadiet._io import atomic_open
 
 #: Name of the checkpoint a phase resumes from (``ModelCheckpoint``'s ``last``).
 LAST = "last.ckpt"
@@ -40,9 +40,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None:
             raise TypeError(f"`{type(self).__name__}.save_checkpoint` takes no `storage_options`, got {storage_options}")
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_open(path) as handle:  # streamed: no in-memory copy of the serialised checkpoint
+            torch.save(checkpoint, handle)
 
 
 def phase_checkpoint(phase_dir: str | os.PathLike) -> ModelCheckpoint:

@@ -35,12 +35,17 @@ def infobatch_subset(
     """
     keep = np.ones(len(scores), dtype=bool)
     weights = np.ones(len(scores), dtype=np.float32)
-    seen = ~np.isnan(scores)
+    seen = np.isnan(scores)
+    np.logical_not(seen, out=seen)
     if prune_ratio == 0 or not seen.any():
         return keep, weights
-    below = np.flatnonzero(seen & (scores < scores[seen].mean()))
+    # every example seen (all epochs after the first): the mean of the array itself, no copy of it
+    mean = (scores if seen.all() else scores[seen]).mean()
+    del seen
+    below = np.flatnonzero(scores < mean)  # NaN (never presented) is never below
     skipped = rng.choice(below, size=len(below) - _count(1.0 - prune_ratio, len(below)), replace=False)
     keep[skipped] = False
+    del skipped
     weights[below[keep[below]]] = 1.0 / (1.0 - prune_ratio)
     return keep, weights
 

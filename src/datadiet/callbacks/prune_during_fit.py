@@ -259,7 +259,7 @@ class PruneDuringFit(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "kept_indices": None if self.kept_indices is None else self.kept_indices.tolist(),
+            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
             "scoring_wall_time_s": self.scoring_wall_time_s,
@@ -277,8 +277,8 @@ class PruneDuringFit(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        kept = state_dict.get("kept_indices")
-        self.kept_indices = None if kept is None else np.asarray(kept, dtype=np.int64)
+        kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
+        self.kept_indices = None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
         self.scored_examples = int(state_dict.get("scored_examples", 0))
         self.scoring_wall_time_s = float(state_dict.get("scoring_wall_time_s", 0.0))

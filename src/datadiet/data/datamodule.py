@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
@@ -340,9 +341,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The kept subset travels with checkpoints, so a resumed run trains on the same examples."""
+        """The kept subset travels with checkpoints (an int64 tensor sharing its memory), so a resumed run trains
+        on the same examples."""
         return {
-            "kept_indices": None if self.kept_indices is None else self.kept_indices.tolist(),
+            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "num_examples": self.num_examples,
             "dataset_fingerprint": self.fingerprint(),
         }
@@ -359,8 +361,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 f"the checkpoint was trained on dataset {made_for}, this training set's fingerprint is "
                 f"{self.fingerprint()}: resume only with the data it was trained on"
             )
-        kept = state_dict.get("kept_indices")
-        kept = None if kept is None else np.asarray(kept, dtype=np.int64)
+        kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
+        kept = None if kept is None else np.array(kept.numpy() if isinstance(kept, Tensor) else kept, dtype=np.int64)
         if self.kept_indices is not None and (kept is None or not np.array_equal(kept, self.kept_indices)):
             # A resumed run must train on the subset it was pruned to, never on one chosen anew.
             raise ValueError(

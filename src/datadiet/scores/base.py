@@ -112,7 +112,9 @@ class PerExampleScore(ABC):
         float32), NaN where never seen; the same array twice when raw and score are equal."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).detach().cpu().clone() for name in self._state_names}
+        """The state tensors on the host; on the CPU they share memory with the live state (as
+        ``nn.Module.state_dict`` does), so a checkpoint costs no copy of them. Copy them to keep a snapshot."""
+        return {name: getattr(self, name).detach().cpu() for name in self._state_names}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._state_names:
@@ -124,7 +126,8 @@ class PerExampleScore(ABC):
                     f"score {self.name!r}: checkpoint state {name!r} has shape {tuple(value.shape)}, "
                     f"expected {tuple(getattr(self, name).shape)} (was the dataset changed?)"
                 )
-            setattr(self, name, value.to(self.device, dtype=getattr(self, name).dtype))
+            # a copy: the state dict may be another score's live state (see `state_dict`)
+            setattr(self, name, value.to(self.device, dtype=getattr(self, name).dtype, copy=True))
 
 
 class EvalPassScore(PerExampleScore):
@@ -216,7 +219,10 @@ class PresentationMean(PresentationScore):
         self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        count = self.presentations.double()
-        mean = self.value_sum.double() / count.clamp(min=1)
-        raw = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
+        raw = np.empty(self.num_examples)
+        for start in range(0, self.num_examples, self.fold_chunk):  # float64 temporaries of a slice only
+            part = slice(start, start + self.fold_chunk)
+            count = self.presentations[part].double()
+            mean = self.value_sum[part].double() / count.clamp(min=1)
+            raw[part] = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
         return (-raw if self.raw_is_easiness else raw), raw

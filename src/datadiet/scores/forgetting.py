@@ -40,7 +40,12 @@ class Forgetting(PresentationScore):
         self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        # counts (and ±inf, NaN) are exact in float32: half the memory of float64 columns
-        score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations).float()
-        raw = torch.where(self.presentations > 0, self.forgetting_count.float(), torch.full_like(score, float("nan")))
-        return score.cpu().numpy(), raw.cpu().numpy()
+        # counts (and +inf, NaN) are exact in float32: half the memory of float64 columns; a slice at a time
+        score, raw = np.empty(self.num_examples, dtype=np.float32), np.empty(self.num_examples, dtype=np.float32)
+        for start in range(0, self.num_examples, self.fold_chunk):
+            part = slice(start, start + self.fold_chunk)
+            presented = self.presentations[part]
+            count = self.forgetting_count[part]
+            score[part] = F.forgetting_score(count, self.ever_correct[part], presented).float().cpu().numpy()
+            raw[part] = torch.where(presented > 0, count.float(), float("nan")).cpu().numpy()
+        return score, raw

@@ -261,6 +261,8 @@ class DynamicPruning(Callback):
         del scores
         if keep is not None and not keep.all():
             subset = np.flatnonzero(keep) if candidates is None else np.asarray(candidates)[keep]
+            if len(self._scores) < 2**31:
+                subset = subset.astype(np.int32)  # held through the epoch: half of numpy's int64
             if (candidate_weights != 1).any():
                 weights = candidate_weights
                 if candidates is not None:
@@ -376,6 +378,7 @@ class DynamicPruning(Callback):
         )
         if trainer.world_size > 1:
             served = trainer.strategy.reduce(served, reduce_op="sum")
+        self._weight = self._batch_weights = None  # this epoch's weights: not needed past its last batch
         self.kept_per_epoch.append(self._num_candidates if subset is None else len(subset))
         self.presentations_per_epoch.append(int(served.item()))
         # the figures are global already (merged above): logged once, from rank 0

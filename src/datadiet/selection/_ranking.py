@@ -252,8 +252,10 @@ def _order_runs(members: np.ndarray, breakers: np.ndarray, starts: np.ndarray) -
             members[grid] = members[np.take_along_axis(grid, within, axis=1)]
 
 
-#: Classes are ranked together in blocks of about this many examples (bounded memory, vectorised over classes).
+#: Classes are ranked together in blocks of at most this many examples (bounded memory, vectorised over
+#: classes), and at least 1/64 of the examples (few Python steps).
 BLOCK = 1 << 20
+_MIN_BLOCK = 1 << 14
 
 
 def keep_extreme_per_class(
@@ -268,22 +270,23 @@ def keep_extreme_per_class(
     mask of the kept positions.
 
     Class ``c`` holds the positions ``grouping[bounds[c]:bounds[c + 1]]`` and keeps ``num_keep[c]``. A class
-    of at least :data:`BLOCK` examples is a :func:`keep_extreme` of its own; smaller ones are ranked a block
+    of at least a block's examples is a :func:`keep_extreme` of its own; smaller ones are ranked a block
     at a time: one :func:`rank_easy_to_hard` of the block's scores (the tie-breaker of block position ``p`` is
     draw ``p``, as it is for the classes' calls one after the other), then one stable sort by class, after
     which each class keeps the end (or the start) of its stretch. No step loops over the classes.
     """
     chosen = np.zeros(len(scores), dtype=bool)
     sizes = np.diff(bounds)
+    block = min(BLOCK, max(_MIN_BLOCK, len(scores) // 64))
     first = 0
     while first < len(sizes):
         start = int(bounds[first])
-        if sizes[first] >= BLOCK:
+        if sizes[first] >= block:
             members = grouping[start : bounds[first + 1]]
             chosen[members[keep_extreme(scores[members], int(num_keep[first]), rng, hardest)]] = True
             first += 1
             continue
-        last = max(first + 1, int(np.searchsorted(bounds, start + BLOCK, side="right")) - 1)
+        last = max(first + 1, int(np.searchsorted(bounds, start + block, side="right")) - 1)
         members = grouping[start : bounds[last]]
         order = rank_easy_to_hard(scores[members], rng)
         block_sizes, block_keep = sizes[first:last], num_keep[first:last]

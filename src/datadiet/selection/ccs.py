@@ -13,14 +13,15 @@ def allocate_budget(stratum_sizes: np.ndarray, budget: int) -> np.ndarray:
     Small strata are taken whole and what they leave goes to the larger ones (Zheng et al., Alg. 1).
     """
     stratum_sizes = np.asarray(stratum_sizes, dtype=np.int64)
-    allocation = np.zeros(len(stratum_sizes), dtype=np.int64)
+    sizes = stratum_sizes.tolist()  # Python ints: this runs once per class and stratum in class-balanced CCS
+    allocation = [0] * len(sizes)
     remaining = int(budget)
-    order = np.argsort(stratum_sizes, kind="stable")
+    order = np.argsort(stratum_sizes, kind="stable").tolist()
     for visited, stratum in enumerate(order):
         share = remaining // (len(order) - visited)
-        allocation[stratum] = min(int(stratum_sizes[stratum]), share)
+        allocation[stratum] = min(sizes[stratum], share)
         remaining -= allocation[stratum]
-    return allocation
+    return np.array(allocation, dtype=np.int64)
 
 
 def _strata_of(scores: np.ndarray, low: float, high: float, width: float, num_strata: int) -> np.ndarray:

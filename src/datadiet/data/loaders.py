@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datadiet.data.epoch_sampler import EpochSampler
 from datadiet.data.indexed import IndexedCollate, IndexedDataset
@@ -115,6 +115,11 @@ class _WeightedSubsetSampler(Sampler[int]):
         return (index for start in range(0, len(drawn), 1 << 16) for index in drawn[start : start + (1 << 16)].tolist())
 
 
+def _injects_distributed_sampler(trainer: pl.Trainer) -> bool:
+    """Whether Lightning would put a ``DistributedSampler`` on the training loader (``use_distributed_sampler``)."""
+    return bool(getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", True))
+
+
 class _KeptSubset(Dataset):
     """``Subset`` over a numpy array of positions (no Python list of them), handing the dataset Python ints."""
 
@@ -195,8 +200,10 @@ class PrunedSubsetLoaders:
             epoch_fn = None if trainer is None else (lambda: trainer.current_epoch)
             sampler = _WeightedSubsetSampler(weights, self.sample_with_replacement, seed, epoch_fn)
         elif trainer is not None and (
-            epoch_subsets or (self.shuffle and (trainer.world_size == 1 or generator is not None))
-        ):  # without epoch subsets, exactly a DistributedSampler's order and shards
+            epoch_subsets
+            or (self.shuffle and (trainer.world_size == 1 or generator is not None))
+            or (trainer.world_size > 1 and _injects_distributed_sampler(trainer))
+        ):  # without epoch subsets, exactly a DistributedSampler's order and shards (without its list of N indices)
             sampler = EpochSampler(
                 dataset,
                 self._epoch_positions,
@@ -251,8 +258,8 @@ class PrunedSubsetLoaders:
         """
         dataset = self._current_train_set()
         sampler = None
-        if num_replicas > 1:
-            sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        if num_replicas > 1:  # DistributedSampler's unshuffled shards, handed out without a list of N indices
+            sampler = EpochSampler(dataset, lambda epoch: None, num_replicas=num_replicas, rank=rank, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size or self.eval_batch_size,

@@ -39,12 +39,15 @@ def trainer_sync_min(trainer: Any) -> SyncMin:
 
 
 def merge_seen(values: Tensor, sync_min: SyncMin = single_process) -> Tensor:
-    """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it."""
+    """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it.
+
+    ``values`` is left as it was; the merge costs one buffer-sized copy (reduced in place) and a mask.
+    """
     if sync_min is single_process:  # one process: nothing to merge
         return values
-    filled = torch.where(torch.isnan(values), torch.full_like(values, float("inf")), values)
-    merged = sync_min(filled)
-    return torch.where(torch.isinf(merged) & (merged > 0), torch.full_like(merged, float("nan")), merged)
+    inf = float("inf")
+    merged = sync_min(torch.nan_to_num(values, nan=inf, posinf=inf, neginf=-inf))
+    return merged.masked_fill_(merged == inf, float("nan"))
 
 
 class PerExampleScore(ABC):

@@ -140,6 +140,9 @@ def test_the_plan_resolves_the_phases(tmp_path):
         (["baseline=true", "pruning.subset_path=/no/such/kept.npz"], r"`pruning.subset_path=/no/such/kept.npz` does not exist"),
         (["probe.scores_path=/no/such.csv"], r"`probe.scores_path=/no/such.csv` does not exist"),
         (["ckpt_path=/no/such.ckpt"], r"`ckpt_path=/no/such.ckpt` does not exist"),
+        (["pruning.strategy=ccs", "+pruning.options.num_strata=0"], r"`pruning.strategy=ccs` refuses .*num_strata"),
+        (["pruning.strategy=auto"], r"`pruning.strategy=auto` refuses .*needs the data regime"),
+        (["pruning.strategy=hard", "+pruning.options.beta=0.1"], r"`pruning.strategy=hard` refuses .*beta"),
     ],
 )
 def test_bad_epochs_and_counts_fail_before_anything_is_written(tmp_path, overrides, match):

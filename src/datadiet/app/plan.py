@@ -27,6 +27,7 @@ from datadiet.app.plan_parts import (
     PruningPlan,
     check_in_run,
     check_known_keys,
+    check_strategy_options,
     container,
     count,
     existing_file,
@@ -151,6 +152,8 @@ class RunPlan:
         budget = read_budget(cfg, probe, pruning, max_epochs)
         check_in_run(probe, pruning, max_epochs)
         pruning.mode.check(pruning, budget)
+        if selection(probe, pruning) in (BY_SCORES, IN_RUN):  # the strategy will select: its options must work
+            check_strategy_options(pruning)
         return cls(
             config=OmegaConf.to_container(cfg, resolve=True),
             data=container(cfg.data),

@@ -13,12 +13,13 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.modes import PruningMode, pruning_mode
 from datadiet.scores import get_score
-from datadiet.selection import STRATEGIES, validate_keep_fraction
+from datadiet.selection import STRATEGIES, select, validate_keep_fraction
 
 PROBE_MODES = ("separate", "in_run")
 
@@ -28,6 +29,8 @@ SUBSET_FILE = "subset file"  # pruning.subset_path: an earlier run's foundation 
 IN_RUN = "in run"  # probe.mode=in_run: the main model scores itself after probe.epochs and prunes
 BY_SCORES = "by scores"  # probe (or imported) scores, then the selection strategy
 
+#: Stand-in scores the strategy's options are tried on (:func:`check_strategy_options`).
+_STAND_IN_EXAMPLES = 200
 #: Scores the in-run probe cannot compute (they need models or k-means outside the run).
 _NOT_IN_RUN = ("rho_loss", "prototype_distance")
 
@@ -188,6 +191,20 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         anneal_fraction=node.get("anneal_fraction", 0.125),
         settings=container(node),
     )
+
+
+def check_strategy_options(pruning: PruningPlan) -> None:
+    """Runs the strategy once on stand-in scores, so that options it refuses (``ccs``'s ``beta``, ``auto``'s data
+    regime, an unknown option) fail now, not after the probe has trained."""
+    stand_in = np.linspace(0.0, 1.0, _STAND_IN_EXAMPLES)
+    labels = np.arange(_STAND_IN_EXAMPLES) % 2
+    try:
+        select(stand_in, pruning.keep_fraction, pruning.strategy, labels=labels, class_balanced=pruning.class_balanced,
+               seed=pruning.seed, **pruning.strategy_options(_STAND_IN_EXAMPLES))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"`pruning.strategy={pruning.strategy}` refuses `pruning.options={pruning.options}`: {error}"
+        ) from None
 
 
 def read_budget(cfg: DictConfig, probe: ProbePlan, pruning: PruningPlan, max_epochs: int) -> Budget:

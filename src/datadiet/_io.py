@@ -19,10 +19,11 @@ class UnreadableFileError(ValueError):
 
     Attributes:
         path: the file.
+        reason: what is wrong with it.
     """
 
     def __init__(self, path: str | os.PathLike, reason: str, remedy: str = "") -> None:
-        self.path = Path(path)
+        self.path, self.reason = Path(path), reason
         remedy = remedy or "delete it (or move it aside) and run again to recompute it"
         super().__init__(f"cannot read {self.path}: {reason}; {remedy}")
 
@@ -90,14 +91,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode())
 
 
-def read_json(path: str | os.PathLike, what: str = "", remedy: str = "") -> Any:
+def read_json(path: str | os.PathLike, remedy: str = "") -> Any:
     """Parses the JSON file ``path``; an unreadable or malformed one raises :class:`UnreadableFileError`."""
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise UnreadableFileError(path, f"{what or 'JSON'} is malformed ({type(error).__name__}: {error})", remedy) from None
+        raise UnreadableFileError(path, f"not valid JSON ({type(error).__name__}: {error})", remedy) from None
 
 
 #: What ``np.load`` raises on a truncated, corrupt or foreign ``.npz``/``.npy``.

@@ -251,7 +251,7 @@ class ScoreTable(Mapping[str, np.ndarray]):
                 raise UnreadableFileError(path, f"its `{DESCRIPTION_KEY}` is malformed ({error})", remedy) from None
         else:  # format 1: provenance in the sidecar, if any
             sidecar = path.with_suffix(".json")
-            metadata = read_json(sidecar, "the score table's provenance", remedy) if sidecar.exists() else {}
+            metadata = read_json(sidecar, remedy) if sidecar.exists() else {}
             if not isinstance(metadata, dict):
                 raise UnreadableFileError(sidecar, "it is not a JSON object", remedy)
             metadata.pop("scores", None)

@@ -45,7 +45,8 @@ NUM_CLASSES = 10
 _CHUNK = 1 << 16
 
 
-def _status(field: str) -> int:
+def resident_bytes(field: str) -> int:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from /proc, in bytes."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith(field + ":"):
@@ -73,7 +74,8 @@ class _Items:
         return torch.zeros(1), int(index) % NUM_CLASSES
 
 
-def _datamodule(num_examples: int, labels: np.ndarray) -> Any:
+def datamodule_of(num_examples: int, labels: np.ndarray) -> Any:
+    """A PruningDataModule over N placeholder items whose labels are known (no pass over the items)."""
     from datadiet import PruningDataModule
 
     datamodule = PruningDataModule(_Items(num_examples), batch_size=1024)
@@ -90,7 +92,7 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, NUM_CLASSES, num_examples)
-    datamodule = _datamodule(num_examples, labels)
+    datamodule = datamodule_of(num_examples, labels)
     trainer = SimpleNamespace(datamodule=datamodule, world_size=1, is_global_zero=True)
     generator = torch.Generator().manual_seed(0)
     batch = 65536
@@ -98,7 +100,7 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
              torch.randint(0, NUM_CLASSES, (batch,), generator=generator)) for _ in range(4)]  # fmt: skip
     order = torch.randperm(num_examples, generator=generator)
     path = os.path.join(tempfile.mkdtemp(prefix="datadiet-scale-"), "state.ckpt")
-    baseline = _status("VmRSS")
+    baseline = resident_bytes("VmRSS")
 
     callback = DifficultyCallback()
     callback.setup(trainer, None, "fit")
@@ -122,18 +124,18 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
 
     _reset_peak()
     table = callback._build_table(trainer, None, 0)
-    build_peak = _status("VmHWM") - baseline
+    build_peak = resident_bytes("VmHWM") - baseline
     held_table = _table_bytes(table) - labels.nbytes  # its labels are the data module's
     callback._score_table = table
 
     _reset_peak()
     with open(path, "wb") as handle:
         torch.save({"callbacks": {callback.state_key: callback.state_dict()}}, handle)
-    streamed_peak = _status("VmHWM") - baseline
+    streamed_peak = resident_bytes("VmHWM") - baseline
     _reset_peak()
     buffer = io.BytesIO()
     torch.save({"callbacks": {callback.state_key: callback.state_dict()}}, buffer)
-    in_memory_peak = _status("VmHWM") - baseline
+    in_memory_peak = resident_bytes("VmHWM") - baseline
     del buffer
     os.unlink(path)
     return {"state": state, "table": held_table, "build_peak": build_peak, "checkpoint_peak": streamed_peak,
@@ -150,7 +152,7 @@ def _table_bytes(table: Any) -> int:
 def numpy_difficulty_child(num_examples: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     path = os.path.join(tempfile.mkdtemp(prefix="datadiet-scale-"), "state.npz")
-    baseline = _status("VmRSS")
+    baseline = resident_bytes("VmRSS")
     state = {
         "el2n": rng.random(num_examples, dtype=np.float32),
         "margin": rng.normal(size=num_examples).astype(np.float32),
@@ -170,11 +172,11 @@ def numpy_difficulty_child(num_examples: int) -> dict[str, Any]:
         count = state["forgetting_count"][part]
         columns["forgetting_raw"][part] = count
         columns["forgetting"][part] = np.where(state["ever_correct"][part], count, np.float32(np.inf))
-    build_peak = _status("VmHWM") - baseline
+    build_peak = resident_bytes("VmHWM") - baseline
     _reset_peak()
     with open(path, "wb") as handle:
         np.savez(handle, **state)
-    checkpoint_peak = _status("VmHWM") - baseline
+    checkpoint_peak = resident_bytes("VmHWM") - baseline
     os.unlink(path)
     return {"state": state_bytes, "table": sum(values.nbytes for values in columns.values()),
             "build_peak": build_peak, "checkpoint_peak": checkpoint_peak}  # fmt: skip
@@ -191,7 +193,7 @@ class DynamicRun:
         from datadiet import DynamicPruning
 
         self.torch, self.losses = torch, torch.from_numpy(losses)
-        self.datamodule = _datamodule(num_examples, np.zeros(0, dtype=np.int64))
+        self.datamodule = datamodule_of(num_examples, np.zeros(0, dtype=np.int64))
         self.pruning = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, stretch_step_schedules=False)
         self.trainer = SimpleNamespace(datamodule=self.datamodule, max_epochs=1000, world_size=1, current_epoch=0,
                                        callbacks=[self.pruning], lr_scheduler_configs=[])  # fmt: skip
@@ -272,12 +274,12 @@ class NumpyDynamicRun:
 
 def dynamic_child(num_examples: int, kind: str) -> dict[str, Any]:
     losses = np.random.default_rng(1).exponential(size=num_examples).astype(np.float32)
-    baseline = _status("VmRSS")
+    baseline = resident_bytes("VmRSS")
     run = DynamicRun(num_examples, losses) if kind == "dynamic" else NumpyDynamicRun(num_examples, losses)
     run.boundary()  # epoch 0 → 1: the first pruned epoch
     _reset_peak()
     run.boundary()  # epoch 1 → 2: measured (the previous epoch's subset is alive while the next one is made)
-    peak = _status("VmHWM") - baseline
+    peak = resident_bytes("VmHWM") - baseline
     held = run.held if kind == "dynamic" else run.state + run.subset.nbytes + run.weights.nbytes
     return {"state": run.state, "held": held, "boundary_peak": peak}
 

@@ -5,7 +5,7 @@ Scores are float32 (as a probe's EL2N), half of them kept. Each strategy is time
 rounds kept. The baselines are the numpy core of each job, without NaN handling or random tie-breaking, and
 return the kept positions sorted, as ``select`` does:
 
-- hard / easy: ``np.argpartition`` + ``np.sort`` of the kept positions;
+- hard / easy (and ``PruningDataModule.prune`` with hard): ``np.argpartition`` + ``np.sort`` of the kept positions;
 - random: ``Generator.choice(N, k, replace=False)`` + ``np.sort``;
 - ccs: ``np.argsort`` of the scores (the one sort stratified sampling over a ranking needs) + a random choice
   of k ranked positions + ``np.sort``;
@@ -23,6 +23,8 @@ import tracemalloc
 from typing import Any, Callable
 
 import numpy as np
+
+from benchmarks._scale_memory import datamodule_of
 
 STRATEGIES = ("hard", "easy", "random", "ccs")
 KEEP_FRACTION = 0.5
@@ -76,13 +78,17 @@ def measure(num_examples: int, class_counts: list[int], rounds: int) -> list[dic
 
     rng = np.random.default_rng(0)
     scores = rng.random(num_examples, dtype=np.float32)
+    datamodule = datamodule_of(num_examples, labels=np.zeros(0, dtype=np.int64))
     rows = []
     for classes in [None, *class_counts]:
         labels = None if classes is None else rng.integers(0, classes, num_examples)
-        for strategy in STRATEGIES:
-            ours = lambda: select(scores, KEEP_FRACTION, strategy, labels=labels,  # noqa: E731
-                                  class_balanced=labels is not None)  # fmt: skip
-            theirs = lambda: baseline(strategy, scores, labels)  # noqa: E731
+        for strategy in STRATEGIES + (("prune hard",) if classes is None else ()):
+            if strategy == "prune hard":  # PruningDataModule.prune: its checks, then select
+                ours = lambda: datamodule.prune(scores, keep_fraction=KEEP_FRACTION, strategy="hard")  # noqa: E731
+            else:
+                ours = lambda: select(scores, KEEP_FRACTION, strategy, labels=labels,  # noqa: E731
+                                      class_balanced=labels is not None)  # fmt: skip
+            theirs = lambda: baseline(strategy.split()[-1], scores, labels)  # noqa: E731
             times: dict[str, list[float]] = {"datadiet": [], "numpy": []}
             for round_index in range(rounds):  # alternating: A B, B A, ...
                 pair = [("datadiet", ours), ("numpy", theirs)]

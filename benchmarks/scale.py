@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from benchmarks import _scale_memory, _scale_selection, _scale_store
+from benchmarks._scale_memory import resident_bytes
 from benchmarks._timing import base_parser, median, print_figures, results_dir, verdict, write_csv
 
 PARTS = ("selection", "memory", "store", "bookkeeping", "kmeans")
@@ -57,15 +58,6 @@ def available_scores() -> tuple[tuple[str, ...], Optional[str]]:
     return present, (f"score(s) {missing} not registered: measured without them" if missing else None)
 
 
-def _rss_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc, in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> dict[str, Any]:
     """One fresh process: builds the scores, runs ``epochs`` epochs + a scoring pass, measures them."""
     from datadiet import get_score
@@ -77,7 +69,7 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
         for _ in range(4)
     ]
     order = torch.randperm(num_examples, generator=generator)
-    baseline = _rss_bytes("VmRSS")
+    baseline = resident_bytes("VmRSS")
 
     scores = [get_score(name)(num_examples) for name in names]
     train_scores = [s for s in scores if s.phase == "train"]
@@ -107,7 +99,7 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
     for score in eval_scores:
         score.end_scoring()
     scoring_merge = time.perf_counter() - start
-    peak = _rss_bytes("VmHWM")
+    peak = resident_bytes("VmHWM")
     state_bytes = sum(getattr(s, name).nbytes for s in scores for name in s._state_names)
     # One example-update = one example through every listed score: an epoch of the train-phase scores
     # plus the eval-phase scores' share of the scoring pass (once per probe, counted as if every epoch).

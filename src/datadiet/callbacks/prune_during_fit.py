@@ -269,6 +269,8 @@ class PruneDuringFit(Callback):
             state["score_table"] = {
                 "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
                 "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
+                "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
+                "columns": {name: torch.from_numpy(values.copy()) for name, values in table.columns.items()},
                 "metadata": dict(table.metadata),
             }
         if self._difficulty is not None and not self.pruned:
@@ -285,10 +287,13 @@ class PruneDuringFit(Callback):
         saved = state_dict.get("score_table")
         self._score_table = None
         if saved is not None:
+            labels = saved.get("labels")  # absent in older checkpoints, as are the columns
             self._score_table = ScoreTable(
                 {name: values.numpy() for name, values in saved["scores"].items()},
                 raw={name: values.numpy() for name, values in saved["raw"].items()},
+                labels=None if labels is None else labels.numpy(),
                 metadata=saved.get("metadata", {}),
+                columns={name: values.numpy() for name, values in saved.get("columns", {}).items()},
             )
         if self._difficulty is not None and "difficulty" in state_dict:
             self._difficulty.load_state_dict(state_dict["difficulty"])

@@ -118,7 +118,7 @@ def may_reuse(
     if recorded is not None and config_fingerprint(_normalised(recorded)) == config_fingerprint(_normalised(settings)):
         return True
     if recorded is None:
-        reason = "records no readable settings (an older datadiet, or an unreadable file)"
+        reason = "records no settings (an older datadiet, or a settings file that cannot be read)"
     else:
         reason = "made with other settings: " + "; ".join(changed_keys(_normalised(recorded), _normalised(settings)))
     if _is_rank_zero():

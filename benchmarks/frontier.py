@@ -144,6 +144,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.6, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -173,6 +174,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
     d_methods = (
         _static(0.5, "random", "none"),
         _static(0.7, "random", "none"),
+        _static(0.5, "random", "in_run", probe_epochs=2),
         _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, **common_a),
         _static(0.5, "easy", "in_run", probe_epochs=2, **common_a),

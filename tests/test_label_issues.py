@@ -40,6 +40,14 @@ def test_confident_learning_by_hand(detector):
     assert issues.flagged_indices.tolist() == [2, 8]  # the larger score first
 
 
+def test_flagged_examples_are_saved_for_fixing(tmp_path):
+    issues = find_label_issues(LABELS, PROBS)
+    text = issues.save_flagged(tmp_path / "flagged_examples.csv", LABELS).read_text()
+    assert text.splitlines() == [
+        "original_index,given_label,predicted_label,score", "2,0,1,0.700000", "8,2,0,0.600000",
+    ]
+
+
 def test_confident_predictions_of_the_given_labels_flag_nothing_and_unscored_rows_do_not_count():
     probs = np.full((9, 3), 0.05)
     probs[np.arange(9), LABELS] = 0.9

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
+from datadiet._io import atomic_write_text
 from datadiet.registry import Registry
 
 #: A detector maps (labels (N,), probabilities (N, K)) to a boolean mask of likely label errors.
@@ -53,6 +56,16 @@ class LabelIssues:
         """Indices of the flagged examples, most likely mislabelled first (by :attr:`score`)."""
         indices = np.flatnonzero(self.flagged)
         return indices[np.argsort(-self.score[indices], kind="stable")]
+
+    def save_flagged(self, path: str | os.PathLike, labels: np.ndarray) -> Path:
+        """Writes the flagged examples as CSV (atomically), most likely wrong first, so labels can be fixed.
+
+        Columns: ``original_index``, ``given_label``, ``predicted_label``, ``score`` (:attr:`score`).
+        """
+        indices = self.flagged_indices
+        lines = ["original_index,given_label,predicted_label,score"]
+        lines += [f"{i},{int(labels[i])},{int(self.predicted_label[i])},{self.score[i]:.6f}" for i in indices]
+        return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def find_label_issues(

@@ -206,8 +206,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
-        **{name: Regime(name, f"MNIST-1D, 45,000 training examples, {noise:.0%} of the training labels replaced by a "
-                              "random other class, CNN1D (1.0 = 15 epochs)",
+        **{name: Regime(name, f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
+                              "(1.0 = 15 epochs)",
                         _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier, methods=d_methods,
                         label_noise=noise)
            for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),

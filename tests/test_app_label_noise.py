@@ -52,6 +52,14 @@ def test_keep_fraction_one_is_still_all_data_and_clean_runs_say_nothing_about_no
     assert "label_noise_estimate" not in summary and summary["label_noise"]["num_flipped"] == round(0.2 * 288)
 
 
+def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
+    summary = run(compose_small(tmp_path, *NOISY, "probe.mode=in_run", "pruning.keep_fraction=1.0",
+                                "probe.skip_when_keeping_all=false", "pruning.mislabelled=exclude"))
+    flagged = ScoreTable.load(tmp_path / "scores.npz").columns["mislabelled"]
+    kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
+    assert kept.tolist() == np.flatnonzero(~flagged).tolist() and summary["mislabelled_excluded"] == flagged.sum() > 0
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

@@ -67,10 +67,11 @@ def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
         ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
         ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, got 'relabel'"),
         ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
+        ("pruning.mislabelled=exclude probe.seeds=2", "averaging `probe.seeds=2` probes' scores has no flags to average: use probe.seeds=1"),
     ],
 )
 def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
     with pytest.raises(ValueError) as error:
-        RunPlan.from_config(compose_small(tmp_path, "data.label_noise=0.1", override))
+        RunPlan.from_config(compose_small(tmp_path, "data.label_noise=0.1", *override.split()))
     assert message in str(error.value)
     assert not any(tmp_path.iterdir())  # nothing written

@@ -7,13 +7,17 @@ to its own length. A method pays only where it lies *above* that line. Three reg
 - ``a``: MNIST-1D, 45,000 training examples, CNN1D, multi-epoch (15 epochs = compute 1.0);
 - ``b``: MNIST-1D pool of ~196,000 generated training examples, CNN1D, budget about one pass
   (one pass = compute 1.0; a step-wise cosine schedule, so a fraction of a pass is a complete run);
-- ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0.
+- ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0;
+- ``d``: regime ``a`` with 20 % of the training labels replaced by a uniformly random other class
+  (``d40``: 40 %); validation and test labels clean, a new draw of the noise per seed. The all-data line
+  trains on all the noisy data: that is what a user without datadiet gets.
 
 Compute (DESIGN.md §5b): each model's forward FLOPs per example measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` (:func:`datadiet.compute.forward_flops_per_example`), a
 training presentation at 3x forward, a scoring-pass forward at 1x; presentations are counted by the data
 module (what ``training_step`` really saw). Every run is one row of ``benchmarks/results/frontier_runs.csv``
-(kept between invocations: a rerun only trains what is missing, ``--fresh`` starts over); the summary per
+(the noisy regimes' rows, with the share of wrong labels in the kept set, in ``frontier_noisy_runs.csv``;
+kept between invocations: a rerun only trains what is missing, ``--fresh`` starts over); the summary per
 method is ``frontier_<regime>.csv``, the plot ``docs/figures/frontier_<regime>.png``, and the tables are
 printed last.
 
@@ -51,6 +55,9 @@ RUN_COLUMNS = (
     "regime", "method", "label", "seed", "test_acc", "compute", "flops", "train_presentations",
     "probe_presentations", "scored_main", "scored_probe", "wall_s",
 )
+#: The regimes with label noise keep their rows apart, with what only they can measure.
+NOISY_RUNS_FILE = "frontier_noisy_runs.csv"
+NOISY_RUN_COLUMNS = RUN_COLUMNS + ("kept", "kept_flipped", "flagged", "flagged_flipped")
 
 
 # The regimes ----------------------------------------------------------------------------------------
@@ -68,14 +75,18 @@ class Regime:
     frontier: tuple[float, ...]
     step_schedule: bool = False
     methods: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
+    #: Share of training labels replaced by a uniformly random other class (a new draw per seed).
+    label_noise: float = 0.0
 
 
-def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None):
+def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None,
+             label_noise: float = 0.0):
     from datadiet.data.sources import mnist1d_datamodule
 
     def make(seed: int) -> PruningDataModule:
         return mnist1d_datamodule(num_samples=num_samples, val_fraction=val_fraction, seed=42, batch_size=batch_size,
-                                  eval_batch_size=1024, num_train=num_train)
+                                  eval_batch_size=1024, num_train=num_train, label_noise=label_noise,
+                                  label_noise_seed=seed)
 
     return make
 
@@ -132,6 +143,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
         _static(0.6, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -157,10 +170,31 @@ def regimes(quick: bool) -> dict[str, Regime]:
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
     )
+    # Noisy labels (issue 17): the same data and model as (a); what keeps the hard without keeping the wrong.
+    d_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.7, "random", "none"),
+        _static(0.5, "random", "in_run", probe_epochs=2),
+        _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.5, "easy", "in_run", probe_epochs=2, **common_a),
+        ("dynamic", {"prune_ratio": 0.5}),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude", **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
+        _static(0.45, "random", "in_run", probe_epochs=3, mislabelled="exclude"),
+        _static(0.8, "random", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.7),
+        _static(0.6, "hard", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.3, **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
+    )
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
-                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[-1:]),
+                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[28:29]),
+            "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
+                        cnn, 5e-3, 3, (2 / 3, 1.0),
+                        methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1],
+                        label_noise=0.2),
         }
     return {
         "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
@@ -172,6 +206,12 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
+        **{name: Regime(name, f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
+                              "(1.0 = 15 epochs)",
+                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier, methods=d_methods,
+                        label_noise=noise)
+           for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
+                                         ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)))},
     }
 
 
@@ -211,6 +251,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
     pl.seed_everything(seed, workers=True)
     dm = regime.make_data(seed)
     n = dm.num_examples
+    issues = None  # a mislabel detector's flags, when the method runs one
     train_presentations = probe_presentations = scored_main = scored_probe = 0
     start = time.perf_counter()
     if method == "full":
@@ -231,9 +272,11 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
                               class_balanced=params.get("class_balanced", False), seed=seed)
         if route == "in_run":
             model = _classifier(regime, dm)
-            prune = PruneDuringFit(after_epochs=params["probe_epochs"], **select_options)
+            prune = PruneDuringFit(after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"),
+                                   **select_options)
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
+            issues = prune.label_issues
         else:
             if route == "none":
                 dm.prune(np.zeros(n), keep_fraction=keep, strategy=strategy, seed=seed,
@@ -250,6 +293,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
             model = _classifier(regime, dm)
             train_presentations = _fit(model, dm, epochs, _dynamic_inside(params, seed))
     wall = time.perf_counter() - start
+    kept = np.arange(n) if dm.kept_indices is None else dm.kept_indices
     account = ComputeAccount(
         flops_per_example=flops["main"],
         train_presentations=train_presentations,
@@ -265,6 +309,10 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
+        **({} if dm.label_noise is None else
+           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()),
+            "flagged": "" if issues is None else issues.num_flagged,
+            "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum())}),
     }
 
 
@@ -291,32 +339,45 @@ def label(method: str, params: dict[str, Any]) -> str:
     balanced = ", balanced" if params.get("class_balanced") else ""
     dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
     epochs = f", {params['epochs']} ep" if "epochs" in params else ""
-    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}){dynamic}"
+    flagged = f", {params['mislabelled']} flagged" if params.get("mislabelled") else ""
+    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}{flagged}){dynamic}"
 
 
 # Caching rows, summarising, plotting ------------------------------------------------------------------
 def load_runs(path: Optional[Path]) -> list[dict[str, Any]]:
-    if path is None or not path.is_file():
+    """The cached rows of ``path`` and of the noisy regimes' file beside it."""
+    if path is None:
         return []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = []
+    for file in (path, path.with_name(NOISY_RUNS_FILE)):
+        if file.is_file():
+            with open(file, newline="") as handle:
+                rows += list(csv.DictReader(handle))
     for row in rows:
         row["seed"] = int(row["seed"])
         for key in ("test_acc", "compute", "flops", "wall_s"):
             row[key] = float(row[key])
+        for key in ("kept", "kept_flipped", "flagged", "flagged_flipped"):
+            if row.get(key) not in (None, ""):
+                row[key] = int(row[key])
     return rows
 
 
 def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
+    """Writes the rows to ``path``, those of the noisy regimes (with their extra columns) beside it."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_COLUMNS)
-        writer.writeheader()
-        writer.writerows({key: row[key] for key in RUN_COLUMNS} for row in rows)
-    os.replace(tmp, path)
+    for file, columns, noisy in ((path, RUN_COLUMNS, False), (path.with_name(NOISY_RUNS_FILE), NOISY_RUN_COLUMNS, True)):
+        chosen = [row for row in rows if ("kept_flipped" in row) == noisy]
+        if noisy and not chosen:
+            continue
+        tmp = file.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({key: row.get(key, "") for key in columns} for row in chosen)
+        os.replace(tmp, file)
 
 
 def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
@@ -325,6 +386,8 @@ def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
     for row in rows:
         if row["regime"] == regime:
             groups.setdefault(row["label"], []).append(row)
+    # the injected wrong labels: all of them are in a full-data run's kept set
+    flipped = next((r.get("kept_flipped") for r in rows if r["regime"] == regime and r["method"] == "full"), None)
     table = []
     for name, runs in groups.items():
         acc = np.array([r["test_acc"] for r in runs]) * 100
@@ -335,12 +398,24 @@ def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
             "presentations": float(np.mean([float(r["train_presentations"]) + float(r["probe_presentations"])
                                             for r in runs])),
             "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+            **({"kept_wrong_share": float(np.mean([r["kept_flipped"] / r["kept"] for r in runs]))}
+               if "kept_flipped" in runs[0] else {}),
+            **_detector_rates(runs, flipped),
         })
     frontier = sorted((t for t in table if t["method"] == "full"), key=lambda t: t["compute"])
     for entry in table:
         entry["frontier_acc"] = frontier_at(frontier, entry["compute"])
         entry["above_frontier"] = entry["acc_mean"] - entry["frontier_acc"]
     return sorted(table, key=lambda t: (t["method"] != "full", t["method"], t["compute"]))
+
+
+def _detector_rates(runs: list[dict[str, Any]], flipped: Optional[int]) -> dict[str, float]:
+    """Mean precision and recall of a mislabel detector's flags against the ``flipped`` injected wrong labels."""
+    scored = [r for r in runs if r.get("flagged") not in (None, "")]
+    if not scored or not flipped:
+        return {}
+    return {"detector_precision": float(np.mean([r["flagged_flipped"] / max(r["flagged"], 1) for r in scored])),
+            "detector_recall": float(np.mean([r["flagged_flipped"] / flipped for r in scored]))}
 
 
 def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
@@ -354,6 +429,13 @@ def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
 
 #: The configuration the README recommends (highlighted in the plots and the tables).
 RECOMMENDED = "hard 50% (in-run after 2 ep)"
+#: The one it recommends when labels may be wrong (issue 17: hard, not wrong), highlighted too.
+RECOMMENDED_NOISY = "hard 45% (in-run after 3 ep, exclude flagged)"
+
+
+def _recommended(name: str) -> str:
+    """The tag of a recommended configuration ("" for the others)."""
+    return {RECOMMENDED: "recommended", RECOMMENDED_NOISY: "recommended with noisy labels"}.get(name, "")
 
 
 def _family(entry: dict[str, Any]) -> str:
@@ -392,11 +474,11 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
     for entry in (t for t in table if t["method"] != "full"):
         family = _family(entry)
         index = seen[family] = seen.get(family, -1) + 1
-        best = entry["label"] == RECOMMENDED
+        best = _recommended(entry["label"])
         ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], ls="none", capsize=3,
                     marker="*" if best else markers[index % len(markers)], ms=14 if best else 7,
                     color=_FAMILY_COLORS[family], mec="black" if best else None,
-                    label=f"{entry['label']}{'  ← recommended' if best else ''}")
+                    label=f"{entry['label']}{f'  ← {best}' if best else ''}")
     if frontier:
         full = min(frontier, key=lambda t: abs(t["compute"] - 1.0))  # the run compute 1.0 stands for
         ax.axhline(full["acc_mean"] - 0.5, color="gray", ls=":", lw=1, label="full-data accuracy − 0.5 pt")
@@ -417,13 +499,20 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
 
 def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print(f"\n## regime {regime.name}: {regime.title}")
-    print("| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |")
-    print("|---|---|---|---|---|---|")
+    noisy = regime.label_noise > 0
+    extra = " wrong labels in the kept set | detector precision / recall |" if noisy else ""
+    print(f"| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |{extra}")
+    print("|---|---|---|---|---|---|" + ("---|---|" if noisy else ""))
     for t in table:
         gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"
-        name = f"**{t['label']}** (recommended)" if t["label"] == RECOMMENDED else t["label"]
+        name = f"**{t['label']}** ({_recommended(t['label'])})" if _recommended(t["label"]) else t["label"]
+        wrong = ""
+        if noisy:
+            wrong = " — |" if t["method"] == "dynamic" or "kept_wrong_share" not in t else f" {t['kept_wrong_share']:.1%} |"
+            wrong += (f" {t['detector_precision']:.3f} / {t['detector_recall']:.3f} |" if "detector_precision" in t
+                      else " — |")
         print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
-              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |")
+              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |{wrong}")
 
 
 def configurations(regime: Regime, only: Optional[set[str]]) -> list[tuple[str, dict[str, Any]]]:
@@ -442,7 +531,7 @@ def measure_flops(regime: Regime) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c")
+    parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
     parser.add_argument("--labels", default=None,
@@ -493,7 +582,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
         tables[regime.name] = table
         if out is not None and table:
             with open(out / f"frontier_{regime.name}.csv", "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(table[0]))
+                writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(key for t in table for key in t)))
                 writer.writeheader()
                 writer.writerows(table)
             plot(table, regime, figures / f"frontier_{regime.name}.png")

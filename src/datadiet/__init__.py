@@ -4,6 +4,7 @@ Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`Dyn
 :class:`PruneDuringFit`, :class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
 """
 
+from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)
 from datadiet._io import UnreadableFileError
 from datadiet.adapter import Adapter
 from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit
@@ -11,7 +12,6 @@ from datadiet.data import PruningDataModule
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.selection import list_strategies, register_strategy, select
 from datadiet.store import ScoreTable
-from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)
 
 __version__ = "0.1.0"
 

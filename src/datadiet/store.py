@@ -241,7 +241,7 @@ class ScoreTable(Mapping[str, np.ndarray]):
             raise FileNotFoundError(f"no score table at {path}")
         arrays = load_npz(path, remedy=remedy)
         if not any(key.startswith("score/") for key in arrays):
-            raise UnreadableFileError(path, f"it holds no `score/<name>` arrays, so it is not a score table", remedy)
+            raise UnreadableFileError(path, "it holds no `score/<name>` arrays, so it is not a score table", remedy)
         described = arrays.pop(DESCRIPTION_KEY, None)
         if described is not None:
             try:

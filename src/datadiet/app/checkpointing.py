@@ -9,7 +9,6 @@ exists) is never run again.
 
 from __future__ import annotations
 
-import io
 import os
 import time
 import warnings

@@ -10,10 +10,10 @@ import functools
 import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
-import numpy as np
 import lightning.pytorch as pl
-from lightning.pytorch.utilities.model_helpers import is_overridden
+import numpy as np
 import torch
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 

@@ -114,6 +114,14 @@ class PerExampleScore(ABC):
         """Returns ``(score, raw)``: float arrays of length N (float32 where the statistic is kept in
         float32), NaN where never seen; the same array twice when raw and score are equal."""
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-example columns besides the score that go into the table (e.g. a mislabel flag); none by default."""
+        return {}
+
+    def metadata(self) -> dict[str, Any]:
+        """Entries for the table's metadata (e.g. a noise-rate estimate); none by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """The state tensors on the host; on the CPU they share memory with the live state (as
         ``nn.Module.state_dict`` does), so a checkpoint costs no copy of them. Copy them to keep a snapshot."""

@@ -4,6 +4,8 @@ The ``auto`` strategy builds on the perceptron theory and lives in :mod:`datadie
 ``datadiet`` registers it.
 """
 
+from datadiet.selection import ccs as _ccs  # noqa: F401  (registers ccs)
+from datadiet.selection import strategies as _strategies  # noqa: F401  (registers hard/easy/random)
 from datadiet.selection.registry import (
     STRATEGIES,
     list_strategies,
@@ -13,8 +15,6 @@ from datadiet.selection.registry import (
     select,
     validate_keep_fraction,
 )
-from datadiet.selection import strategies as _strategies  # noqa: F401  (registers hard/easy/random)
-from datadiet.selection import ccs as _ccs  # noqa: F401  (registers ccs)
 
 __all__ = [
     "STRATEGIES",

@@ -7,6 +7,7 @@ import numpy as np
 from datadiet.selection._ranking import rank_easy_to_hard
 from datadiet.selection.registry import register_strategy, takes_raw_scores
 
+
 def allocate_budget(stratum_sizes: np.ndarray, budget: int) -> np.ndarray:
     """Shares ``budget`` among strata: visited in increasing size, each takes ``min(size, remaining // left)``.
 

@@ -98,6 +98,7 @@ def select(
     labels: Optional[np.ndarray] = None,
     class_balanced: bool = False,
     seed: int = 0,
+    exclude: Optional[np.ndarray] = None,
     **options,
 ) -> np.ndarray:
     """Chooses which examples to keep.
@@ -111,6 +112,10 @@ def select(
         labels: per-example class labels; required when ``class_balanced``.
         class_balanced: keep the same fraction of every class, so no class vanishes.
         seed: seeds tie-breaking and random choices; the same seed gives the same subset.
+        exclude: a boolean mask of examples never kept (e.g. flagged as mislabelled). ``keep_fraction``
+            stays a share of *all* examples (the compute budget), chosen among the others; when fewer
+            remain, all of them are kept. With ``class_balanced`` each class keeps ``keep_fraction`` of
+            its members, chosen among its non-excluded ones.
         **options: passed to the strategy.
 
     A strategy is called with float64 scores in which NaN is +inf, the number to keep and a generator; with
@@ -122,8 +127,9 @@ def select(
         The sorted ``int64`` positions of the kept examples.
 
     Raises:
-        ValueError: bad ``keep_fraction``, unknown ``strategy``, non 1-D scores, labels of the wrong length
-            or with NaN, or a strategy that returned a position twice or out of range.
+        ValueError: bad ``keep_fraction``, unknown ``strategy``, non 1-D scores, labels (or ``exclude``) of the
+            wrong length, NaN labels, ``exclude`` covering every example, or a strategy that returned a
+            position twice or out of range.
     """
     keep_fraction = validate_keep_fraction(keep_fraction)
     strategy_fn = STRATEGIES.get(strategy)
@@ -136,8 +142,22 @@ def select(
         values = np.asarray(scores, dtype=np.float64)
         values = np.where(np.isnan(values), np.inf, values)
     rng = np.random.default_rng(seed)
+    allowed = None  # with `exclude`: the examples that may be kept
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.shape != scores.shape or exclude.dtype != np.bool_:
+            raise ValueError(
+                f"`exclude` must be a boolean mask with one entry per score {scores.shape}, got {exclude.dtype} "
+                f"{exclude.shape}"
+            )
+        if exclude.all():
+            raise ValueError(f"`exclude` covers all {len(scores)} examples: there is nothing left to select from")
+        allowed = ~exclude
     if not class_balanced:
-        kept = np.asarray(strategy_fn(values, num_to_keep(len(values), keep_fraction), rng, **options))
+        count = num_to_keep(len(values), keep_fraction)
+        if exclude is not None:
+            return _select_among(strategy_fn, values, np.flatnonzero(allowed), count, rng, options, strategy)
+        kept = np.asarray(strategy_fn(values, count, rng, **options))
         return _sorted_positions(kept, len(values), strategy)
     if labels is None:
         raise ValueError("`class_balanced=True` needs per-example `labels`, got None")
@@ -147,12 +167,17 @@ def select(
     grouping, bounds = class_groups(labels)
     sizes = np.diff(bounds)
     num_keep = np.where(sizes == 0, 0, np.maximum(1, np.minimum(sizes, np.rint(keep_fraction * sizes)))).astype(np.int64)
-    if strategy_fn in _PER_CLASS and not options:
+    if strategy_fn in _PER_CLASS and not options and exclude is None:
         return np.flatnonzero(_PER_CLASS[strategy_fn](values, grouping, bounds, num_keep, rng))
     chosen = np.zeros(len(values), dtype=bool)
     total = 0
     for start, stop, count in zip(bounds[:-1].tolist(), bounds[1:].tolist(), num_keep.tolist()):
         members = grouping[start:stop]
+        if exclude is not None:  # the class keeps `count` of its members, chosen among its allowed ones
+            within = _select_among(strategy_fn, values, members[allowed[members]], count, rng, options, strategy)
+            chosen[within] = True
+            total += len(within)
+            continue
         within = np.asarray(strategy_fn(values[members], count, rng, **options))
         _check_positions(within, stop - start, strategy)
         chosen[members[within]] = True
@@ -205,3 +230,15 @@ def _sorted_positions(kept: np.ndarray, size: int, strategy: str) -> np.ndarray:
         if np.any(kept[1:] == kept[:-1]):
             raise ValueError(f"strategy {strategy!r} returned some position twice")
     return kept
+
+
+def _select_among(
+    strategy_fn: Strategy, values: np.ndarray, candidates: np.ndarray, count: int, rng: np.random.Generator,
+    options: dict, strategy: str,
+) -> np.ndarray:
+    """``count`` of ``candidates`` (sorted positions) chosen by the strategy, all of them when there are fewer."""
+    if count >= len(candidates):
+        return candidates.astype(np.int64)
+    within = _sorted_positions(np.asarray(strategy_fn(values[candidates], count, rng, **options)), len(candidates),
+                               strategy)
+    return candidates[within].astype(np.int64)

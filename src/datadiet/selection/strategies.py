@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from functools import partial
+
+import numpy as np
 
 from datadiet.selection._ranking import keep_extreme, keep_extreme_per_class, rank_easy_to_hard  # noqa: F401
 from datadiet.selection.registry import register_strategy, selects_every_class, takes_raw_scores

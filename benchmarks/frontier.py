@@ -7,13 +7,17 @@ to its own length. A method pays only where it lies *above* that line. Three reg
 - ``a``: MNIST-1D, 45,000 training examples, CNN1D, multi-epoch (15 epochs = compute 1.0);
 - ``b``: MNIST-1D pool of ~196,000 generated training examples, CNN1D, budget about one pass
   (one pass = compute 1.0; a step-wise cosine schedule, so a fraction of a pass is a complete run);
-- ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0.
+- ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0;
+- ``d``: regime ``a`` with 20 % of the training labels replaced by a uniformly random other class
+  (``d40``: 40 %); validation and test labels clean, a new draw of the noise per seed. The all-data line
+  trains on all the noisy data: that is what a user without datadiet gets.
 
 Compute (DESIGN.md §5b): each model's forward FLOPs per example measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` (:func:`datadiet.compute.forward_flops_per_example`), a
 training presentation at 3x forward, a scoring-pass forward at 1x; presentations are counted by the data
 module (what ``training_step`` really saw). Every run is one row of ``benchmarks/results/frontier_runs.csv``
-(kept between invocations: a rerun only trains what is missing, ``--fresh`` starts over); the summary per
+(the noisy regimes' rows, with the share of wrong labels in the kept set, in ``frontier_noisy_runs.csv``;
+kept between invocations: a rerun only trains what is missing, ``--fresh`` starts over); the summary per
 method is ``frontier_<regime>.csv``, the plot ``docs/figures/frontier_<regime>.png``, and the tables are
 printed last.
 
@@ -51,6 +55,9 @@ RUN_COLUMNS = (
     "regime", "method", "label", "seed", "test_acc", "compute", "flops", "train_presentations",
     "probe_presentations", "scored_main", "scored_probe", "wall_s",
 )
+#: The regimes with label noise keep their rows apart, with what only they can measure.
+NOISY_RUNS_FILE = "frontier_noisy_runs.csv"
+NOISY_RUN_COLUMNS = RUN_COLUMNS + ("kept", "kept_flipped")
 
 
 # The regimes ----------------------------------------------------------------------------------------
@@ -68,14 +75,18 @@ class Regime:
     frontier: tuple[float, ...]
     step_schedule: bool = False
     methods: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
+    #: Share of training labels replaced by a uniformly random other class (a new draw per seed).
+    label_noise: float = 0.0
 
 
-def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None):
+def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None,
+             label_noise: float = 0.0):
     from datadiet.data.sources import mnist1d_datamodule
 
     def make(seed: int) -> PruningDataModule:
         return mnist1d_datamodule(num_samples=num_samples, val_fraction=val_fraction, seed=42, batch_size=batch_size,
-                                  eval_batch_size=1024, num_train=num_train)
+                                  eval_batch_size=1024, num_train=num_train, label_noise=label_noise,
+                                  label_noise_seed=seed)
 
     return make
 
@@ -157,10 +168,21 @@ def regimes(quick: bool) -> dict[str, Regime]:
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
     )
+    # Noisy labels (issue 17): the same data and model as (a); what keeps the hard without keeping the wrong.
+    d_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.7, "random", "none"),
+        _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.7, "hard", "in_run", probe_epochs=2, **common_a),
+        _static(0.5, "easy", "in_run", probe_epochs=2, **common_a),
+        ("dynamic", {"prune_ratio": 0.5}),
+    )
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
                         (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[-1:]),
+            "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
+                        cnn, 5e-3, 3, (2 / 3, 1.0), methods=d_methods[2:3], label_noise=0.2),
         }
     return {
         "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
@@ -172,6 +194,11 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
+        **{name: Regime(name, f"MNIST-1D, 45,000 training examples, {noise:.0%} of the training labels replaced by a "
+                              "random other class, CNN1D (1.0 = 15 epochs)",
+                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15,
+                        (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0), methods=d_methods, label_noise=noise)
+           for name, noise in (("d", 0.2), ("d40", 0.4))},
     }
 
 
@@ -250,6 +277,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
             model = _classifier(regime, dm)
             train_presentations = _fit(model, dm, epochs, _dynamic_inside(params, seed))
     wall = time.perf_counter() - start
+    kept = np.arange(n) if dm.kept_indices is None else dm.kept_indices
     account = ComputeAccount(
         flops_per_example=flops["main"],
         train_presentations=train_presentations,
@@ -265,6 +293,8 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
+        **({} if dm.label_noise is None else
+           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum())}),
     }
 
 
@@ -296,27 +326,39 @@ def label(method: str, params: dict[str, Any]) -> str:
 
 # Caching rows, summarising, plotting ------------------------------------------------------------------
 def load_runs(path: Optional[Path]) -> list[dict[str, Any]]:
-    if path is None or not path.is_file():
+    """The cached rows of ``path`` and of the noisy regimes' file beside it."""
+    if path is None:
         return []
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = []
+    for file in (path, path.with_name(NOISY_RUNS_FILE)):
+        if file.is_file():
+            with open(file, newline="") as handle:
+                rows += list(csv.DictReader(handle))
     for row in rows:
         row["seed"] = int(row["seed"])
         for key in ("test_acc", "compute", "flops", "wall_s"):
             row[key] = float(row[key])
+        for key in ("kept", "kept_flipped"):
+            if key in row:
+                row[key] = int(row[key])
     return rows
 
 
 def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
+    """Writes the rows to ``path``, those of the noisy regimes (with their extra columns) beside it."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_COLUMNS)
-        writer.writeheader()
-        writer.writerows({key: row[key] for key in RUN_COLUMNS} for row in rows)
-    os.replace(tmp, path)
+    for file, columns, noisy in ((path, RUN_COLUMNS, False), (path.with_name(NOISY_RUNS_FILE), NOISY_RUN_COLUMNS, True)):
+        chosen = [row for row in rows if ("kept_flipped" in row) == noisy]
+        if noisy and not chosen:
+            continue
+        tmp = file.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows({key: row[key] for key in columns} for row in chosen)
+        os.replace(tmp, file)
 
 
 def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
@@ -335,6 +377,8 @@ def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
             "presentations": float(np.mean([float(r["train_presentations"]) + float(r["probe_presentations"])
                                             for r in runs])),
             "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+            **({"kept_wrong_share": float(np.mean([r["kept_flipped"] / r["kept"] for r in runs]))}
+               if "kept_flipped" in runs[0] else {}),
         })
     frontier = sorted((t for t in table if t["method"] == "full"), key=lambda t: t["compute"])
     for entry in table:
@@ -417,13 +461,18 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
 
 def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print(f"\n## regime {regime.name}: {regime.title}")
-    print("| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |")
-    print("|---|---|---|---|---|---|")
+    noisy = regime.label_noise > 0
+    extra = " wrong labels in the kept set |" if noisy else ""
+    print(f"| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |{extra}")
+    print("|---|---|---|---|---|---|" + ("---|" if noisy else ""))
     for t in table:
         gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"
         name = f"**{t['label']}** (recommended)" if t["label"] == RECOMMENDED else t["label"]
+        wrong = ""
+        if noisy:
+            wrong = " — |" if t["method"] == "dynamic" or "kept_wrong_share" not in t else f" {t['kept_wrong_share']:.1%} |"
         print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
-              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |")
+              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |{wrong}")
 
 
 def configurations(regime: Regime, only: Optional[set[str]]) -> list[tuple[str, dict[str, Any]]]:
@@ -442,7 +491,7 @@ def measure_flops(regime: Regime) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c")
+    parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
     parser.add_argument("--labels", default=None,

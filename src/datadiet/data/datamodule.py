@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datadiet.data.indexed import IndexedBatch, IndexedDataset
+from datadiet.data.label_noise import LabelNoise
 from datadiet.data.labels import dataset_labels
 from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable from here, as before
     LOADER_OPTIONS,
@@ -122,6 +123,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         #: Shape of one input and number of classes, when known (the built-in sources set them).
         self.input_shape: Optional[tuple[int, ...]] = None
         self.num_classes: Optional[int] = None
+        #: The injected label noise (:class:`~datadiet.data.label_noise.LabelNoise`: which training labels were
+        #: replaced) when a built-in source was asked for it, else ``None``.
+        self.label_noise: Optional[LabelNoise] = None
         self.kept_indices: Optional[np.ndarray] = None
         #: Original indices of the training batch being processed (set before it reaches the device).
         self.batch_original_index: Optional[Tensor] = None

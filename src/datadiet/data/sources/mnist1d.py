@@ -59,6 +59,9 @@ def mnist1d_datamodule(
     seed: int = 42,
     cache_dir: Optional[str] = None,
     num_train: Optional[int] = None,
+    label_noise: float = 0.0,
+    label_noise_kind: str = "symmetric",
+    label_noise_seed: int = 0,
     **loader_options: Any,
 ) -> PruningDataModule:
     """MNIST-1D as a :class:`PruningDataModule`: 10 classes, signals of length 40.
@@ -69,10 +72,14 @@ def mnist1d_datamodule(
         seed: generation and split seed.
         cache_dir: array cache folder.
         num_train: use only the first ``num_train`` training examples (data-size sweeps).
+        label_noise: share of the training labels replaced by a wrong class, in [0, 1) (validation and
+            test stay clean; the record is the data module's ``label_noise``).
+        label_noise_kind: ``symmetric`` (a uniformly random other class) or ``pairwise`` (c → (c + 1) mod K).
+        label_noise_seed: seeds which labels are replaced and by what.
         **loader_options: :class:`PruningDataModule` arguments (``batch_size``, ``num_workers``, ...).
     """
     arrays = load_mnist1d(num_samples, seed, cache_dir)
     return build_datamodule(
         "mnist1d", arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"], val_fraction, seed, num_train,
-        **loader_options,
+        label_noise=label_noise, label_noise_kind=label_noise_kind, label_noise_seed=label_noise_seed, **loader_options,
     )

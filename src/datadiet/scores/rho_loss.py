@@ -10,6 +10,9 @@ never saw it. With ``cross_fit=False`` only one IL model is trained and holdout 
 (which :func:`datadiet.select` ranks as hardest — prefer cross-fitting for pruning).
 
 Larger reducible loss = learnable but not yet learnt = ranked harder; raw and oriented are the same.
+This module is the static score; the paper's online selection, step by step during training, is
+:class:`~datadiet.ReducibleLossSelection`, fed by :func:`fit_irreducible_losses` (which also records
+what the IL model cost).
 
 Example::
 

@@ -15,7 +15,7 @@ from _modules import DictDataset, quiet_trainer
 from datadiet import Adapter, DynamicPruning, PruningDataModule, ReducibleLossSelection
 from datadiet.callbacks.batch_rows import take_rows
 from datadiet.compute import ComputeAccount
-from datadiet.scores.rho_loss import IrreducibleLosses, fit_irreducible_losses
+from datadiet.scores.rho_loss import IrreducibleLosses
 
 # The worked case: logits are the inputs (an identity layer, lr 0), two classes, large batches of 4, n_b = 2.
 #   example  logits   label  loss = logsumexp(z) - z_y   irreducible  reducible
@@ -240,7 +240,7 @@ def test_a_later_fit_without_the_callback_trains_on_everything():
     assert [len(step[0]) for step in module.steps] == [4, 4]
 
 
-def noisy_data(num=48, seed=0):
+def separable_data(num=48, seed=0):
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(num, 2, generator=generator, dtype=torch.float64)
     return TensorDataset(x, (x[:, 0] > 0).long())
@@ -248,9 +248,9 @@ def noisy_data(num=48, seed=0):
 
 @pytest.mark.parametrize("validation", [False, True])
 def test_resume_gives_the_same_selections_and_counts(tmp_path, validation):
-    data = noisy_data()
+    data = separable_data()
     irreducible = np.random.default_rng(1).uniform(0, 1, 48)
-    make_dm = lambda: PruningDataModule(data, data if validation else None, batch_size=12)  # noqa: E731
+    make_dm = lambda: PruningDataModule(data, data if validation else None, batch_size=12)
     reference, module = ReducibleLossSelection(irreducible, 0.5), Identity(lr=0.3)
     quiet_trainer(max_epochs=4, callbacks=[reference]).fit(module, datamodule=make_dm())
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
@@ -268,35 +268,38 @@ def test_resume_gives_the_same_selections_and_counts(tmp_path, validation):
             Identity(lr=0.3), datamodule=make_dm(), ckpt_path=tmp_path / "last.ckpt")
 
 
-class Linear(pl.LightningModule):
+class UserDataModule(pl.LightningDataModule):
+    """A user's data module whose own hook runs on the device: its loader yields −x, its hook restores x."""
+
     def __init__(self):
         super().__init__()
-        self.net = nn.Linear(2, 2)
+        self.calls = 0
 
-    def forward(self, x):
-        return self.net(x)
+    def train_dataloader(self):
+        x, y = worked_data().tensors
+        return DataLoader(TensorDataset(-x, y), batch_size=4, shuffle=False)
 
-    def training_step(self, batch, batch_idx):
-        return F.cross_entropy(self(batch[0]), batch[1])
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        self.calls += 1
+        x, y = batch
+        return [-x, y]
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+class HookedIdentity(Identity):
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        self.hook_calls = getattr(self, "hook_calls", 0) + 1
+        return batch
 
 
-def test_fit_irreducible_losses_records_its_cost(tmp_path):
-    data = TensorDataset(noisy_data(60).tensors[0].float(), noisy_data(60).tensors[1])
-    options = dict(seed=0, batch_size=8, trainer_kwargs={"max_epochs": 3, "enable_progress_bar": False,
-                                                          "accelerator": "cpu"})
-    record = fit_irreducible_losses(data, Linear, 0.25, cross_fit=False, cache_path=tmp_path / "il.npz", **options)
-    assert len(record.holdout_indices) == 15 and np.isnan(record.losses[record.holdout_indices]).all()
-    assert record.train_presentations == 3 * 15 and record.scored_examples == 45
-    assert record.flops_per_example == 2 * 2 * 2  # one 2 x 2 matrix product: 2 FLOPs per multiply-add
-    cached = fit_irreducible_losses(data, lambda: pytest.fail("retrained"), 0.25, cache_path=tmp_path / "il.npz")
-    np.testing.assert_array_equal(cached.losses, record.losses)
-    assert (cached.train_presentations, cached.scored_examples, cached.flops_per_example) == (45, 45, 8.0)
-    crossed = fit_irreducible_losses(data, Linear, 0.25, cross_fit=True, **options)
-    assert np.isfinite(crossed.losses).all() and crossed.train_presentations == 3 * 60 and crossed.scored_examples == 60
-    (tmp_path / "torn.npz").write_bytes(b"not a zip file")
-    with pytest.warns(UserWarning, match="cannot read"):
-        again = fit_irreducible_losses(data, Linear, 0.25, cross_fit=False, cache_path=tmp_path / "torn.npz", **options)
-    np.testing.assert_allclose(again.losses, record.losses)
+def test_the_users_on_after_batch_transfer_runs_before_the_selection():
+    user = UserDataModule()
+    dm = PruningDataModule.from_datamodule(user)
+    module = Identity()
+    quiet_trainer(max_epochs=1, callbacks=[ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)]).fit(module, datamodule=dm)
+    assert user.calls == 2  # two large batches, each seen by the user's hook first
+    x, _ = worked_data().tensors
+    for got, rows in zip([step[0] for step in module.steps], SELECTED):  # selected on the restored inputs
+        torch.testing.assert_close(got, x[rows], rtol=0, atol=0)
+    module = HookedIdentity()
+    fit(module, [ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)], epochs=1)
+    assert module.hook_calls == 2 and [len(step[0]) for step in module.steps] == [2, 1]

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from datadiet import PruningDataModule, ReducibleLossSelection
 from datadiet.data.indexed import IndexedBatch
-from probe_equivalence import main, make_data, make_model, make_trainer  # the same data, model, Trainer, CLI
+from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 SCENARIOS = {
     # name: (num_examples, lr, epochs, large batch per process or "full")
@@ -85,12 +84,7 @@ def run(name: str, devices: int) -> tuple[dict[str, np.ndarray], int]:
 
 
 def run_all(out: str | os.PathLike, devices: int) -> None:
-    arrays: dict[str, np.ndarray] = {}
-    for name in SCENARIOS:
-        scenario_arrays, rank = run(name, devices)
-        arrays.update(scenario_arrays)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    np.savez(Path(out) / f"rank{rank}_of{devices}.npz", **arrays)
+    run_scenarios(run, SCENARIOS, out, devices)
 
 
 if __name__ == "__main__":

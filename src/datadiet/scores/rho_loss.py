@@ -24,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -195,13 +196,16 @@ def _read_cache(cache_path: Union[None, str, os.PathLike], num_examples: int) ->
         with np.load(cache_path, allow_pickle=False) as cached:
             values = {key: cached[key] for key in cached.files}
         losses = values["irreducible_loss"]
-    except Exception as error:  # a torn or foreign file: say so, and compute the losses again
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # torn or foreign: recompute
         rank_zero_warn(f"cannot read the cached irreducible losses {cache_path} ({error}); computing them again")
         return None
     if len(losses) != num_examples:
         raise ValueError(f"cached irreducible losses {cache_path} have {len(losses)} values, expected {num_examples}")
     holdout = values.get("holdout_indices", np.zeros(0, dtype=np.int64))
-    count = lambda key: int(values[key]) if key in values else None  # noqa: E731  (absent in older caches)
+
+    def count(key: str) -> Optional[int]:  # absent in caches written before the cost was recorded
+        return int(values[key]) if key in values else None
+
     flops = float(values["flops_per_example"]) if "flops_per_example" in values else float("nan")
     cross_fit = bool(values["cross_fit"]) if "cross_fit" in values else bool(np.isfinite(losses).all())
     return IrreducibleLosses(losses, holdout, cross_fit, count("train_presentations"), count("scored_examples"),

@@ -18,6 +18,7 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks.batch_rows import take_rows
+from datadiet.callbacks.dynamic_pruning import DynamicPruning
 from datadiet.compute import ComputeAccount
 from datadiet.scores.functional import cross_entropy
 from datadiet.scores.rho_loss import IrreducibleLosses
@@ -98,7 +99,8 @@ class ReducibleLossSelection(Callback):
             raise ValueError(f"`adapter` must be a datadiet.Adapter, got {type(adapter).__name__}")
         if batch_subset_fn is not None and not callable(batch_subset_fn):
             raise ValueError(f"`batch_subset_fn` must be callable, got {type(batch_subset_fn).__name__}")
-        self.irreducible = irreducible_losses if isinstance(irreducible_losses, IrreducibleLosses) else None
+        #: What :func:`~datadiet.scores.rho_loss.fit_irreducible_losses` returned (with the IL model's cost), if given.
+        self.irreducible_record = irreducible_losses if isinstance(irreducible_losses, IrreducibleLosses) else None
         self._irreducible = _as_losses(irreducible_losses)
         self.selected_fraction = float(selected_fraction)
         self.selection_mode = selection_mode
@@ -150,7 +152,7 @@ class ReducibleLossSelection(Callback):
         Raises:
             ValueError: the irreducible losses came without their cost (an array, or an older cache).
         """
-        record = self.irreducible
+        record = self.irreducible_record
         if record is None or record.train_presentations is None or record.flops_per_example is None:
             raise ValueError(
                 "the irreducible losses came without the cost of computing them (an array, a path, or a cache "
@@ -171,8 +173,6 @@ class ReducibleLossSelection(Callback):
     def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
-        from datadiet.callbacks.dynamic_pruning import DynamicPruning
-
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "train_batch_fn"):
             raise RuntimeError(

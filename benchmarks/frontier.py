@@ -63,7 +63,7 @@ RUN_COLUMNS = (
 )
 #: The regimes with label noise keep their rows apart, with what only they can measure.
 NOISY_RUNS_FILE = "frontier_noisy_runs.csv"
-NOISY_RUN_COLUMNS = RUN_COLUMNS + ("kept", "kept_flipped")
+NOISY_RUN_COLUMNS = RUN_COLUMNS + ("kept", "kept_flipped", "flagged", "flagged_flipped")
 
 
 # The regimes ----------------------------------------------------------------------------------------
@@ -167,6 +167,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
         _static(0.6, "hard", "in_run", probe_epochs=2, prune_ratio=0.5, epochs=19, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -196,10 +198,18 @@ def regimes(quick: bool) -> dict[str, Regime]:
     d_methods = (
         _static(0.5, "random", "none"),
         _static(0.7, "random", "none"),
+        _static(0.5, "random", "in_run", probe_epochs=2),
         _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),
         _static(0.7, "hard", "in_run", probe_epochs=2, **common_a),
         _static(0.5, "easy", "in_run", probe_epochs=2, **common_a),
         ("dynamic", {"prune_ratio": 0.5}),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude", **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
+        _static(0.45, "random", "in_run", probe_epochs=3, mislabelled="exclude"),
+        _static(0.8, "random", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.7),
+        _static(0.6, "hard", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.3, **common_a),
+        _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
     )
     if quick:
         return {
@@ -222,10 +232,10 @@ def regimes(quick: bool) -> dict[str, Regime]:
                     methods=c_methods),
         **{name: Regime(name, f"MNIST-1D, 45,000 training examples, {noise:.0%} of the training labels replaced by a "
                               "random other class, CNN1D (1.0 = 15 epochs)",
-                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15,
-                        (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0), methods=d_methods + RHO_METHODS,
-                        label_noise=noise)
-           for name, noise in (("d", 0.2), ("d40", 0.4))},
+                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier,
+                        methods=d_methods + RHO_METHODS, label_noise=noise)
+           for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
+                                         ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)))},
     }
 
 
@@ -267,6 +277,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
     pl.seed_everything(seed, workers=True)
     dm = regime.make_data(seed)
     n = dm.num_examples
+    issues = None  # a mislabel detector's flags, when the method runs one
     train_presentations = probe_presentations = scored_main = scored_probe = 0
     start = time.perf_counter()
     account, kept_stats = None, None
@@ -292,9 +303,11 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
                               class_balanced=params.get("class_balanced", False), seed=seed)
         if route == "in_run":
             model = _classifier(regime, dm)
-            prune = PruneDuringFit(after_epochs=params["probe_epochs"], **select_options)
+            prune = PruneDuringFit(after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"),
+                                   **select_options)
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
+            issues = prune.label_issues
         else:
             if route == "none":
                 dm.prune(np.zeros(n), keep_fraction=keep, strategy=strategy, seed=seed,
@@ -327,8 +340,10 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
-        **({} if dm.label_noise is None else kept_stats or
-           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum())}),
+        **({} if dm.label_noise is None else
+           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()), **(kept_stats or {}),
+            "flagged": "" if issues is None else issues.num_flagged,
+            "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum())}),
     }
 
 
@@ -394,7 +409,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     balanced = ", balanced" if params.get("class_balanced") else ""
     dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
     epochs = f", {params['epochs']} ep" if "epochs" in params else ""
-    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}){dynamic}"
+    flagged = f", {params['mislabelled']} flagged" if params.get("mislabelled") else ""
+    return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}{flagged}){dynamic}"
 
 
 # Caching rows, summarising, plotting ------------------------------------------------------------------
@@ -411,8 +427,8 @@ def load_runs(path: Optional[Path]) -> list[dict[str, Any]]:
         row["seed"] = int(row["seed"])
         for key in ("test_acc", "compute", "flops", "wall_s"):
             row[key] = float(row[key])
-        for key in ("kept", "kept_flipped"):
-            if key in row:
+        for key in ("kept", "kept_flipped", "flagged", "flagged_flipped"):
+            if row.get(key) not in (None, ""):
                 row[key] = int(row[key])
     return rows
 
@@ -430,7 +446,7 @@ def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns)
             writer.writeheader()
-            writer.writerows({key: row[key] for key in columns} for row in chosen)
+            writer.writerows({key: row.get(key, "") for key in columns} for row in chosen)
         os.replace(tmp, file)
 
 

@@ -24,6 +24,8 @@ class ScoreTable(Mapping[str, np.ndarray]):
         raw: name → raw values; defaults to the oriented ones.
         labels: optional per-example integer labels (used by class-balanced selection).
         metadata: provenance (dataset fingerprint, probe config, seed, ...), JSON-serialisable.
+        columns: per-example values that are not difficulty scores, e.g. ``mislabelled`` (bool) and
+            ``predicted_label`` (int) from the ``label_issue`` score; read them with ``table.columns[name]``.
 
     Example::
 
@@ -39,13 +41,19 @@ class ScoreTable(Mapping[str, np.ndarray]):
         raw: Optional[Mapping[str, Any]] = None,
         labels: Optional[Any] = None,
         metadata: Optional[Mapping[str, Any]] = None,
+        columns: Optional[Mapping[str, Any]] = None,
     ) -> None:
         self._scores = {name: np.asarray(values, dtype=np.float64) for name, values in scores.items()}
         self._raw = {name: np.asarray(values, dtype=np.float64) for name, values in (raw or {}).items()}
         for name, values in {**self._scores, **self._raw}.items():
             if values.ndim != 1:
                 raise ValueError(f"score {name!r} must be 1-D (one value per example), got shape {values.shape}")
-        lengths = {name: len(values) for name, values in {**self._scores, **self._raw}.items()}
+        #: Per-example columns that are not scores (``mislabelled``, ``predicted_label``), by original index.
+        self.columns: dict[str, np.ndarray] = {name: np.asarray(values) for name, values in (columns or {}).items()}
+        for name, values in self.columns.items():
+            if values.ndim != 1:
+                raise ValueError(f"column {name!r} must be 1-D (one value per example), got shape {values.shape}")
+        lengths = {name: len(values) for name, values in {**self._scores, **self._raw, **self.columns}.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"all scores must have one value per example; got lengths {lengths}")
         self.labels = None if labels is None else np.asarray(labels)
@@ -107,6 +115,7 @@ class ScoreTable(Mapping[str, np.ndarray]):
         path = Path(path)
         arrays = {f"score/{name}": values for name, values in self._scores.items()}
         arrays.update({f"raw/{name}": values for name, values in self._raw.items()})
+        arrays.update({f"column/{name}": values for name, values in self.columns.items()})
         if self.labels is not None:
             arrays["labels"] = self.labels
         atomic_save_npz(path, arrays)
@@ -122,10 +131,11 @@ class ScoreTable(Mapping[str, np.ndarray]):
         with np.load(path, allow_pickle=False) as data:
             scores = {key[len("score/") :]: data[key] for key in data.files if key.startswith("score/")}
             raw = {key[len("raw/") :]: data[key] for key in data.files if key.startswith("raw/")}
+            columns = {key[len("column/") :]: data[key] for key in data.files if key.startswith("column/")}
             labels = data["labels"] if "labels" in data.files else None
         metadata: dict[str, Any] = {}
         sidecar = path.with_suffix(".json")
         if sidecar.exists():
             metadata = json.loads(sidecar.read_text())
             metadata.pop("scores", None)
-        return cls(scores, raw=raw, labels=labels, metadata=metadata)
+        return cls(scores, raw=raw, labels=labels, metadata=metadata, columns=columns)

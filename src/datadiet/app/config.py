@@ -52,6 +52,9 @@ class MNIST1DConfig(LoaderConfig):
     seed: int = 42
     cache_dir: Optional[str] = None
     num_train: Optional[int] = None
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    label_noise_seed: int = 0
 
 
 @dataclass
@@ -61,6 +64,9 @@ class DigitsConfig(LoaderConfig):
     val_fraction: float = 0.1
     seed: int = 0
     flatten: bool = True
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    label_noise_seed: int = 0
 
 
 @dataclass
@@ -71,6 +77,8 @@ class SyntheticConfig(LoaderConfig):
     num_classes: int = 4
     separation: float = 3.0
     label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    label_noise_seed: int = 0
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     seed: int = 0
@@ -153,6 +161,8 @@ class PruningConfig:
     mode: str = "static"
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125
+    mislabelled: Optional[str] = None
+    detector: str = "both"
 
 
 # trainer ------------------------------------------------------------------------------------------

@@ -23,8 +23,10 @@ from datadiet.app.plan import ALL_DATA, BY_SCORES, SUBSET_FILE
 from datadiet.app.probe import run_probe
 from datadiet.app.reuse import probe_provenance, selection_settings
 from datadiet.app.rundir import may_reuse
+from datadiet._io import atomic_save_npz
 from datadiet.callbacks import PruneDuringFit
 from datadiet.data import PruningDataModule
+from datadiet.detection import LabelIssues
 from datadiet.diagnostics import save_correlations
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, subset_for_datamodule, table_for_datamodule
@@ -121,6 +123,7 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             strategy=pruning.strategy,
             class_balanced=pruning.class_balanced,
             seed=pruning.seed,
+            mislabelled=pruning.mislabelled or "keep",
             **pruning.strategy_options(datamodule.num_examples),
         )
     return settings
@@ -145,6 +148,8 @@ def in_run_pruning(plan: "RunPlan", datamodule: PruningDataModule) -> PruneDurin
         seed=pruning.seed,
         strategy_options=pruning.strategy_options(datamodule.num_examples),
         score_options=copy.deepcopy(plan.probe.score_options.get(pruning.score)),
+        mislabelled=pruning.mislabelled,
+        detector=pruning.detector,
     )
 
 
@@ -159,6 +164,50 @@ def finish_in_run(plan: "RunPlan", prune: PruneDuringFit, datamodule: PruningDat
         subset.table.save(plan.paths.output_dir / "scores.npz")
     if _rank_zero():
         save_kept(plan, plan.paths.output_dir / KEPT_FILE, subset.kept, subset.table)
+
+
+# Mislabelled examples ---------------------------------------------------------------------------
+#: The flagged examples' file in the run directory (original index, given label, predicted label, score).
+FLAGGED_FILE = "flagged_examples.csv"
+#: The injected label noise's record in the run directory (``data.label_noise > 0``).
+NOISE_FILE = "label_noise.npz"
+
+
+def save_label_records(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) -> dict[str, Any]:
+    """Writes ``flagged_examples.csv`` (when the detector ran) and ``label_noise.npz`` (when labels were replaced
+    on purpose); returns the summary entries about them."""
+    entries: dict[str, Any] = {}
+    noise = getattr(datamodule, "label_noise", None)
+    if noise is not None:
+        entries["label_noise"] = noise.summary()
+        if _rank_zero():
+            atomic_save_npz(plan.paths.output_dir / NOISE_FILE,
+                            {"flipped_indices": noise.flipped_indices, "clean_labels": noise.clean_labels})
+    table = subset.table
+    if table is None or "mislabelled" not in table.columns:
+        return entries
+    issues = LabelIssues(
+        flagged=table.columns["mislabelled"].astype(bool), predicted_label=table.columns["predicted_label"],
+        score=table.raw("label_issue"), noise_rate_estimate=float(table.metadata["label_noise_estimate"]),
+        detector=plan.pruning.detector,
+    )
+    kept = np.zeros(datamodule.num_examples, dtype=bool)
+    kept[subset.kept] = True
+    entries.update({
+        "label_noise_estimate": issues.noise_rate_estimate,
+        "mislabelled_flagged": issues.num_flagged,
+        "mislabelled_excluded": int((issues.flagged & ~kept).sum()) if plan.pruning.mislabelled != "keep" else 0,
+        "mislabelled_handling": plan.pruning.mislabelled,
+        "mislabel_detector": plan.pruning.detector,
+        "flagged_examples": str(plan.paths.output_dir / FLAGGED_FILE),
+    })
+    if noise is not None:  # the truth is known: how well the detector found it
+        hits = int((issues.flagged & noise.is_flipped()).sum())
+        entries["mislabel_precision"] = hits / max(issues.num_flagged, 1)
+        entries["mislabel_recall"] = hits / max(noise.num_flipped, 1)
+    if _rank_zero():
+        issues.save_flagged(plan.paths.output_dir / FLAGGED_FILE, table.labels if table.labels is not None else datamodule.labels)
+    return entries
 
 
 def _rank_zero() -> bool:

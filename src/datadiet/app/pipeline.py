@@ -15,7 +15,7 @@ from lightning.pytorch.loggers import Logger
 
 from datadiet._io import atomic_write_json
 from datadiet.app.accounting import early_stopped_epochs
-from datadiet.app.kept_subset import KEPT_FILE, choose_subset
+from datadiet.app.kept_subset import KEPT_FILE, choose_subset, save_label_records
 from datadiet.app.plan import RunPlan
 from datadiet.app.reference import compare_early_stopped, load_reference, save_reference
 from datadiet.app.reuse import reference_key
@@ -46,6 +46,7 @@ def run(config: Any, announce: bool = True) -> dict[str, Any]:
     subset = choose_subset(plan, datamodule, loggers)
     fit = train(plan, datamodule, loggers, subset)
     summary, is_reference = run_summary(plan, datamodule, subset, fit, load_reference(plan, reference_id))
+    summary.update(save_label_records(plan, datamodule, subset))
     if plan.baseline and not is_reference:  # the early-stopped full-data run of at least this compute
         early_plan = plan.full_data(epochs=early_stopped_epochs(summary["compute_ratio"], plan.max_epochs))
         early = _comparison_run(early_plan, "early-stopped full data", plan)

@@ -36,8 +36,10 @@ from datadiet.app.plan_parts import (
     read_loggers,
     read_paths,
     read_probe,
+    read_label_noise,
     read_pruning,
     selection,
+    with_label_issue,
 )
 from datadiet.selection import needs_scores
 
@@ -69,6 +71,8 @@ class RunPlan:
     budget: Budget
     #: How the training set is chosen: :data:`ALL_DATA`, :data:`SUBSET_FILE`, :data:`IN_RUN` or :data:`BY_SCORES`.
     selection: str
+    #: ``data.label_noise*`` when the data source injects label noise (``{"rate", "kind", "seed"}``), else ``None``.
+    label_noise: Optional[dict[str, Any]] = None
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -78,7 +82,7 @@ class RunPlan:
         ``"file"`` (``probe.scores_path``) or ``"probe"`` (the separate probe); ``None`` otherwise."""
         if self.selection != BY_SCORES:
             return None
-        if not needs_scores(self.pruning.strategy):
+        if not needs_scores(self.pruning.strategy) and self.pruning.mislabelled is None:
             return "none"
         return "file" if self.probe.scores_path else "probe"
 
@@ -149,6 +153,8 @@ class RunPlan:
         seed = count(cfg.seed, "seed", minimum=0)
         probe = read_probe(cfg)
         pruning = read_pruning(cfg, probe)
+        probe = with_label_issue(probe, pruning)  # the detector reads the probe's scoring pass
+        label_noise = read_label_noise(cfg)
         budget = read_budget(cfg, probe, pruning, max_epochs)
         check_in_run(probe, pruning, max_epochs)
         pruning.mode.check(pruning, budget)
@@ -170,6 +176,7 @@ class RunPlan:
             pruning=pruning,
             budget=budget,
             selection=selection(probe, pruning),
+            label_noise=label_noise,
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,6 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.modes import PruningMode, pruning_mode
+from datadiet.data.datamodule import MISLABELLED_HANDLING
+from datadiet.data.label_noise import validate_label_noise
+from datadiet.detection import DETECTORS
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, select, validate_keep_fraction
 
@@ -77,6 +80,9 @@ class PruningPlan:
     prune_ratio: float
     anneal_fraction: float
     settings: dict[str, Any]
+    #: ``None`` (no mislabel detection), ``keep``, ``exclude`` or ``exclude_disagreeing`` (see ``PruningDataModule.prune``).
+    mislabelled: Optional[str] = None
+    detector: str = "both"
 
     def strategy_options(self, num_examples: int) -> dict[str, Any]:
         """``options`` for the strategy; ``auto`` reads the whole training set's size (its regime, also per class)."""
@@ -178,6 +184,10 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         raise ValueError(
             f"`pruning.score={node.score}` is not recorded by the probe; `probe.scores` has {list(probe.scores)}"
         )
+    mislabelled, detector = node.get("mislabelled"), node.get("detector", "both")
+    if mislabelled is not None and mislabelled not in MISLABELLED_HANDLING:
+        raise ValueError(f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, got {mislabelled!r}")
+    DETECTORS.get(detector)
     return PruningPlan(
         score=node.score,
         strategy=node.strategy,
@@ -190,7 +200,32 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         prune_ratio=node.get("prune_ratio", 0.5),
         anneal_fraction=node.get("anneal_fraction", 0.125),
         settings=container(node),
+        mislabelled=mislabelled,
+        detector=detector,
     )
+
+
+def with_label_issue(probe: ProbePlan, pruning: PruningPlan) -> ProbePlan:
+    """The probe plan recording the ``label_issue`` score too when ``pruning.mislabelled`` asks for the detector
+    (in its settings as well, so scores cached without it are not reused)."""
+    if pruning.mislabelled is None or "label_issue" in probe.scores:
+        return probe
+    scores = (*probe.scores, "label_issue")
+    options = dict(probe.score_options)
+    options.setdefault("label_issue", {"detector": pruning.detector})
+    return replace(probe, scores=scores, score_options=options,
+                   settings={**probe.settings, "scores": list(scores), "score_options": options})
+
+
+def read_label_noise(cfg: DictConfig) -> Optional[dict[str, Any]]:
+    """``data.label_noise*``: the injected label noise the data source is asked for (``None``: none)."""
+    rate = cfg.data.get("label_noise", 0.0)
+    kind, seed = cfg.data.get("label_noise_kind", "symmetric"), cfg.data.get("label_noise_seed", 0)
+    try:
+        validate_label_noise(rate, kind, seed)
+    except ValueError as error:
+        raise ValueError(f"data.{str(error).lstrip('`')}") from None
+    return {"rate": float(rate), "kind": kind, "seed": int(seed)} if rate > 0 else None
 
 
 def check_strategy_options(pruning: PruningPlan) -> None:
@@ -237,7 +272,7 @@ def read_budget(cfg: DictConfig, probe: ProbePlan, pruning: PruningPlan, max_epo
         epochs_scale=float(scale),
         compute_fraction=None if fraction is None else float(fraction),
         in_run_epochs=int(probe.epochs) if in_run else 0,
-        in_run_scoring=in_run and get_score(pruning.score).phase == "eval",
+        in_run_scoring=in_run and (get_score(pruning.score).phase == "eval" or pruning.mislabelled is not None),
     )
     if in_run and scale != 1 and budget.scaled_epochs <= int(probe.epochs):
         raise ValueError(

@@ -41,6 +41,7 @@ def readable(summary: dict[str, Any]) -> dict[str, Any]:
         "selection": selection,
         "examples kept": f"{summary['examples_kept']:,} / {summary['train_examples']:,} ({summary['keep_fraction']:.0%})",
         **({"dynamic pruning": _readable_dynamic(summary)} if "presentations_per_epoch" in summary else {}),
+        **({"likely mislabelled": _readable_mislabelled(summary)} if "label_noise_estimate" in summary else {}),
         "test accuracy": f"{summary['test_accuracy']:.4f}",
         "probe wall time": f"{summary['probe_wall_time_s']:.1f} s",
         "probe examples seen": summary["probe_examples_seen"],
@@ -51,6 +52,16 @@ def readable(summary: dict[str, Any]) -> dict[str, Any]:
         **readable_compute(summary),
         "run directory": summary["output_dir"],
     }
+
+
+def _readable_mislabelled(summary: dict[str, Any]) -> str:
+    handling = "kept" if summary["mislabelled_handling"] == "keep" else "excluded"
+    truth = ""
+    if "mislabel_precision" in summary:
+        truth = (f" (injected {summary['label_noise']['num_flipped']:,}: precision {summary['mislabel_precision']:.3f}, "
+                 f"recall {summary['mislabel_recall']:.3f})")
+    return (f"{summary['mislabelled_flagged']:,} ({summary['label_noise_estimate']:.1%}): {handling}; list in "
+            f"flagged_examples.csv{truth}")
 
 
 def _readable_dynamic(summary: dict[str, Any]) -> str:

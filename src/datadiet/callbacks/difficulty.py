@@ -330,9 +330,11 @@ class DifficultyCallback(Callback):
     def _build_table(
         self, trainer: "pl.Trainer", labels: Optional[np.ndarray], never_presented: Optional[int]
     ) -> ScoreTable:
-        oriented, raw = {}, {}
+        oriented, raw, columns, extra_metadata = {}, {}, {}, {}
         for name, score in self.scores.items():
             oriented[name], raw[name] = score.compute()
+            columns.update(score.columns())
+            extra_metadata.update(score.metadata())
         datamodule = trainer.datamodule
         if never_presented:
             train_names = [name for name, score in self.scores.items() if score.phase == "train"]
@@ -356,7 +358,9 @@ class DifficultyCallback(Callback):
                 "probe_epochs": self.epochs_recorded,
                 "examples_never_presented": never_presented,
                 "world_size": trainer.world_size,
+                **extra_metadata,
             },
+            columns=columns,
         )
 
     # Checkpointing --------------------------------------------------------------------------------

@@ -212,6 +212,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         class_balanced: bool = False,
         seed: int = 0,
         max_unscored_fraction: float = MAX_UNSCORED_FRACTION,
+        mislabelled: str = "keep",
         **options: Any,
     ) -> np.ndarray:
         """Keeps a subset of the full training set chosen from per-example scores.
@@ -234,6 +235,11 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             class_balanced: keep the same fraction of every class.
             seed: seeds ties and random choices.
             max_unscored_fraction: the largest share of NaN scores accepted, in [0, 1].
+            mislabelled: ``keep`` (default) treats the examples the table flags as mislabelled like any
+                other; ``exclude`` never keeps them and chooses ``keep_fraction`` of the training set among
+                the rest (hard, not wrong); ``exclude_disagreeing`` also never keeps an example whose
+                predicted class is not its given label (the detector's misses sit there, at the hard end).
+                Both need a table with the ``mislabelled`` column (the ``label_issue`` score).
             **options: passed to the strategy.
 
         Returns:
@@ -241,9 +247,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
 
         Raises:
             ValueError: unknown score or strategy, ``keep_fraction`` outside (0, 1], scores that are not
-                1-D or whose length does not match the dataset, a table computed on another dataset, or
-                too many NaN scores.
+                1-D or whose length does not match the dataset, a table computed on another dataset,
+                too many NaN scores, or ``mislabelled="exclude"`` without a mislabel flag in the table.
         """
+        exclude = _mislabelled_mask(table, mislabelled)
         labels = None
         if isinstance(table, ScoreTable):
             if score not in table:
@@ -277,8 +284,12 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                     "`class_balanced=True` needs class labels, but the training set's items are not (x, y) with "
                     "integer y; pass a ScoreTable with `labels` (the DifficultyCallback reads them with its Adapter)"
                 )
+        if strategy == "auto" and isinstance(table, ScoreTable) and "label_noise_estimate" in table.metadata:
+            # the wrong labels `auto` chooses among: those flagged, unless they are excluded (see `keep_auto`)
+            options.setdefault("label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"]))
         kept = select(
-            scores, keep_fraction, strategy, labels=labels, class_balanced=class_balanced, seed=seed, **options
+            scores, keep_fraction, strategy, labels=labels, class_balanced=class_balanced, seed=seed, exclude=exclude,
+            **options,
         )
         self.kept_indices = kept
         return kept.copy()
@@ -396,3 +407,26 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 f"this data module's ({len(self.kept_indices)} examples); call `reset_pruning()` first to adopt it"
             )
         self.kept_indices = kept
+
+
+#: What pruning does with the examples a score table flags as mislabelled.
+MISLABELLED_HANDLING = ("keep", "exclude", "exclude_disagreeing")
+
+
+def _mislabelled_mask(table: Any, mislabelled: str) -> Optional[np.ndarray]:
+    """The boolean mask of examples to exclude as mislabelled (``None``: none excluded)."""
+    if mislabelled not in MISLABELLED_HANDLING:
+        raise ValueError(f"`mislabelled` can be {', '.join(MISLABELLED_HANDLING)}, got {mislabelled!r}")
+    if mislabelled == "keep":
+        return None
+    flags = table.columns.get("mislabelled") if isinstance(table, ScoreTable) else None
+    if flags is None:
+        raise ValueError(
+            f"`mislabelled={mislabelled!r}` needs a ScoreTable with a `mislabelled` column: record the 'label_issue' "
+            "score (DifficultyCallback(scores=[..., 'label_issue']))"
+        )
+    mask = np.asarray(flags, dtype=bool)
+    if mislabelled == "exclude_disagreeing":
+        predicted = table.columns["predicted_label"]
+        mask = mask | ((predicted >= 0) & (predicted != table.labels))
+    return mask

@@ -9,7 +9,7 @@ from datadiet.scores.registry import SCORES, get_score, list_scores, register_sc
 
 # Built-in scores register themselves on import.
 from datadiet.scores import el2n, forgetting, margin  # noqa: E402,F401  isort: skip
-from datadiet.scores import aum, cartography, entropy, grand, loss, prototype, rho_loss  # noqa: E402,F401  isort: skip
+from datadiet.scores import aum, cartography, entropy, grand, label_issue, loss, prototype, rho_loss  # noqa: E402,F401  isort: skip
 from datadiet.scores.context import ScoreContext  # noqa: E402
 
 __all__ = [

@@ -110,6 +110,14 @@ class PerExampleScore(ABC):
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
         """Returns ``(score, raw)`` as float64 arrays of length N; NaN where never seen."""
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-example columns besides the score that go into the table (e.g. a mislabel flag); none by default."""
+        return {}
+
+    def metadata(self) -> dict[str, Any]:
+        """Entries for the table's metadata (e.g. a noise-rate estimate); none by default."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name).detach().cpu().clone() for name in self._state_names}
 

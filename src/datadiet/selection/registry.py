@@ -76,6 +76,7 @@ def select(
     labels: Optional[np.ndarray] = None,
     class_balanced: bool = False,
     seed: int = 0,
+    exclude: Optional[np.ndarray] = None,
     **options,
 ) -> np.ndarray:
     """Chooses which examples to keep.
@@ -89,14 +90,18 @@ def select(
         labels: per-example class labels; required when ``class_balanced``.
         class_balanced: keep the same fraction of every class, so no class vanishes.
         seed: seeds tie-breaking and random choices; the same seed gives the same subset.
+        exclude: a boolean mask of examples never kept (e.g. flagged as mislabelled). ``keep_fraction``
+            stays a share of *all* examples (the compute budget), chosen among the others; when fewer
+            remain, all of them are kept. With ``class_balanced`` each class keeps ``keep_fraction`` of
+            its members, chosen among its non-excluded ones.
         **options: passed to the strategy.
 
     Returns:
         The sorted ``int64`` positions of the kept examples.
 
     Raises:
-        ValueError: bad ``keep_fraction``, unknown ``strategy``, non 1-D scores, or labels of the
-            wrong length.
+        ValueError: bad ``keep_fraction``, unknown ``strategy``, non 1-D scores, labels or ``exclude`` of
+            the wrong length, or ``exclude`` covering every example.
     """
     keep_fraction = validate_keep_fraction(keep_fraction)
     strategy_fn = STRATEGIES.get(strategy)
@@ -105,9 +110,20 @@ def select(
         raise ValueError(f"`scores` must be 1-D (one value per example), got shape {scores.shape}")
     scores = np.where(np.isnan(scores), np.inf, scores)
     rng = np.random.default_rng(seed)
+    allowed = np.ones(len(scores), dtype=bool)
+    if exclude is not None:
+        exclude = np.asarray(exclude)
+        if exclude.shape != scores.shape or exclude.dtype != np.bool_:
+            raise ValueError(
+                f"`exclude` must be a boolean mask with one entry per score {scores.shape}, got {exclude.dtype} "
+                f"{exclude.shape}"
+            )
+        if exclude.all():
+            raise ValueError(f"`exclude` covers all {len(scores)} examples: there is nothing left to select from")
+        allowed = ~exclude
     if not class_balanced:
-        kept = strategy_fn(scores, num_to_keep(len(scores), keep_fraction), rng, **options)
-        return np.sort(np.asarray(kept, dtype=np.int64))
+        return _select_among(strategy_fn, scores, np.flatnonzero(allowed), num_to_keep(len(scores), keep_fraction),
+                             rng, options)
     if labels is None:
         raise ValueError("`class_balanced=True` needs per-example `labels`, got None")
     labels = np.asarray(labels)
@@ -116,6 +132,17 @@ def select(
     kept_parts = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        within = strategy_fn(scores[members], num_to_keep(len(members), keep_fraction), rng, **options)
-        kept_parts.append(members[np.asarray(within, dtype=np.int64)])
+        count = num_to_keep(len(members), keep_fraction)
+        kept_parts.append(_select_among(strategy_fn, scores, members[allowed[members]], count, rng, options))
     return np.sort(np.concatenate(kept_parts)).astype(np.int64)
+
+
+def _select_among(
+    strategy_fn: Strategy, scores: np.ndarray, candidates: np.ndarray, count: int, rng: np.random.Generator,
+    options: dict,
+) -> np.ndarray:
+    """``count`` of ``candidates`` (positions) chosen by the strategy, all of them when there are fewer."""
+    if count >= len(candidates):
+        return np.sort(candidates).astype(np.int64)
+    within = strategy_fn(scores[candidates], count, rng, **options)
+    return np.sort(candidates[np.asarray(within, dtype=np.int64)]).astype(np.int64)

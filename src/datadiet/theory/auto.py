@@ -8,6 +8,12 @@ dimension), keep fraction ``f`` and probe angle θ, it predicts the max-margin s
 keep-easy and keep-hard and picks the smaller. At f = 0.5 and a perfect probe the switch is at
 ``α_tot ≈ 5`` (see :func:`crossover_alpha_tot`).
 
+Label noise: the theory assumes correct labels, and the hardest examples are first of all the mislabelled
+ones. With ``label_noise`` (the estimated share of wrong labels among the examples ``auto`` chooses from:
+the score table's ``label_noise_estimate`` when flagged examples are kept, ~0 once they are excluded)
+``α_tot`` counts only the correct labels, and above :data:`NOISE_LIMIT` ``auto`` keeps a random subset
+(neither end of the ranking is safe: the hard end holds the wrong labels, the easy end the redundant).
+
 On real data ``α_tot`` is not known and must be supplied: either directly (``alpha_tot``) or as an
 effective dimension (``effective_dim``; ``α_tot = num_examples / effective_dim``). A usable estimate of the
 effective dimension is the participation ratio of the probe model's penultimate-layer features
@@ -22,10 +28,13 @@ from typing import Optional
 import numpy as np
 
 from datadiet.selection.registry import num_to_keep, register_strategy
-from datadiet.selection.strategies import keep_easy, keep_hard
+from datadiet.selection.strategies import keep_easy, keep_hard, keep_random
 from datadiet.theory.decision import AutoDecision, auto_decision, crossover_alpha_tot
 
 __all__ = ["AutoDecision", "auto_decision", "crossover_alpha_tot", "keep_auto", "participation_ratio"]
+
+#: Above this share of wrong labels among its candidates ``auto`` keeps a random subset.
+NOISE_LIMIT = 0.05
 
 
 def participation_ratio(features: np.ndarray) -> float:
@@ -51,7 +60,9 @@ def participation_ratio(features: np.ndarray) -> float:
     return float(spectrum.sum() ** 2 / (spectrum**2).sum())
 
 
-_OPTIONS = ("alpha_tot", "effective_dim", "num_examples", "probe_angle_deg", "choose_fraction", "tolerance")
+_OPTIONS = (
+    "alpha_tot", "effective_dim", "num_examples", "probe_angle_deg", "choose_fraction", "tolerance", "label_noise",
+)
 
 
 @register_strategy("auto")
@@ -66,6 +77,7 @@ def keep_auto(
     probe_angle_deg: float = 0.0,
     choose_fraction: bool = False,
     tolerance: float = 0.05,
+    label_noise: float = 0.0,
     **unknown,
 ) -> np.ndarray:
     """Keeps the easy or the hard examples according to :func:`auto_decision`.
@@ -84,6 +96,8 @@ def keep_auto(
         probe_angle_deg: assumed imperfection of the score, see :func:`auto_decision`.
         choose_fraction: let theory lower the kept fraction, see :func:`auto_decision`.
         tolerance: relative error increase accepted by ``choose_fraction``.
+        label_noise: estimated share of wrong labels among ``scores``' examples, in [0, 1): ``α_tot`` counts
+            the others, and above :data:`NOISE_LIMIT` a random subset is kept.
 
     Returns:
         Positions of the kept examples.
@@ -96,6 +110,10 @@ def keep_auto(
     num_scores = len(scores)
     if num_scores == 0:
         return np.zeros(0, dtype=np.int64)
+    if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) or not 0.0 <= label_noise < 1.0:
+        raise ValueError(f"`label_noise` must be a share in [0, 1), got {label_noise!r}")
+    if label_noise > NOISE_LIMIT:
+        return keep_random(scores, num_keep, rng)
     if (alpha_tot is None) == (effective_dim is None):
         raise ValueError(
             "strategy 'auto' needs the data regime: pass exactly one of `alpha_tot` (examples per effective "
@@ -109,7 +127,7 @@ def keep_auto(
             raise ValueError(f"`num_examples` must be an integer >= 1, got {num_examples!r}")
         alpha_tot = total / effective_dim
     decision = auto_decision(
-        alpha_tot,
+        alpha_tot * (1.0 - label_noise),
         num_keep / num_scores,
         probe_angle_deg=probe_angle_deg,
         choose_fraction=choose_fraction,

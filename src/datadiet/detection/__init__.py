@@ -1,0 +1,11 @@
+"""Mislabel detection: which training labels look wrong, from the predictions datadiet already computes.
+
+Hard is not wrong: the hardest examples by EL2N, loss or margin are first of all the mislabelled ones, so
+selection separates them first (``PruneDuringFit(mislabelled="exclude")``, ``PruningDataModule.prune(...,
+mislabelled="exclude")``) and the strategy chooses among the rest.
+"""
+
+from datadiet.detection.registry import DETECTORS, LabelIssues, find_label_issues, list_detectors, register_detector
+from datadiet.detection import confident_learning  # noqa: E402,F401  (registers the built-in detectors)
+
+__all__ = ["DETECTORS", "LabelIssues", "find_label_issues", "list_detectors", "register_detector"]

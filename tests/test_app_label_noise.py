@@ -1,0 +1,68 @@
+"""The app with noisy labels: data.label_noise* injects and records them, pruning.mislabelled runs the detector
+on the probe's pass, excludes what it flags, and the summary and flagged_examples.csv tell the user."""
+
+import csv
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from datadiet import ScoreTable
+from datadiet.app import config_dir, run
+from datadiet.app.plan import RunPlan
+
+from _app_overrides import SMALL
+
+NOISY = ["data.label_noise=0.2", "data.label_noise_seed=3", "data.separation=6.0", "max_epochs=4"]
+
+
+def compose_small(tmp_path, *overrides):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=[*SMALL, f"paths.output_dir={tmp_path}", *overrides])
+
+
+@pytest.mark.parametrize("probe_mode", ["in_run", "separate"])
+def test_flagged_examples_are_excluded_counted_and_listed(tmp_path, probe_mode, capsys):
+    summary = run(compose_small(tmp_path, *NOISY, f"probe.mode={probe_mode}", "pruning.keep_fraction=0.5",
+                                "pruning.mislabelled=exclude"))
+    table = ScoreTable.load(tmp_path / "scores.npz")
+    flagged = table.columns["mislabelled"]
+    kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
+    assert not flagged[kept].any() and len(kept) == round(0.5 * 288)
+    assert summary["mislabelled_flagged"] == flagged.sum() == summary["mislabelled_excluded"] > 0
+    assert summary["label_noise_estimate"] == pytest.approx(flagged.mean())
+    # the injected noise is recorded with the run, and the detector scored against it
+    noise = np.load(tmp_path / "label_noise.npz")
+    assert len(noise["flipped_indices"]) == round(0.2 * 288) == summary["label_noise"]["num_flipped"]
+    hits = np.isin(np.flatnonzero(flagged), noise["flipped_indices"]).sum()
+    assert summary["mislabel_precision"] == pytest.approx(hits / flagged.sum())
+    rows = list(csv.DictReader(open(tmp_path / "flagged_examples.csv")))
+    assert sorted(int(r["original_index"]) for r in rows) == np.flatnonzero(flagged).tolist()
+    given = table.labels
+    assert all(int(r["given_label"]) == given[int(r["original_index"])] for r in rows)
+    assert all(int(r["predicted_label"]) != int(r["given_label"]) for r in rows)
+    printed = capsys.readouterr().out
+    line = next(row for row in printed.splitlines() if row.startswith("likely mislabelled"))
+    assert f"{flagged.sum():,} ({flagged.mean():.1%}): excluded; list in flagged_examples.csv" in line
+
+
+def test_keep_fraction_one_is_still_all_data_and_clean_runs_say_nothing_about_noise(tmp_path):
+    summary = run(compose_small(tmp_path, *NOISY, "pruning.keep_fraction=1.0", "pruning.mislabelled=exclude"))
+    assert summary["examples_kept"] == summary["train_examples"] and summary["probe_examples_seen"] == 0
+    assert "label_noise_estimate" not in summary and summary["label_noise"]["num_flipped"] == round(0.2 * 288)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("data.label_noise=1.0", "data.label_noise` must be a share of training labels in [0, 1), got 1.0"),
+        ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
+        ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, got 'relabel'"),
+        ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
+    ],
+)
+def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
+    with pytest.raises(ValueError) as error:
+        RunPlan.from_config(compose_small(tmp_path, "data.label_noise=0.1", override))
+    assert message in str(error.value)
+    assert not any(tmp_path.iterdir())  # nothing written

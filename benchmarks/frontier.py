@@ -214,8 +214,9 @@ def regimes(quick: bool) -> dict[str, Regime]:
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
-                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[-1:]
-                        + (_rho(0.5, 3, il_epochs=2),)),
+                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6]
+                        + (_static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
+                           _rho(0.5, 3, il_epochs=2))),
             "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
                         cnn, 5e-3, 3, (2 / 3, 1.0), methods=d_methods[2:3] + (_rho(0.5, 3, il_epochs=2),),
                         label_noise=0.2),

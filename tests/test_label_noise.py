@@ -86,3 +86,13 @@ def test_bad_noise_settings_are_refused_naming_the_value(options, message):
     with pytest.raises(ValueError) as error:
         synthetic_datamodule(num_samples=100, **options)
     assert message in str(error.value)
+
+
+def test_a_random_selection_with_the_same_seed_is_independent_of_the_noise():
+    from datadiet import select
+
+    labels = np.arange(10_000) % 10
+    _, record = corrupt_labels(labels, 0.2, seed=0)
+    kept = select(np.zeros(10_000), 0.5, "random", seed=0)
+    # half of the wrong labels, within sampling error (not all of them: the streams are independent)
+    assert abs(record.is_flipped()[kept].mean() - 0.2) < 0.02

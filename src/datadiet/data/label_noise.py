@@ -14,6 +14,8 @@ import numpy as np
 
 #: ``symmetric``: a uniformly random *other* class; ``pairwise``: class c becomes (c + 1) mod K.
 NOISE_KINDS = ("symmetric", "pairwise")
+#: Salt of the noise's random stream (independent of every ``default_rng(seed)`` elsewhere).
+_NOISE_STREAM = 0x1ABE1
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ def corrupt_labels(
     num_classes = int(labels.max()) + 1 if num_classes is None else int(num_classes)
     if num_classes < 2:
         raise ValueError(f"label noise needs at least 2 classes, got {num_classes}")
-    rng = np.random.default_rng(seed)
+    # A stream of its own: `default_rng(seed)` is what `select` seeds, and the random strategy's
+    # `choice(N, k)` would then contain exactly these flips (same stream, a prefix of the same draw).
+    rng = np.random.default_rng((_NOISE_STREAM, seed))
     flipped = np.sort(rng.choice(len(labels), size=int(round(rate * len(labels))), replace=False)).astype(np.int64)
     noisy = labels.astype(np.int64)  # a copy
     if kind == "pairwise":

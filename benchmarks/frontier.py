@@ -363,8 +363,9 @@ def _rho_run(regime: Regime, dm: PruningDataModule, params: dict[str, Any], seed
         return Classifier(tiny_mlp if small else regime.make_net, dm.input_shape, dm.num_classes, optimizer="adam",
                           lr=1e-3 if small else regime.lr, cosine_schedule=True)
 
-    name = (f"{regime.name}_{seed}_{params['il_model']}_h{params['holdout']}_{params['il_epochs']}ep"
-            f"_b{params['il_batch']}{'_x' if cross_fit else ''}")
+    # keyed by the training set's content too: a changed noise draw or source never reads stale losses
+    name = (f"{regime.name}_{seed}_{dm.fingerprint()[:12]}_{params['il_model']}_h{params['holdout']}"
+            f"_{params['il_epochs']}ep_b{params['il_batch']}{'_x' if cross_fit else ''}")
     cache = None if cache_dir is None else cache_dir / "rho_irreducible" / f"{name}.npz"
     record = fit_irreducible_losses(
         dm.train_dataset, il_model, params["holdout"], cross_fit=cross_fit, seed=seed, batch_size=params["il_batch"],

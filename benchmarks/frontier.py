@@ -214,11 +214,12 @@ def regimes(quick: bool) -> dict[str, Regime]:
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
-                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6]
-                        + (_static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
-                           _rho(0.5, 3, il_epochs=2))),
+                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[28:29]
+                        + (_rho(0.5, 3, il_epochs=2),)),
             "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
-                        cnn, 5e-3, 3, (2 / 3, 1.0), methods=d_methods[2:3] + (_rho(0.5, 3, il_epochs=2),),
+                        cnn, 5e-3, 3, (2 / 3, 1.0),
+                        methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
+                        + (_rho(0.5, 3, il_epochs=2),),
                         label_noise=0.2),
         }
     return {
@@ -231,8 +232,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
-        **{name: Regime(name, f"MNIST-1D, 45,000 training examples, {noise:.0%} of the training labels replaced by a "
-                              "random other class, CNN1D (1.0 = 15 epochs)",
+        **{name: Regime(name, f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
+                              "(1.0 = 15 epochs)",
                         _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier,
                         methods=d_methods + RHO_METHODS, label_noise=noise)
            for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),

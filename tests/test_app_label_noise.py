@@ -52,6 +52,14 @@ def test_keep_fraction_one_is_still_all_data_and_clean_runs_say_nothing_about_no
     assert "label_noise_estimate" not in summary and summary["label_noise"]["num_flipped"] == round(0.2 * 288)
 
 
+def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
+    summary = run(compose_small(tmp_path, *NOISY, "probe.mode=in_run", "pruning.keep_fraction=1.0",
+                                "probe.skip_when_keeping_all=false", "pruning.mislabelled=exclude"))
+    flagged = ScoreTable.load(tmp_path / "scores.npz").columns["mislabelled"]
+    kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
+    assert kept.tolist() == np.flatnonzero(~flagged).tolist() and summary["mislabelled_excluded"] == flagged.sum() > 0
+
+
 @pytest.mark.parametrize(
     "override, message",
     [
@@ -59,10 +67,11 @@ def test_keep_fraction_one_is_still_all_data_and_clean_runs_say_nothing_about_no
         ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
         ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, got 'relabel'"),
         ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
+        ("pruning.mislabelled=exclude probe.seeds=2", "averaging `probe.seeds=2` probes' scores has no flags to average: use probe.seeds=1"),
     ],
 )
 def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
     with pytest.raises(ValueError) as error:
-        RunPlan.from_config(compose_small(tmp_path, "data.label_noise=0.1", override))
+        RunPlan.from_config(compose_small(tmp_path, "data.label_noise=0.1", *override.split()))
     assert message in str(error.value)
     assert not any(tmp_path.iterdir())  # nothing written

@@ -73,6 +73,12 @@ HONOURED = {
                             lambda p: p.pruning.mode.callbacks(p.pruning)[0].prune_ratio, 0.3),
     "pruning.anneal_fraction": (["pruning.mode=dynamic", "pruning.anneal_fraction=0.25"],
                                 lambda p: p.pruning.mode.callbacks(p.pruning)[0].anneal_fraction, 0.25),
+    "pruning.mislabelled": (["pruning.mislabelled=exclude"],
+                            lambda p: (p.pruning.mislabelled, "label_issue" in p.probe.scores, p.probe.settings["scores"][-1]),
+                            ("exclude", True, "label_issue")),
+    "pruning.detector": (["pruning.mislabelled=keep", "pruning.detector=prune_by_noise_rate"],
+                         lambda p: (p.pruning.detector, p.probe.score_options["label_issue"]["detector"]),
+                         ("prune_by_noise_rate", "prune_by_noise_rate")),
 }
 #: Keys Hydra itself reads, not the run: `task_name` is the job's name (its log file, `<run dir>/<task_name>.log`).
 HYDRA_LEVEL = {"task_name"}

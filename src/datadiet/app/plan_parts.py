@@ -208,6 +208,11 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
 def with_label_issue(probe: ProbePlan, pruning: PruningPlan) -> ProbePlan:
     """The probe plan recording the ``label_issue`` score too when ``pruning.mislabelled`` asks for the detector
     (in its settings as well, so scores cached without it are not reused)."""
+    if pruning.mislabelled is not None and probe.seeds > 1:
+        raise ValueError(
+            f"`pruning.mislabelled={pruning.mislabelled}` flags examples from one probe's predictions; averaging "
+            f"`probe.seeds={probe.seeds}` probes' scores has no flags to average: use probe.seeds=1"
+        )
     if pruning.mislabelled is None or "label_issue" in probe.scores:
         return probe
     scores = (*probe.scores, "label_issue")

@@ -29,7 +29,7 @@ class LabelIssue(EvalPassScore):
     trained briefly.
     """
 
-    bytes_per_example = 40  # 4 K, for K = 10 classes
+    bytes_per_example = 44  # 4 (the score) + 4 K (the probabilities), for K = 10 classes
 
     def __init__(self, num_examples: int, detector: str = "both") -> None:
         super().__init__(num_examples)

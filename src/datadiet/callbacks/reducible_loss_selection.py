@@ -53,7 +53,8 @@ class ReducibleLossSelection(Callback):
     Compute (:mod:`datadiet.compute`): a scoring forward per large-batch example (1×), a training
     presentation per selected one (3×), plus the IL model's training and forwards:
     :meth:`compute_account`. Per example trained on that is ``3 + 1 / selected_fraction`` forwards instead
-    of 3: selection pays only where the examples it picks are worth that much more than random ones.
+    of 3: selection pays only where the examples it picks are worth that much more than random ones. On
+    MNIST-1D they are not, clean or with wrong labels (``benchmarks/frontier.py``, README *Performance*).
 
     Args:
         irreducible_losses: per original index, from :func:`~datadiet.scores.rho_loss.fit_irreducible_losses`

@@ -12,6 +12,12 @@ to its own length. A method pays only where it lies *above* that line. Three reg
   (``d40``: 40 %); validation and test labels clean, a new draw of the noise per seed. The all-data line
   trains on all the noisy data: that is what a user without datadiet gets.
 
+Online RHO-LOSS (``rho`` rows, :class:`~datadiet.ReducibleLossSelection`) trains its irreducible-loss model on a
+holdout split of the (noisy) training set first; its training presentations and forwards count in the run's
+compute, and the IL losses are cached per regime and seed in ``results/rho_irreducible/`` (a rerun of another
+fraction reuses them; the cost counted is that of computing them). In the noisy regimes its "wrong labels"
+column is the share of its training *presentations* that carried a wrong label.
+
 Compute (DESIGN.md §5b): each model's forward FLOPs per example measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` (:func:`datadiet.compute.forward_flops_per_example`), a
 training presentation at 3x forward, a scoring-pass forward at 1x; presentations are counted by the data
@@ -109,6 +115,24 @@ def _static(keep: float, strategy: str, route: str, **extra: Any) -> tuple[str, 
     return "static", {"keep": keep, "strategy": strategy, "route": route, **extra}
 
 
+def _rho(fraction: float, epochs: int, il_model: str = "cnn", holdout: float = 0.1, il_epochs: int = 10,
+         il_batch: int = 32, **extra: Any) -> tuple[str, dict[str, Any]]:
+    """Online RHO-LOSS: large batches of ``128 / fraction`` (the step still trains on 128), ``epochs`` epochs;
+    the IL model trained on a ``holdout`` split (excluded from training) for ``il_epochs`` in batches of
+    ``il_batch`` (at equal FLOPs, batches of 32 give a far better IL model than 128 on 4,500 examples)."""
+    return "rho", {"fraction": fraction, "epochs": epochs, "il_model": il_model, "holdout": holdout,
+                   "il_epochs": il_epochs, "il_batch": il_batch, **extra}
+
+
+#: Online RHO-LOSS, in (a) and the noisy regimes: the paper's 10 % and larger fractions; a better IL model.
+RHO_METHODS = (
+    _rho(0.5, 15),
+    _rho(0.3, 15),
+    _rho(0.1, 15),
+    _rho(0.5, 15, holdout=0.2),
+)
+
+
 def regimes(quick: bool) -> dict[str, Regime]:
     """The three regimes (tiny sizes with ``quick``)."""
     cnn = functools.partial(CNN1D)
@@ -190,16 +214,18 @@ def regimes(quick: bool) -> dict[str, Regime]:
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
-                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[28:29]),
+                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[28:29]
+                        + (_rho(0.5, 3, il_epochs=2),)),
             "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
                         cnn, 5e-3, 3, (2 / 3, 1.0),
-                        methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1],
+                        methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
+                        + (_rho(0.5, 3, il_epochs=2),),
                         label_noise=0.2),
         }
     return {
         "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
                     _mnist1d(62500, 0.1, 128), cnn, 5e-3, 15, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0),
-                    methods=a_methods),
+                    methods=a_methods + RHO_METHODS),
         "b": Regime("b", "MNIST-1D pool of 196,000 training examples, CNN1D, about one pass (1.0 = one pass)",
                     _mnist1d(250000, 0.02, 256), cnn, 5e-3, 1, (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
                     step_schedule=True, methods=b_methods),
@@ -208,8 +234,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
                     methods=c_methods),
         **{name: Regime(name, f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
                               "(1.0 = 15 epochs)",
-                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier, methods=d_methods,
-                        label_noise=noise)
+                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier,
+                        methods=d_methods + RHO_METHODS, label_noise=noise)
            for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
                                          ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)))},
     }
@@ -244,8 +270,10 @@ def _test_accuracy(model: Classifier, dm: PruningDataModule) -> float:
     return correct / len(y)
 
 
-def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flops: dict[str, float]) -> dict[str, Any]:
-    """Trains one configuration with one seed; returns its row (accuracy, presentations, FLOPs, wall time)."""
+def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flops: dict[str, float],
+             cache_dir: Optional[Path] = None) -> dict[str, Any]:
+    """Trains one configuration with one seed; returns its row (accuracy, presentations, FLOPs, wall time).
+    ``cache_dir`` keeps what several configurations share (RHO-LOSS's irreducible losses)."""
     from datadiet.callbacks import PruneDuringFit
 
     pl.seed_everything(seed, workers=True)
@@ -254,7 +282,12 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
     issues = None  # a mislabel detector's flags, when the method runs one
     train_presentations = probe_presentations = scored_main = scored_probe = 0
     start = time.perf_counter()
-    if method == "full":
+    account, kept_stats = None, None
+    if method == "rho":
+        model, account, kept_stats = _rho_run(regime, dm, params, seed, flops, cache_dir)
+        train_presentations, probe_presentations = account.train_presentations, account.probe_presentations
+        scored_main, scored_probe = account.in_run_scored, account.probe_scored
+    elif method == "full":
         model = _classifier(regime, dm)
         train_presentations = _fit(model, dm, params["epochs"])
     elif method == "dynamic":
@@ -294,7 +327,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
             train_presentations = _fit(model, dm, epochs, _dynamic_inside(params, seed))
     wall = time.perf_counter() - start
     kept = np.arange(n) if dm.kept_indices is None else dm.kept_indices
-    account = ComputeAccount(
+    account = account or ComputeAccount(
         flops_per_example=flops["main"],
         train_presentations=train_presentations,
         probe_flops_per_example=flops["selector"] if params.get("route") == "selector" else flops["main"],
@@ -310,10 +343,46 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
         **({} if dm.label_noise is None else
-           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()),
+           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()), **(kept_stats or {}),
             "flagged": "" if issues is None else issues.num_flagged,
             "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum())}),
     }
+
+
+def _rho_run(regime: Regime, dm: PruningDataModule, params: dict[str, Any], seed: int, flops: dict[str, float],
+             cache_dir: Optional[Path]) -> tuple[Classifier, ComputeAccount, Optional[dict[str, int]]]:
+    """Online RHO-LOSS: the IL model on a holdout split (cached), then the main model with
+    :class:`~datadiet.ReducibleLossSelection`; returns the model, its compute and, with label noise, its
+    presentations and how many of them carried a wrong label."""
+    from datadiet import ReducibleLossSelection
+    from datadiet.scores.rho_loss import fit_irreducible_losses
+
+    small = params["il_model"] == "mlp"
+    cross_fit = params.get("cross_fit", False)
+
+    def il_model() -> Classifier:
+        return Classifier(tiny_mlp if small else regime.make_net, dm.input_shape, dm.num_classes, optimizer="adam",
+                          lr=1e-3 if small else regime.lr, cosine_schedule=True)
+
+    # keyed by the training set's content too: a changed noise draw or source never reads stale losses
+    name = (f"{regime.name}_{seed}_{dm.fingerprint()[:12]}_{params['il_model']}_h{params['holdout']}"
+            f"_{params['il_epochs']}ep_b{params['il_batch']}{'_x' if cross_fit else ''}")
+    cache = None if cache_dir is None else cache_dir / "rho_irreducible" / f"{name}.npz"
+    record = fit_irreducible_losses(
+        dm.train_dataset, il_model, params["holdout"], cross_fit=cross_fit, seed=seed, batch_size=params["il_batch"],
+        trainer_factory=lambda **kw: quiet_trainer("cpu", params["il_epochs"], **kw),
+        collate_fn=dm.collate_fn, cache_path=cache,
+    )
+    pl.seed_everything(seed, workers=True)
+    dm.batch_size = round(128 / params["fraction"])
+    model = _classifier(regime, dm)
+    selection = ReducibleLossSelection(record, selected_fraction=params["fraction"])
+    _fit(model, dm, params["epochs"], [selection])
+    kept_stats = None
+    if dm.label_noise is not None:
+        times = selection.times_selected
+        kept_stats = {"kept": int(times.sum()), "kept_flipped": int(times[dm.label_noise.is_flipped()].sum())}
+    return model, selection.compute_account(flops["main"]), kept_stats
 
 
 def _dynamic_inside(params: dict[str, Any], seed: int) -> list[pl.Callback]:
@@ -329,6 +398,10 @@ def label(method: str, params: dict[str, Any]) -> str:
     """A short, unique name of a configuration (the key of the cached rows)."""
     if method == "full":
         return f"all data, {params['epochs']:g} ep"
+    if method == "rho":
+        il = f"IL {params['il_model']} {params['holdout']:.0%} x {params['il_epochs']} ep, batch {params['il_batch']}" + (
+            ", cross-fit" if params.get("cross_fit") else "")
+        return f"RHO-LOSS {params['fraction']:.0%} of {round(128 / params['fraction'])}, {params['epochs']} ep ({il})"
     if method == "dynamic":
         epochs = f", {params['epochs']} ep" if "epochs" in params else ""
         anneal = f", anneal {params['anneal']}" if "anneal" in params else ""
@@ -442,6 +515,8 @@ def _family(entry: dict[str, Any]) -> str:
     name = entry["label"]
     if entry["method"] == "dynamic":
         return "dynamic pruning (InfoBatch)"
+    if entry["method"] == "rho":
+        return "online RHO-LOSS (IL model counted)"
     if name.startswith("random"):
         return "random subset"
     if "in-run" in name:
@@ -454,6 +529,7 @@ _FAMILY_COLORS = {
     "static, separate probe": "tab:blue",
     "static, in-run EL2N (no probe model)": "tab:purple",
     "dynamic pruning (InfoBatch)": "tab:red",
+    "online RHO-LOSS (IL model counted)": "tab:orange",
 }
 
 
@@ -533,7 +609,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
+    parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
     parser.add_argument("--labels", default=None,
                         help="only configurations whose label is one of these (';'-separated, as the tables print them)")
     parser.add_argument("--fresh", action="store_true", help="ignore the cached runs of frontier_runs.csv")
@@ -567,7 +643,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
                 if key in done:
                     continue
                 try:
-                    row = run_once(regime, method, params, seed, flops)
+                    row = run_once(regime, method, params, seed, flops, out)
                 except ImportError as error:  # a method whose callback this checkout does not have yet
                     print(f"skipped {key}: {error}", flush=True)
                     break

@@ -1,4 +1,4 @@
-"""rho_loss: the holdout split, the cached irreducible losses, cross-fitting, and the score itself."""
+"""rho_loss: the holdout split, the cached irreducible losses and their cost, cross-fitting, and the score itself."""
 
 import lightning.pytorch as pl
 import numpy as np
@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet.scores import ScoreContext, get_score
-from datadiet.scores.rho_loss import holdout_split, irreducible_losses
+from datadiet.scores.rho_loss import fit_irreducible_losses, holdout_split, irreducible_losses
 
 
 class Linear(pl.LightningModule):
@@ -92,3 +92,21 @@ def test_missing_irreducible_losses_is_a_clear_error():
     score = get_score("rho_loss")(3)
     with pytest.raises(ValueError, match="irreducible_losses"):
         score.finalize(ScoreContext())
+
+
+def test_fit_irreducible_losses_records_its_cost(dataset, tmp_path):
+    data = dataset  # 60 examples: a holdout of 15 trains 3 epochs, the other 45 are scored
+    options = dict(seed=0, batch_size=8, trainer_kwargs=TRAINER)
+    record = fit_irreducible_losses(data, Linear, 0.25, cross_fit=False, cache_path=tmp_path / "il.npz", **options)
+    assert len(record.holdout_indices) == 15 and np.isnan(record.losses[record.holdout_indices]).all()
+    assert record.train_presentations == 3 * 15 and record.scored_examples == 45
+    assert record.flops_per_example == 2 * 2 * 2  # one 2 x 2 matrix product: 2 FLOPs per multiply-add
+    cached = fit_irreducible_losses(data, lambda: pytest.fail("retrained"), 0.25, cache_path=tmp_path / "il.npz")
+    np.testing.assert_array_equal(cached.losses, record.losses)
+    assert (cached.train_presentations, cached.scored_examples, cached.flops_per_example) == (45, 45, 8.0)
+    crossed = fit_irreducible_losses(data, Linear, 0.25, cross_fit=True, **options)
+    assert np.isfinite(crossed.losses).all() and crossed.train_presentations == 3 * 60 and crossed.scored_examples == 60
+    (tmp_path / "torn.npz").write_bytes(b"not a zip file")
+    with pytest.warns(UserWarning, match="cannot read"):
+        again = fit_irreducible_losses(data, Linear, 0.25, cross_fit=False, cache_path=tmp_path / "torn.npz", **options)
+    np.testing.assert_allclose(again.losses, record.losses)

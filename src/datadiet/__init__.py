@@ -1,15 +1,17 @@
 """datadiet: train on less, better-chosen data — a PyTorch Lightning plugin for data pruning.
 
 Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`DynamicPruning`,
-:class:`PruneDuringFit`, :class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
+:class:`PruneDuringFit`, :class:`ReducibleLossSelection` (with :func:`fit_irreducible_losses`),
+:class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
 """
 
 from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)
 from datadiet._io import UnreadableFileError
 from datadiet.adapter import Adapter
-from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit
+from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit, ReducibleLossSelection
 from datadiet.data import PruningDataModule
 from datadiet.scores import get_score, list_scores, register_score
+from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select
 from datadiet.store import ScoreTable
 
@@ -21,9 +23,11 @@ __all__ = [
     "DynamicPruning",
     "PruneDuringFit",
     "PruningDataModule",
+    "ReducibleLossSelection",
     "ScoreTable",
     "UnreadableFileError",
     "__version__",
+    "fit_irreducible_losses",
     "get_score",
     "list_scores",
     "list_strategies",

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 
 from datadiet import DynamicPruning, PruningDataModule
-from probe_equivalence import main, make_data, make_model, make_trainer  # the same data, model, Trainer, CLI
+from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 SCENARIOS = {
     # name: (num_examples, lr, epochs, batch per process or "full", prune_ratio)
@@ -56,12 +55,7 @@ def run(name: str, devices: int) -> tuple[dict[str, np.ndarray], int]:
 
 
 def run_all(out: str | os.PathLike, devices: int) -> None:
-    arrays: dict[str, np.ndarray] = {}
-    for name in SCENARIOS:
-        scenario_arrays, rank = run(name, devices)
-        arrays.update(scenario_arrays)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    np.savez(Path(out) / f"rank{rank}_of{devices}.npz", **arrays)
+    run_scenarios(run, SCENARIOS, out, devices)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import lightning.pytorch as pl
 import numpy as np
@@ -144,6 +144,19 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     arrays["in_run/seen_epoch2"] = np.array(recorder.seen[2], dtype=np.int64)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"rank{trainer.global_rank}_of{devices}.npz", **arrays)
+
+
+def run_scenarios(
+    run: Callable[[str, int], tuple[dict[str, np.ndarray], int]], names: Iterable[str], out: str | os.PathLike,
+    devices: int,
+) -> None:
+    """Runs ``run(name, devices)`` for each scenario and saves the arrays to ``rank<r>_of<W>.npz``."""
+    arrays: dict[str, np.ndarray] = {}
+    for name in names:
+        scenario_arrays, rank = run(name, devices)
+        arrays.update(scenario_arrays)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    np.savez(Path(out) / f"rank{rank}_of{devices}.npz", **arrays)
 
 
 def main(run_all: Callable[[str, int], None], description: str) -> None:

@@ -135,6 +135,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         #: ``epoch -> original indices`` the training epoch presents (``None``: the whole current training
         #: set); set by :class:`~datadiet.DynamicPruning` for the length of a ``fit``.
         self.epoch_subset_fn: Optional[Callable[[int], Optional[np.ndarray]]] = None
+        #: ``(batch, original_index) -> (batch, original_index)``, applied to each training batch on its device
+        #: before ``training_step``; set by :class:`~datadiet.ReducibleLossSelection` for the length of a ``fit``.
+        self.train_batch_fn: Optional[Callable[[Any, Tensor], tuple[Any, Tensor]]] = None
+        self._training_batch_in_transfer = False
         self._epoch_positions_cache: Optional[tuple[np.ndarray, np.ndarray]] = None
         self._indexed_train = IndexedDataset(train_dataset)
         self._wrapped: Optional[pl.LightningDataModule] = None
@@ -346,13 +350,33 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         if isinstance(batch, IndexedBatch):
             self.batch_original_index = batch.original_index
             self.train_examples_served += len(batch.original_index)
+            self._training_batch_in_transfer = True
             batch = batch.batch
-        if self._wrapped is not None and is_overridden("on_before_batch_transfer", self._wrapped):
-            return self._wrapped.on_before_batch_transfer(batch, dataloader_idx)
+        return self._users_batch_hook("on_before_batch_transfer", batch, dataloader_idx)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Runs the user's own hook, if any; then hands a training batch to ``train_batch_fn``, when set.
+
+        Only a batch of the training loader is handed over (not a scoring pass's, which never went through
+        :meth:`on_before_batch_transfer`), and the served count then follows the batch it returns.
+        """
+        batch = self._users_batch_hook("on_after_batch_transfer", batch, dataloader_idx)
+        training_batch, self._training_batch_in_transfer = self._training_batch_in_transfer, False
+        trainer = self.trainer
+        if training_batch and self.train_batch_fn is not None and trainer is not None and trainer.training:
+            served = len(self.batch_original_index)
+            batch, self.batch_original_index = self.train_batch_fn(batch, self.batch_original_index)
+            self.train_examples_served -= served - len(self.batch_original_index)
+        return batch
+
+    def _users_batch_hook(self, name: str, batch: Any, dataloader_idx: int) -> Any:
+        """The wrapped data module's batch hook ``name``, else the LightningModule's, where overridden."""
+        if self._wrapped is not None and is_overridden(name, self._wrapped):
+            return getattr(self._wrapped, name)(batch, dataloader_idx)
         trainer = self.trainer
         module = trainer.lightning_module if trainer is not None else None
-        if module is not None and is_overridden("on_before_batch_transfer", module):
-            return module.on_before_batch_transfer(batch, dataloader_idx)
+        if module is not None and is_overridden(name, module):
+            return getattr(module, name)(batch, dataloader_idx)
         return batch
 
     def state_dict(self) -> dict[str, Any]:

@@ -12,8 +12,9 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, WeightedRandomSampler
 
-#: The user's batch-transfer hooks a wrapping ``PruningDataModule`` takes over as they are.
-FORWARDED_HOOKS = ("transfer_batch_to_device", "on_after_batch_transfer")
+#: The user's batch-transfer hooks a wrapping ``PruningDataModule`` takes over as they are (its own
+#: ``on_before_batch_transfer`` and ``on_after_batch_transfer`` call the user's).
+FORWARDED_HOOKS = ("transfer_batch_to_device",)
 
 
 def read_training_loader(datamodule: pl.LightningDataModule) -> DataLoader:

@@ -10,6 +10,9 @@ never saw it. With ``cross_fit=False`` only one IL model is trained and holdout 
 (which :func:`datadiet.select` ranks as hardest — prefer cross-fitting for pruning).
 
 Larger reducible loss = learnable but not yet learnt = ranked harder; raw and oriented are the same.
+This module is the static score; the paper's online selection, step by step during training, is
+:class:`~datadiet.ReducibleLossSelection`, fed by :func:`fit_irreducible_losses` (which also records
+what the IL model cost).
 
 Example::
 
@@ -21,18 +24,21 @@ Example::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities.data import extract_batch_size
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.adapter import Adapter
+from datadiet.compute import forward_flops_per_example
 from datadiet.scores import functional as F
 from datadiet.scores.base import EvalPassScore
 from datadiet.scores.context import ScoreContext
@@ -75,7 +81,46 @@ def _to_device(batch: Any, device: torch.device) -> Any:
     return tree_map(lambda t: t.to(device) if isinstance(t, Tensor) else t, batch)
 
 
-def irreducible_losses(
+@dataclass(frozen=True)
+class IrreducibleLosses:
+    """The irreducible-loss (IL) model's per-example losses, and what producing them cost.
+
+    Attributes:
+        losses: float64, one per original index: the loss of an IL model that never trained on the example;
+            NaN where none scored it (the holdout, without cross-fitting).
+        holdout_indices: sorted original indices of the holdout ``H`` the first IL model trained on.
+        cross_fit: whether a second IL model, trained on the rest, scored ``H``.
+        train_presentations: the IL models' training presentations, all folds and processes (``None``:
+            unknown, read from a cache written before it was recorded).
+        scored_examples: the IL models' forward passes over the examples they scored, all processes.
+        flops_per_example: an IL model's forward FLOPs per example (``None``: its input is not one tensor).
+    """
+
+    losses: np.ndarray
+    holdout_indices: np.ndarray
+    cross_fit: bool
+    train_presentations: Optional[int]
+    scored_examples: Optional[int]
+    flops_per_example: Optional[float]
+
+
+class _CountPresentations(pl.Callback):
+    """Training examples of one ``fit``, summed over processes once it ends (a collective on every rank)."""
+
+    def __init__(self) -> None:
+        self.local = 0
+        self.total = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self.local += extract_batch_size(batch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        count = torch.tensor(self.local, dtype=torch.int64, device=trainer.strategy.root_device)
+        self.total = int((trainer.strategy.reduce(count, reduce_op="sum") if trainer.world_size > 1 else count).item())
+
+
+def fit_irreducible_losses(
     train_dataset: Dataset,
     model_factory: Callable[[], pl.LightningModule],
     holdout_fraction: float = 0.5,
@@ -88,8 +133,8 @@ def irreducible_losses(
     adapter: Optional[Adapter] = None,
     collate_fn: Optional[Callable] = None,
     cache_path: Union[None, str, os.PathLike] = None,
-) -> np.ndarray:
-    """Trains the irreducible-loss model(s) and returns each example's IL-model loss (length N).
+) -> IrreducibleLosses:
+    """Trains the irreducible-loss model(s); returns each example's IL-model loss and the cost of getting it.
 
     Args:
         train_dataset: the full training set (original indices = positions).
@@ -102,40 +147,89 @@ def irreducible_losses(
         trainer_kwargs: passed to it (e.g. ``max_epochs``); checkpointing and logging are off by default.
         adapter: reads inputs, labels and logits (default ``(x, y)`` batches and logits out).
         collate_fn: collate function of the loaders.
-        cache_path: an ``.npz`` read if it exists and written (atomically) otherwise; key it by a
-            fingerprint of everything above so a changed setting never reads stale losses.
+        cache_path: an ``.npz`` read if it exists (an unreadable one is recomputed) and written (atomically)
+            otherwise; key it by a fingerprint of everything above so a changed setting never reads stale losses.
 
     Returns:
-        float64 array of length N: the loss of a model that never trained on the example.
+        The losses, the holdout and the IL models' training presentations and scoring forwards (a cached
+        result reports the cost of computing it, not of reading it: it is the method's cost all the same).
     """
-    if cache_path is not None and Path(cache_path).exists():
-        try:
-            losses = load_npz(cache_path, keys=("irreducible_loss",))["irreducible_loss"]
-        except UnreadableFileError as error:  # computed again below and replaced atomically
-            rank_zero_warn(f"cached irreducible losses {cache_path} cannot be read ({error.reason}): computing them again")
-        else:
-            if len(losses) != len(train_dataset):
-                raise ValueError(f"cached irreducible losses {cache_path} have {len(losses)} values, expected {len(train_dataset)}")
-            return losses
+    cached = _read_cache(cache_path, len(train_dataset))
+    if cached is not None:
+        return cached
     num_examples = len(train_dataset)
     holdout = holdout_split(num_examples, holdout_fraction, seed)
     rest = np.setdiff1d(np.arange(num_examples), holdout)
     losses = np.full(num_examples, np.nan)
     folds = [(holdout, rest)] + ([(rest, holdout)] if cross_fit else [])
-    is_global_zero = True
+    is_global_zero, presentations, scored, flops = True, 0, 0, None
     for fold, (train_part, scored_part) in enumerate(folds):
         pl.seed_everything(seed + fold, workers=True, verbose=False)
         model = model_factory()
+        counter = _CountPresentations()
         options = {"enable_checkpointing": False, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
+        options["callbacks"] = [*options.get("callbacks", []), counter]
         trainer = (trainer_factory or pl.Trainer)(**options)
         loader = DataLoader(Subset(train_dataset, train_part.tolist()), batch_size=batch_size, shuffle=True, collate_fn=collate_fn)
         trainer.fit(model, train_dataloaders=loader)
         is_global_zero = trainer.is_global_zero
         # Every process scores every example with the same (synchronised) weights: no gather needed.
         losses[scored_part] = per_example_loss(model, train_dataset, scored_part, batch_size, adapter, collate_fn)
+        presentations += counter.total
+        scored += trainer.world_size * len(scored_part)
+        flops = _forward_flops(model, train_dataset, adapter, collate_fn)
+    result = IrreducibleLosses(losses, holdout, cross_fit, presentations, scored, flops)
     if cache_path is not None and is_global_zero:
-        atomic_save_npz(cache_path, {"irreducible_loss": losses, "holdout_indices": holdout})
-    return losses
+        atomic_save_npz(cache_path, {
+            "irreducible_loss": losses, "holdout_indices": holdout, "cross_fit": cross_fit,
+            "train_presentations": presentations, "scored_examples": scored, "flops_per_example": np.nan if flops is None else flops,
+        })  # fmt: skip
+    return result
+
+
+def _read_cache(cache_path: Union[None, str, os.PathLike], num_examples: int) -> Optional[IrreducibleLosses]:
+    """The cached result, or ``None`` when there is none or it cannot be read (then it is recomputed)."""
+    if cache_path is None or not Path(cache_path).exists():
+        return None
+    try:
+        values = load_npz(cache_path, keys=("irreducible_loss",))
+    except UnreadableFileError as error:  # torn or foreign: computed again and replaced atomically
+        rank_zero_warn(f"cached irreducible losses {cache_path} cannot be read ({error.reason}): computing them again")
+        return None
+    losses = values["irreducible_loss"]
+    if len(losses) != num_examples:
+        raise ValueError(f"cached irreducible losses {cache_path} have {len(losses)} values, expected {num_examples}")
+    holdout = values.get("holdout_indices", np.zeros(0, dtype=np.int64))
+
+    def count(key: str) -> Optional[int]:  # absent in caches written before the cost was recorded
+        return int(values[key]) if key in values else None
+
+    flops = float(values["flops_per_example"]) if "flops_per_example" in values else float("nan")
+    cross_fit = bool(values["cross_fit"]) if "cross_fit" in values else bool(np.isfinite(losses).all())
+    return IrreducibleLosses(losses, holdout, cross_fit, count("train_presentations"), count("scored_examples"),
+                             None if np.isnan(flops) else flops)
+
+
+def _forward_flops(model: torch.nn.Module, dataset: Dataset, adapter: Optional[Adapter], collate_fn: Optional[Callable]) -> Optional[float]:
+    """The model's forward FLOPs per example on two examples of ``dataset``; ``None`` if its input is not one tensor."""
+    adapter = adapter or Adapter()
+    batch = next(iter(DataLoader(Subset(dataset, [0, min(1, len(dataset) - 1)]), batch_size=2, collate_fn=collate_fn)))
+    inputs = adapter.input_fn(batch)
+    if not isinstance(inputs, Tensor):
+        return None
+    return forward_flops_per_example(model, inputs)
+
+
+def irreducible_losses(train_dataset: Dataset, model_factory: Callable[[], pl.LightningModule],
+                       holdout_fraction: float = 0.5, **options: Any) -> np.ndarray:
+    """The losses alone of :func:`fit_irreducible_losses` (same arguments): float64, length N.
+
+    Example::
+
+        il = irreducible_losses(train_set, model_factory=lambda: MyModule(), holdout_fraction=0.5,
+                                trainer_kwargs={"max_epochs": 3}, cache_path="il.npz")
+    """
+    return fit_irreducible_losses(train_dataset, model_factory, holdout_fraction, **options).losses
 
 
 @register_score("rho_loss")

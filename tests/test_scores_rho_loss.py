@@ -107,6 +107,6 @@ def test_fit_irreducible_losses_records_its_cost(dataset, tmp_path):
     crossed = fit_irreducible_losses(data, Linear, 0.25, cross_fit=True, **options)
     assert np.isfinite(crossed.losses).all() and crossed.train_presentations == 3 * 60 and crossed.scored_examples == 60
     (tmp_path / "torn.npz").write_bytes(b"not a zip file")
-    with pytest.warns(UserWarning, match="cannot read"):
+    with pytest.warns(UserWarning, match="cannot be read"):
         again = fit_irreducible_losses(data, Linear, 0.25, cross_fit=False, cache_path=tmp_path / "torn.npz", **options)
     np.testing.assert_allclose(again.losses, record.losses)

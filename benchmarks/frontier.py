@@ -169,6 +169,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.7, "hard", "in_run", probe_epochs=2, prune_ratio=0.6, epochs=22, **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default since issue 17
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -210,6 +211,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.6, "hard", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.3, **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default
     )
     if quick:
         return {
@@ -413,6 +415,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
     epochs = f", {params['epochs']} ep" if "epochs" in params else ""
     flagged = f", {params['mislabelled']} flagged" if params.get("mislabelled") else ""
+    if params.get("mislabelled") == "auto":
+        flagged = ", mislabelled auto"
     return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}{flagged}){dynamic}"
 
 

@@ -13,6 +13,17 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._noisy_labels import (
+    DEFAULT_NOISE_THRESHOLD,
+    DEFAULT_NOISY_EXTRA_EPOCHS,
+    NoiseDecision,
+    check_noisy_plan,
+    rescored_table,
+    table_from_state,
+    table_state,
+    validate_extra_epochs,
+    validate_noise_threshold,
+)
 from datadiet.callbacks.difficulty import DifficultyCallback
 from datadiet.compute import scoring_pass_examples
 from datadiet.detection import DETECTORS, LabelIssues
@@ -41,6 +52,12 @@ class PruneDuringFit(Callback):
     ``predicted_label`` columns. The predictions are close to out-of-sample early in training, before the
     model memorises wrong labels: with the detector, ``after_epochs=3`` is a good choice on MNIST-1D.
 
+    ``mislabelled="auto"`` (recommended) lets the detector's noise estimate decide. At most ``noise_threshold``
+    (clean labels): the flags are recorded and the run is exactly that of ``mislabelled=None`` (same kept
+    subset, same training). Above it (noisy labels): the model trains ``noisy_extra_epochs`` more epochs on all
+    data, scores again, excludes the flagged examples, and keeps a fraction lowered so that the planned compute
+    is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which.
+
     Cost: the scoring pass is :attr:`scored_examples` forward passes of the model (global, DDP padding
     included), to be counted with :class:`datadiet.compute.ComputeAccount` (``in_run_scored``); the
     training presentations before and after pruning are ordinary ones.
@@ -65,14 +82,19 @@ class PruneDuringFit(Callback):
         adapter: see :class:`~datadiet.Adapter` (batches that are not ``(x, y)``).
         scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
         score_options: constructor arguments of the score, e.g. ``{"exact": True}`` for ``grand``.
-        mislabelled: ``None`` (default: no detection), ``keep`` (flag, keep them eligible) or ``exclude``
-            (never keep a flagged example).
+        mislabelled: ``None`` (default: no detection), ``keep`` (flag, keep them eligible), ``exclude``
+            (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
+            ``auto`` (exclude only when the labels look noisy, see above).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
+        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default 0.03).
+        noisy_extra_epochs: with ``auto``, epochs on all data before the detector runs again on noisy labels
+            (default 1).
 
     Raises:
-        ValueError: a bad ``after_epochs``, ``keep_fraction`` or ``mislabelled``, an unknown score, strategy or
-            detector; at fit
-            start, a data module that is already pruned or ``after_epochs >= max_epochs``.
+        ValueError: a bad ``after_epochs``, ``keep_fraction``, ``mislabelled``, ``noise_threshold`` or
+            ``noisy_extra_epochs`` (or either without ``auto``), an unknown score, strategy or detector; at fit
+            start, a data module that is already pruned, ``after_epochs >= max_epochs``, or (``auto``) an
+            extension that leaves no epoch or nothing to keep at the planned compute.
 
     Example::
 
@@ -96,10 +118,20 @@ class PruneDuringFit(Callback):
         score_options: Optional[Mapping[str, Any]] = None,
         mislabelled: Optional[str] = None,
         detector: str = "both",
+        noise_threshold: Optional[float] = None,
+        noisy_extra_epochs: Optional[int] = None,
     ) -> None:
         super().__init__()
-        if mislabelled not in (None, "keep", "exclude", "exclude_disagreeing"):
-            raise ValueError(f"`mislabelled` can be None, keep, exclude or exclude_disagreeing, got {mislabelled!r}")
+        if mislabelled not in (None, "keep", "exclude", "exclude_disagreeing", "auto"):
+            raise ValueError(
+                f"`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got {mislabelled!r}"
+            )
+        for name, value in (("noise_threshold", noise_threshold), ("noisy_extra_epochs", noisy_extra_epochs)):
+            if value is not None and mislabelled != "auto":
+                raise ValueError(f"`{name}={value!r}` applies only with mislabelled='auto', got {mislabelled!r}")
+        self.noise_threshold = validate_noise_threshold(DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold)
+        self.noisy_extra_epochs = validate_extra_epochs(
+            DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs)
         DETECTORS.get(detector)
         self.mislabelled = mislabelled
         self.detector = detector
@@ -137,6 +169,9 @@ class PruneDuringFit(Callback):
         #: Wall time of the scoring pass and the selection, in seconds.
         self.scoring_wall_time_s = 0.0
         self._score_table: Optional[ScoreTable] = None
+        #: With ``mislabelled="auto"``, what the noise estimate decided at ``after_epochs`` (else ``None``).
+        self.noise_decision: Optional[NoiseDecision] = None
+        self._first_table: Optional[ScoreTable] = None  # auto, noisy: the first scoring pass's, until pruning
 
     @property
     @override
@@ -192,6 +227,7 @@ class PruneDuringFit(Callback):
         # a new fit starts unpruned; a resumed one gets its decision back from `load_state_dict`, called after `setup`
         self.kept_indices, self.pruned_after_epoch, self._score_table = None, None, None
         self.scored_examples, self.scoring_wall_time_s = 0, 0.0
+        self.noise_decision, self._first_table = None, None
         if self._difficulty is not None:
             self._difficulty.reset()  # each fit scores its own model from scratch
             self._difficulty.setup(trainer, pl_module, stage)
@@ -204,6 +240,14 @@ class PruneDuringFit(Callback):
                 f"`after_epochs={self.after_epochs}` leaves no epoch to train on the kept subset with "
                 f"`max_epochs={max_epochs}`: use after_epochs < max_epochs"
             )
+        if self.mislabelled == "auto":  # an impossible extension is refused now, not once labels look noisy
+            if max_epochs is None or max_epochs < 0:
+                raise ValueError(
+                    "`mislabelled='auto'` lowers the keep fraction to stay at the planned compute when it trains "
+                    "longer on noisy labels, which needs the Trainer's `max_epochs`; got none (use max_epochs, "
+                    "or another `mislabelled`)"
+                )
+            check_noisy_plan(self.keep_fraction, max_epochs, self.after_epochs, self.noisy_extra_epochs)
         if self.pruned:  # resumed after pruning: the data module's checkpointed subset must be this one
             if self._score_table is not None and self._score_table.labels is None:
                 self._score_table.labels = trainer.datamodule.labels
@@ -213,32 +257,42 @@ class PruneDuringFit(Callback):
             return
         if self._difficulty is not None:
             self._difficulty.on_train_start(trainer, pl_module)
-        if trainer.current_epoch >= self.after_epochs:  # resumed past the pruning point before it happened
+        if trainer.current_epoch >= self._prune_epoch:  # resumed past the pruning point before it happened
             self._prune(trainer, pl_module)
 
     @override
     def on_train_batch_start(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
     ) -> None:
-        if self._difficulty is not None and not self.pruned:
+        if self._recording:
             self._difficulty.on_train_batch_start(trainer, pl_module, batch, batch_idx)
 
     @override
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if self._difficulty is not None and not self.pruned:
+        if self._recording:
             self._difficulty.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.pruned:
             return
-        if self._difficulty is not None:
+        if self._recording:
             self._difficulty.on_train_epoch_end(trainer, pl_module)
         # `current_epoch` is still the 0-based index of the epoch that just ended
-        if trainer.current_epoch + 1 >= self.after_epochs:
+        if trainer.current_epoch + 1 >= self._prune_epoch:
             self._prune(trainer, pl_module)
+
+    @property
+    def _recording(self) -> bool:
+        """Whether training presentations feed the scores (until the first scoring pass)."""
+        return self._difficulty is not None and not self.pruned and self.noise_decision is None
+
+    @property
+    def _prune_epoch(self) -> int:
+        """The epoch count on all data after which the next scoring pass runs."""
+        return self.after_epochs if self.noise_decision is None else self.noise_decision.prune_epoch
 
     @override
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -256,20 +310,36 @@ class PruneDuringFit(Callback):
     def _prune(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         datamodule = trainer.datamodule
         start = time.perf_counter()
+        handling, keep_fraction = self.mislabelled or "keep", self.keep_fraction
         if self._difficulty is not None:
-            # The callback's own end of training: folds the presentations, runs the scoring pass, merges.
-            self._difficulty.on_train_end(trainer, pl_module)
-            table = self._difficulty.score_table
-            table.metadata["pruned_after_epoch"] = trainer.current_epoch + 1
-            eval_phase = any(score.phase == "eval" for score in self._difficulty.scores.values())
-            self.scored_examples = scoring_pass_examples(datamodule.num_examples, trainer.world_size) if eval_phase else 0
+            table = self._score(trainer, pl_module)
+            if self.mislabelled == "auto":
+                if self.noise_decision is None:  # decided from the gathered table: the same on every rank
+                    self.noise_decision = NoiseDecision.make(
+                        float(table.metadata["label_noise_estimate"]), self.noise_threshold, self.keep_fraction,
+                        trainer.max_epochs, self.after_epochs, self.noisy_extra_epochs,
+                    )
+                    if self.noise_decision.noisy and self.noise_decision.extra_epochs:
+                        self._first_table = table
+                        self.scoring_wall_time_s += time.perf_counter() - start
+                        rank_zero_info(
+                            f"PruneDuringFit: likely mislabelled {self.noise_decision.estimate:.1%} after "
+                            f"{self.after_epochs} epoch(s), above noise_threshold={self.noise_threshold}: "
+                            f"{self.noise_decision.extra_epochs} more epoch(s) on all data before the detector runs again"
+                        )
+                        return
+                else:  # the second scoring pass of noisy labels
+                    table = rescored_table(self._first_table, table, self.noise_decision.prune_epoch)
+                    self._first_table = None
+                table.metadata["mislabelled_auto"] = self.noise_decision.as_dict()
+                handling, keep_fraction = self.noise_decision.handling, self.noise_decision.keep_fraction
         else:
             table = np.zeros(datamodule.num_examples)  # the strategy ignores the scores
         kept = datamodule.prune(
             table,
             score=self.score if not isinstance(table, ScoreTable) or self.score in table else "label_issue",
-            mislabelled=self.mislabelled or "keep",
-            keep_fraction=self.keep_fraction,
+            mislabelled=handling,
+            keep_fraction=keep_fraction,
             strategy=self.strategy,
             class_balanced=self.class_balanced,
             seed=self.seed,
@@ -281,15 +351,43 @@ class PruneDuringFit(Callback):
         self.kept_indices = kept
         self.pruned_after_epoch = trainer.current_epoch + 1
         self._score_table = table if isinstance(table, ScoreTable) else None
-        self.scoring_wall_time_s = time.perf_counter() - start
+        self.scoring_wall_time_s += time.perf_counter() - start
         self._reload_train_loader(trainer)
+        issues = self.label_issues
         rank_zero_info(
             f"PruneDuringFit: after {self.pruned_after_epoch} epoch(s) on all data, kept {len(kept):,} of "
             f"{datamodule.num_examples:,} examples ({self.score} / {self.strategy}) for the remaining epochs"
-            + ("" if self.label_issues is None else
-               f"; likely mislabelled {self.label_issues.num_flagged:,} "
-               f"({self.label_issues.noise_rate_estimate:.1%}): {'kept' if self.mislabelled == 'keep' else 'excluded'}")
+            + ("" if issues is None else
+               f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
+               f"{'kept' if handling == 'keep' else 'excluded'}")
+            + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
         )
+
+    def _score(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> ScoreTable:
+        """The scoring pass (through the driven :class:`DifficultyCallback`, which folds the presentations first).
+        The second pass of ``auto`` on noisy labels recomputes the eval-phase scores only: the training-phase
+        ones keep what the first ``after_epochs`` epochs recorded."""
+        difficulty = self._difficulty
+        second = self.noise_decision is not None
+        saved = difficulty.scores, difficulty._train_scores
+        if second:
+            num_examples = trainer.datamodule.num_examples
+            difficulty.scores = {
+                name: difficulty.score_classes[name](num_examples, **difficulty.score_options.get(name, {}))
+                for name, score in saved[0].items() if score.phase == "eval"
+            }
+            difficulty._train_scores = []
+            for score in difficulty.scores.values():
+                score.to(pl_module.device)
+        try:
+            difficulty.on_train_end(trainer, pl_module)
+        finally:
+            difficulty.scores, difficulty._train_scores = saved
+        table = difficulty.score_table
+        table.metadata["pruned_after_epoch"] = trainer.current_epoch + 1
+        if any(score.phase == "eval" for score in saved[0].values()):
+            self.scored_examples += scoring_pass_examples(trainer.datamodule.num_examples, trainer.world_size)
+        return table
 
     @staticmethod
     def _reload_train_loader(trainer: "pl.Trainer") -> None:
@@ -307,14 +405,10 @@ class PruneDuringFit(Callback):
             "scoring_wall_time_s": self.scoring_wall_time_s,
         }
         if self._score_table is not None:
-            table = self._score_table
-            state["score_table"] = {
-                "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
-                "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
-                "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
-                "columns": {name: torch.from_numpy(values.copy()) for name, values in table.columns.items()},
-                "metadata": dict(table.metadata),
-            }
+            state["score_table"] = table_state(self._score_table)
+        if self.noise_decision is not None:
+            state["noise_decision"] = self.noise_decision.as_dict()
+            state["first_table"] = table_state(self._first_table)
         if self._difficulty is not None and not self.pruned:
             state["difficulty"] = self._difficulty.state_dict()
         return state
@@ -326,16 +420,9 @@ class PruneDuringFit(Callback):
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
         self.scored_examples = int(state_dict.get("scored_examples", 0))
         self.scoring_wall_time_s = float(state_dict.get("scoring_wall_time_s", 0.0))
-        saved = state_dict.get("score_table")
-        self._score_table = None
-        if saved is not None:
-            labels = saved.get("labels")  # absent in older checkpoints, as are the columns
-            self._score_table = ScoreTable(
-                {name: values.numpy() for name, values in saved["scores"].items()},
-                raw={name: values.numpy() for name, values in saved["raw"].items()},
-                labels=None if labels is None else labels.numpy(),
-                metadata=saved.get("metadata", {}),
-                columns={name: values.numpy() for name, values in saved.get("columns", {}).items()},
-            )
+        self._score_table = table_from_state(state_dict.get("score_table"))
+        decision = state_dict.get("noise_decision")
+        self.noise_decision = None if decision is None else NoiseDecision.from_dict(decision)
+        self._first_table = table_from_state(state_dict.get("first_table"))
         if self._difficulty is not None and "difficulty" in state_dict:
             self._difficulty.load_state_dict(state_dict["difficulty"])

@@ -1,0 +1,179 @@
+"""``mislabelled="auto"`` of :class:`~datadiet.callbacks.PruneDuringFit`: clean labels change nothing; noisy ones
+buy the detector more epochs, paid for by a lower keep fraction.
+
+At the scoring epoch the detector's noise estimate decides. At most ``noise_threshold`` (the detector's false
+flags on clean data, measured in ``benchmarks/label_issues.py``): the labels are taken as clean, the flags are
+recorded and nothing else changes — the same kept subset, the same training, as ``mislabelled=None``. Above it,
+the model trains ``extra_epochs`` more epochs on all data (early predictions flag many correctly labelled hard
+examples too; a few epochs later the wrong labels stand apart), scores again, and keeps a fraction of the
+training set among the unflagged examples lowered so that the run's planned compute does not change.
+
+Compute, in training presentations per example (a scoring-pass forward is ``1 / TRAIN_FORWARD_MULTIPLE`` of
+one): with ``E`` epochs, ``p`` before pruning, keep ``k`` and one scoring pass ``s``,
+``p + (E − p)·k + s``. Extended by ``x`` epochs and a second pass: ``p + x + (E − p − x)·k' + 2s``. Equal when
+``k' = ((E − p)·k − x − s) / (E − p − x)``: E = 15, p = 2, k = 0.5, x = 1 gives k' = 0.4306.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from datadiet.compute import TRAIN_FORWARD_MULTIPLE
+from datadiet.store import ScoreTable
+
+#: Noise estimates at most this are taken as clean labels. The detector after 2 epochs flags 0.5–1.3 % of
+#: clean MNIST-1D (5 seeds, ``benchmarks/label_issues.py``) and ~20 % at 20 % noise.
+DEFAULT_NOISE_THRESHOLD = 0.03
+#: More epochs on all data before the detector runs again, when the labels look noisy.
+DEFAULT_NOISY_EXTRA_EPOCHS = 1
+
+
+def validate_noise_threshold(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value < 1:
+        raise ValueError(
+            f"`noise_threshold` is the noise estimate above which labels count as noisy: a share in [0, 1) "
+            f"(e.g. 0.03), got {value!r}"
+        )
+    return float(value)
+
+
+def validate_extra_epochs(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"`noisy_extra_epochs` is how many more epochs train on all data before the detector runs again on "
+            f"noisy labels: an integer >= 0 (e.g. 1), got {value!r}"
+        )
+    return value
+
+
+def noisy_keep_fraction(keep_fraction: float, max_epochs: int, after_epochs: int, extra_epochs: int) -> float:
+    """The keep fraction that costs the same as ``keep_fraction`` after ``after_epochs`` with one scoring pass,
+    when pruning waits ``extra_epochs`` more epochs and scores a second time (see the module docstring)."""
+    if extra_epochs == 0:
+        return keep_fraction
+    scoring = 1.0 / TRAIN_FORWARD_MULTIPLE
+    remaining = max_epochs - after_epochs - extra_epochs
+    return ((max_epochs - after_epochs) * keep_fraction - extra_epochs - scoring) / remaining
+
+
+def check_noisy_plan(keep_fraction: float, max_epochs: int, after_epochs: int, extra_epochs: int) -> float:
+    """:func:`noisy_keep_fraction`, refused (naming the values) when the extension leaves nothing to keep."""
+    if after_epochs + extra_epochs >= max_epochs:
+        raise ValueError(
+            f"`mislabelled='auto'` trains after_epochs={after_epochs} + noisy_extra_epochs={extra_epochs} epochs on "
+            f"all data when labels look noisy, which leaves no epoch of max_epochs={max_epochs} to train on the kept "
+            "subset: lower noisy_extra_epochs or after_epochs"
+        )
+    lowered = noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra_epochs)
+    if lowered <= 0:
+        raise ValueError(
+            f"`mislabelled='auto'` cannot stay at the planned compute when labels look noisy: "
+            f"noisy_extra_epochs={extra_epochs} more epochs on all data cost more than keep_fraction={keep_fraction} "
+            f"saves over max_epochs={max_epochs} (the lowered keep fraction would be {lowered:.3f}); raise "
+            "keep_fraction, or use noisy_extra_epochs=0 or another `mislabelled`"
+        )
+    return lowered
+
+
+@dataclass(frozen=True)
+class NoiseDecision:
+    """What ``mislabelled="auto"`` decided at the scoring epoch (recorded in checkpoints and score tables)."""
+
+    estimate: float
+    threshold: float
+    after_epochs: int
+    extra_epochs: int
+    keep_fraction: float
+    planned_keep_fraction: float
+
+    @property
+    def noisy(self) -> bool:
+        return self.estimate > self.threshold
+
+    @property
+    def handling(self) -> str:
+        """What pruning does with the flagged examples: ``keep`` (clean labels) or ``exclude``."""
+        return "exclude" if self.noisy else "keep"
+
+    @property
+    def prune_epoch(self) -> int:
+        return self.after_epochs + (self.extra_epochs if self.noisy else 0)
+
+    @classmethod
+    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: int, after_epochs: int,
+             extra_epochs: int) -> "NoiseDecision":
+        noisy = estimate > threshold
+        return cls(
+            estimate=float(estimate), threshold=threshold, after_epochs=after_epochs, extra_epochs=extra_epochs,
+            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra_epochs) if noisy
+            else keep_fraction,
+            planned_keep_fraction=keep_fraction,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "noisy": self.noisy}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> "NoiseDecision":
+        return cls(**{key: state[key] for key in cls.__dataclass_fields__})
+
+    def describe(self) -> str:
+        """Why the flags were kept or excluded, in words."""
+        if not self.noisy:
+            return (f"labels looked clean after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} <= "
+                    f"{self.threshold:.0%}): flags recorded, nothing excluded")
+        if self.extra_epochs == 0:
+            return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
+                    f"{self.threshold:.0%}): flagged examples excluded")
+        return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
+                f"{self.threshold:.0%}), so the model trained {self.extra_epochs} more epoch(s) on all data before "
+                f"the detector ran again, and kept {self.keep_fraction:.0%} instead of "
+                f"{self.planned_keep_fraction:.0%} to stay at the planned compute")
+
+
+def rescored_table(first: ScoreTable, second: ScoreTable, prune_epoch: int) -> ScoreTable:
+    """The second scoring pass's table, with the first's scores that the second did not compute (training-phase
+    scores read the first epochs' presentations only)."""
+    names = [*second, *(name for name in first if name not in second)]
+    source = {name: second if name in second else first for name in names}
+    columns = {**first.columns, **second.columns}
+    return ScoreTable(
+        {name: source[name][name] for name in names},
+        raw={name: source[name].raw(name) for name in names},
+        labels=second.labels if second.labels is not None else first.labels,
+        metadata={**first.metadata, **second.metadata, "probe_epochs": prune_epoch},
+        columns=columns,
+    )
+
+
+def table_state(table: Optional[ScoreTable]) -> Optional[dict[str, Any]]:
+    """A score table as tensors and plain values, for a checkpoint."""
+    import torch
+
+    if table is None:
+        return None
+    return {
+        "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
+        "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
+        "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
+        "columns": {name: torch.from_numpy(np.array(values)) for name, values in table.columns.items()},
+        "metadata": dict(table.metadata),
+    }
+
+
+def table_from_state(saved: Optional[dict[str, Any]]) -> Optional[ScoreTable]:
+    """The inverse of :func:`table_state` (checkpoints from before ``labels`` and ``columns`` were saved too)."""
+    if saved is None:
+        return None
+    labels = saved.get("labels")
+    return ScoreTable(
+        {name: values.numpy() for name, values in saved["scores"].items()},
+        raw={name: values.numpy() for name, values in saved["raw"].items()},
+        labels=None if labels is None else labels.numpy(),
+        metadata=saved.get("metadata", {}),
+        columns={name: values.numpy() for name, values in saved.get("columns", {}).items()},
+    )

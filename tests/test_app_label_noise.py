@@ -65,7 +65,7 @@ def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
     [
         ("data.label_noise=1.0", "data.label_noise` must be a share of training labels in [0, 1), got 1.0"),
         ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
-        ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, got 'relabel'"),
+        ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, auto, got 'relabel'"),
         ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
         ("pruning.mislabelled=exclude probe.seeds=2", "averaging `probe.seeds=2` probes' scores has no flags to average: use probe.seeds=1"),
     ],

@@ -187,7 +187,7 @@ def test_exclude_needs_a_flag_column_and_bad_settings_are_refused():
         dm.prune(ScoreTable({"el2n": [1.0, 2, 3, 4]}), mislabelled="exclude")
     with pytest.raises(ValueError, match="`mislabelled` can be keep, exclude, exclude_disagreeing, got .drop."):
         dm.prune(np.arange(4.0), mislabelled="drop")
-    with pytest.raises(ValueError, match="`mislabelled` can be None, keep, exclude or exclude_disagreeing, got .relabel."):
+    with pytest.raises(ValueError, match="`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got .relabel."):
         PruneDuringFit(mislabelled="relabel")
     with pytest.raises(ValueError, match="unknown mislabel detector"):
         PruneDuringFit(mislabelled="exclude", detector="nope")

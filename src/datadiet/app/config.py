@@ -161,8 +161,10 @@ class PruningConfig:
     mode: str = "static"
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125
-    mislabelled: Optional[str] = None
+    mislabelled: Optional[str] = "auto"
     detector: str = "both"
+    noise_threshold: float = 0.03
+    noisy_extra_epochs: int = 1
 
 
 # trainer ------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from datadiet.app.probe import run_probe
 from datadiet.app.reuse import probe_provenance, selection_settings
 from datadiet.app.rundir import may_reuse, set_aside
 from datadiet.callbacks import PruneDuringFit
+from datadiet.callbacks._noisy_labels import NoiseDecision
 from datadiet.data import PruningDataModule
 from datadiet.detection import LabelIssues
 from datadiet.diagnostics import save_correlations
@@ -122,6 +123,12 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             reused = subset_for_datamodule(kept_path, datamodule)  # decided before a restart
         except UnreadableFileError as error:
             set_aside(plan.paths.output_dir, outputs, error, "kept subset")
+    handling = pruning.mislabelled or "keep"
+    if pruning.mislabelled == "auto":  # a separate probe: no extension, the flagged are excluded at once if noisy
+        decision = NoiseDecision.make(float(table.metadata["label_noise_estimate"]), pruning.noise_threshold,
+                                      pruning.keep_fraction, plan.max_epochs, int(plan.probe.epochs), 0)
+        table.metadata["mislabelled_auto"] = decision.as_dict()
+        handling = decision.handling
     if reused is not None:
         subset.kept = datamodule.kept_indices = reused
         subset.resumed.append("kept subset")
@@ -133,7 +140,7 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             strategy=pruning.strategy,
             class_balanced=pruning.class_balanced,
             seed=pruning.seed,
-            mislabelled=pruning.mislabelled or "keep",
+            mislabelled=handling,
             **pruning.strategy_options(datamodule.num_examples),
         )
     return settings
@@ -170,6 +177,8 @@ def in_run_pruning(plan: "RunPlan", datamodule: PruningDataModule) -> PruneDurin
         score_options=copy.deepcopy(plan.probe.score_options.get(pruning.score)),
         mislabelled=pruning.mislabelled,
         detector=pruning.detector,
+        **({"noise_threshold": pruning.noise_threshold, "noisy_extra_epochs": pruning.noisy_extra_epochs}
+           if pruning.mislabelled == "auto" else {}),
     )
 
 
@@ -213,11 +222,15 @@ def save_label_records(plan: "RunPlan", datamodule: PruningDataModule, subset: K
     )
     kept = np.zeros(datamodule.num_examples, dtype=bool)
     kept[subset.kept] = True
+    decision = table.metadata.get("mislabelled_auto")  # what `auto` decided
+    handling = plan.pruning.mislabelled if decision is None else ("exclude" if decision["noisy"] else "keep")
     entries.update({
         "label_noise_estimate": issues.noise_rate_estimate,
         "mislabelled_flagged": issues.num_flagged,
-        "mislabelled_excluded": int((issues.flagged & ~kept).sum()) if plan.pruning.mislabelled != "keep" else 0,
+        "mislabelled_excluded": int((issues.flagged & ~kept).sum()) if handling != "keep" else 0,
         "mislabelled_handling": plan.pruning.mislabelled,
+        **({} if decision is None else {"mislabelled_auto": dict(decision),
+                                        "mislabelled_scored_after_epochs": int(table.metadata.get("probe_epochs", 0))}),
         "mislabel_detector": plan.pruning.detector,
         "flagged_examples": str(plan.paths.output_dir / FLAGGED_FILE),
     })

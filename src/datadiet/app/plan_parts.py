@@ -18,11 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.modes import PruningMode, pruning_mode
+from datadiet.callbacks._noisy_labels import check_noisy_plan, validate_extra_epochs, validate_noise_threshold
 from datadiet.data.datamodule import MISLABELLED_HANDLING
 from datadiet.data.label_noise import validate_label_noise
 from datadiet.detection import DETECTORS
 from datadiet.scores import get_score
-from datadiet.selection import STRATEGIES, select, validate_keep_fraction
+from datadiet.selection import STRATEGIES, needs_scores, select, validate_keep_fraction
 
 PROBE_MODES = ("separate", "in_run")
 
@@ -83,6 +84,9 @@ class PruningPlan:
     #: ``None`` (no mislabel detection), ``keep``, ``exclude`` or ``exclude_disagreeing`` (see ``PruningDataModule.prune``).
     mislabelled: Optional[str] = None
     detector: str = "both"
+    #: ``mislabelled=auto``: the noise estimate above which labels count as noisy, and the extra epochs then.
+    noise_threshold: float = 0.03
+    noisy_extra_epochs: int = 1
 
     def strategy_options(self, num_examples: int) -> dict[str, Any]:
         """``options`` for the strategy; ``auto`` reads the whole training set's size (its regime, also per class)."""
@@ -185,9 +189,18 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
             f"`pruning.score={node.score}` is not recorded by the probe; `probe.scores` has {list(probe.scores)}"
         )
     mislabelled, detector = node.get("mislabelled"), node.get("detector", "both")
-    if mislabelled is not None and mislabelled not in MISLABELLED_HANDLING:
-        raise ValueError(f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, got {mislabelled!r}")
+    if mislabelled is not None and mislabelled not in (*MISLABELLED_HANDLING, "auto"):
+        raise ValueError(
+            f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, auto, got {mislabelled!r}"
+        )
     DETECTORS.get(detector)
+    try:
+        threshold = validate_noise_threshold(node.get("noise_threshold", 0.03))
+        extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", 1))
+    except ValueError as error:
+        raise ValueError(f"pruning.{str(error).lstrip('`')}") from None
+    if mislabelled == "auto" and not _auto_detects(node, probe, keep_fraction):
+        mislabelled = None
     return PruningPlan(
         score=node.score,
         strategy=node.strategy,
@@ -202,6 +215,23 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         settings=container(node),
         mislabelled=mislabelled,
         detector=detector,
+        noise_threshold=threshold,
+        noisy_extra_epochs=extra_epochs,
+    )
+
+
+def _auto_detects(node: DictConfig, probe: ProbePlan, keep_fraction: float) -> bool:
+    """Whether ``pruning.mislabelled=auto`` looks for wrong labels: only where a probe of this run scores the
+    examples anyway to choose among them. Keeping all data (the full-data reference, wrong labels included), a
+    score-free strategy (no probe to add), imported scores or subsets, dynamic pruning and averaged probe seeds
+    train as with ``null``."""
+    return (
+        keep_fraction < 1.0
+        and needs_scores(node.strategy)
+        and not node.get("subset_path")
+        and not probe.scores_path
+        and probe.seeds == 1
+        and pruning_mode(node.get("mode", "static")).selects_subset
     )
 
 
@@ -313,6 +343,21 @@ def check_in_run(probe: ProbePlan, pruning: PruningPlan, max_epochs: int) -> Non
             f"with `probe.mode=in_run`, `probe.epochs` is the number of epochs on all data before pruning: "
             f"an integer in [1, max_epochs={max_epochs}), got {epochs!r}"
         )
+
+
+def check_auto_in_run(probe: ProbePlan, pruning: PruningPlan, budget: Budget) -> None:
+    """``pruning.mislabelled=auto`` with the in-run probe: an extension on noisy labels that leaves no epoch, or
+    nothing to keep at the planned compute, is refused now (other budgets: when training starts)."""
+    if pruning.mislabelled != "auto" or probe.mode != "in_run" or budget.kind != "epochs":
+        return
+    try:
+        check_noisy_plan(pruning.keep_fraction, budget.scaled_epochs, int(probe.epochs), pruning.noisy_extra_epochs)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (app keys: probe.epochs={probe.epochs}, pruning.noisy_extra_epochs={pruning.noisy_extra_epochs}, "
+            f"pruning.keep_fraction={pruning.keep_fraction}, {budget.scaled_epochs} training epochs; or "
+            "pruning.mislabelled=null)"
+        ) from None
 
 
 def selection(probe: ProbePlan, pruning: PruningPlan) -> str:

@@ -56,12 +56,28 @@ def readable(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _readable_mislabelled(summary: dict[str, Any]) -> str:
     handling = "kept" if summary["mislabelled_handling"] == "keep" else "excluded"
+    when, why = "", ""
+    decision = summary.get("mislabelled_auto")
+    if decision is not None:  # pruning.mislabelled=auto: when the detector ran, and why it excluded or not
+        handling = "excluded" if decision["noisy"] else "kept"
+        when, why = f" after {summary['mislabelled_scored_after_epochs']} epochs", f"; {_auto_reason(decision)}"
     truth = ""
     if "mislabel_precision" in summary:
         truth = (f" (injected {summary['label_noise']['num_flipped']:,}: precision {summary['mislabel_precision']:.3f}, "
                  f"recall {summary['mislabel_recall']:.3f})")
-    return (f"{summary['mislabelled_flagged']:,} ({summary['label_noise_estimate']:.1%}): {handling}; list in "
+    return (f"{summary['mislabelled_flagged']:,} ({summary['label_noise_estimate']:.1%}){when}: {handling}{why}; list in "
             f"flagged_examples.csv{truth}")
+
+
+def _auto_reason(decision: dict[str, Any]) -> str:
+    seen = f"labels looked {'noisy' if decision['noisy'] else 'clean'} after {decision['after_epochs']} epoch(s) " \
+           f"(estimate {decision['estimate']:.1%} {'>' if decision['noisy'] else '<='} {decision['threshold']:.0%})"
+    if not decision["noisy"]:
+        return f"{seen}, so nothing was excluded"
+    if not decision["extra_epochs"]:
+        return seen
+    return (f"{seen}, so the probe ran {decision['extra_epochs']} more epoch(s) and kept "
+            f"{decision['keep_fraction']:.0%} to stay at the planned compute")
 
 
 def _readable_dynamic(summary: dict[str, Any]) -> str:

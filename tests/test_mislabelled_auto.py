@@ -100,7 +100,7 @@ def test_noisy_labels_train_one_more_epoch_then_keep_less_among_the_unflagged():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"noise_threshold": 1.5}, r"`noise_threshold` .* a share in \[0, 1\) \(e.g. 0.03\), got 1.5"),
+    ({"noise_threshold": 1.5}, r"`noise_threshold` .* a share in \[0, 1\) \(e.g. 0.07\), got 1.5"),
     ({"noise_threshold": "low"}, r"got 'low'"),
     ({"noisy_extra_epochs": -1}, r"`noisy_extra_epochs` .* an integer >= 0 \(e.g. 1\), got -1"),
     ({"noisy_extra_epochs": 1.5}, r"got 1.5"),

@@ -163,7 +163,7 @@ class PruningConfig:
     anneal_fraction: float = 0.125
     mislabelled: Optional[str] = "auto"
     detector: str = "both"
-    noise_threshold: float = 0.03
+    noise_threshold: float = 0.07
     noisy_extra_epochs: int = 1
 
 

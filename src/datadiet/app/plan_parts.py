@@ -85,7 +85,7 @@ class PruningPlan:
     mislabelled: Optional[str] = None
     detector: str = "both"
     #: ``mislabelled=auto``: the noise estimate above which labels count as noisy, and the extra epochs then.
-    noise_threshold: float = 0.03
+    noise_threshold: float = 0.07
     noisy_extra_epochs: int = 1
 
     def strategy_options(self, num_examples: int) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         )
     DETECTORS.get(detector)
     try:
-        threshold = validate_noise_threshold(node.get("noise_threshold", 0.03))
+        threshold = validate_noise_threshold(node.get("noise_threshold", 0.07))
         extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", 1))
     except ValueError as error:
         raise ValueError(f"pruning.{str(error).lstrip('`')}") from None

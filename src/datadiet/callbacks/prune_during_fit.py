@@ -86,7 +86,7 @@ class PruneDuringFit(Callback):
             (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
             ``auto`` (exclude only when the labels look noisy, see above).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
-        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default 0.03).
+        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default 0.07).
         noisy_extra_epochs: with ``auto``, epochs on all data before the detector runs again on noisy labels
             (default 1).
 

@@ -78,25 +78,26 @@ def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, mes
 
 
 def test_the_default_auto_trains_longer_on_noisy_labels_and_keeps_less(tmp_path, capsys):
-    summary = run(compose_small(tmp_path, *NOISY[:-1], "max_epochs=6", "probe.mode=in_run", "probe.epochs=2"))
+    summary = run(compose_small(tmp_path, *NOISY[:-1], "max_epochs=8", "probe.mode=in_run", "probe.epochs=2",
+                                "pruning.mislabelled=auto"))
     decision = summary["mislabelled_auto"]
     assert summary["mislabelled_handling"] == "auto" and decision["noisy"] and decision["estimate"] > 0.07
-    # 6 epochs, 2 before scoring, keep 0.5, one more epoch and a second pass (1/3 of a presentation):
-    # 2 + 4 * 0.5 + 1/3 = 3 + 3 k' + 2/3 -> k' = 2/9; 288 * 2/9 = 64 kept
-    assert decision["keep_fraction"] == pytest.approx(2 / 9) and summary["examples_kept"] == 64
+    # 8 epochs, 2 before scoring, keep 0.5, one more epoch and a second pass (1/3 of a presentation):
+    # 2 + 6 * 0.5 + 1/3 = 3 + 5 k' + 2/3 -> k' = 1/3; 288 / 3 = 96 kept
+    assert decision["keep_fraction"] == pytest.approx(1 / 3) and summary["examples_kept"] == 96
     assert summary["mislabelled_scored_after_epochs"] == 3 and summary["probe_examples_seen"] == 2 * 288
     flagged = ScoreTable.load(tmp_path / "scores.npz").columns["mislabelled"]
     kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
     assert not flagged[kept].any() and summary["mislabelled_excluded"] == flagged.sum() > 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("likely mislabelled"))
     assert (f"{flagged.sum():,} ({flagged.mean():.1%}) after 3 epochs: excluded; labels looked noisy after 2 epoch(s) "
-            f"(estimate {decision['estimate']:.1%} > 7%), so the probe ran 1 more epoch(s) and kept 22% to stay at "
+            f"(estimate {decision['estimate']:.1%} > 7%), so the probe ran 1 more epoch(s) and kept 33% to stay at "
             "the planned compute; list in flagged_examples.csv") in line
 
 
 def test_the_default_auto_changes_nothing_on_clean_labels(tmp_path):
     clean = ["data.separation=6.0", "max_epochs=4", "probe.mode=in_run", "probe.epochs=2"]
-    summary = run(compose_small(tmp_path / "auto", *clean))
+    summary = run(compose_small(tmp_path / "auto", *clean, "pruning.mislabelled=auto"))
     plain = run(compose_small(tmp_path / "null", *clean, "pruning.mislabelled=null"))
     assert not summary["mislabelled_auto"]["noisy"] and summary["mislabelled_excluded"] == 0
     assert summary["test_accuracy"] == plain["test_accuracy"] and summary["examples_kept"] == plain["examples_kept"]
@@ -108,7 +109,6 @@ def test_the_default_auto_changes_nothing_on_clean_labels(tmp_path):
     ("pruning.noise_threshold=2", "pruning.noise_threshold` is the noise estimate above which labels count as noisy: "
                                   "a share in [0, 1) (e.g. 0.07), got 2"),
     ("pruning.noisy_extra_epochs=-1", "pruning.noisy_extra_epochs` is how many more epochs"),
-    ("probe.mode=in_run probe.epochs=2 max_epochs=3", "after_epochs=2 + noisy_extra_epochs=1 epochs on all data"),
 ])
 def test_bad_auto_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
     with pytest.raises(ValueError) as error:
@@ -116,7 +116,10 @@ def test_bad_auto_settings_are_refused_when_the_plan_is_built(tmp_path, override
     assert message in str(error.value)
 
 
-def test_auto_leaves_all_data_runs_and_score_free_strategies_alone(tmp_path):
-    assert RunPlan.from_config(compose_small(tmp_path)).pruning.mislabelled == "auto"
+def test_auto_is_the_default_and_leaves_all_data_runs_and_score_free_strategies_alone(tmp_path):
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        assert compose("config").pruning.mislabelled == "auto"
+    assert RunPlan.from_config(compose_small(tmp_path, "pruning.mislabelled=auto")).pruning.mislabelled == "auto"
     for override in ("pruning.keep_fraction=1.0", "pruning.strategy=random", "pruning.mode=dynamic"):
-        assert RunPlan.from_config(compose_small(tmp_path, override)).pruning.mislabelled is None, override
+        plan = RunPlan.from_config(compose_small(tmp_path, "pruning.mislabelled=auto", override))
+        assert plan.pruning.mislabelled is None, override

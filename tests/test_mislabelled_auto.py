@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet import PruneDuringFit, PruningDataModule
-from datadiet.callbacks._noisy_labels import NoiseDecision, noisy_keep_fraction
+from datadiet.callbacks._noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
 
 from _modules import LitClassifier, quiet_trainer
 from test_label_issues import D, K, N, noisy_data, reference_issues
@@ -40,7 +40,7 @@ class Weights(Callback):
         self.at[trainer.current_epoch] = copy.deepcopy(pl_module.state_dict())
 
 
-def fit(x, y, max_epochs=6, callbacks=(), ckpt_path=None, **options):
+def fit(x, y, max_epochs=8, callbacks=(), ckpt_path=None, **options):
     torch.manual_seed(0)
     prune = PruneDuringFit(after_epochs=2, keep_fraction=0.5, seed=2, **options)
     weights = Weights()
@@ -85,10 +85,10 @@ def test_noisy_labels_train_one_more_epoch_then_keep_less_among_the_unflagged():
     decision = prune.noise_decision
     first = reference_issues(weights.at[1], x, y)  # the detector on the model after 2 epochs
     assert decision.noisy and decision.estimate == pytest.approx(first.noise_rate_estimate) and decision.estimate > 0.03
-    # E = 6, p = 2, k = 0.5, x = 1: planned 2 + 4 * 0.5 + 1/3 = 4.3333 presentations per example;
-    # 3 + 3 k' + 2/3 = 4.3333 -> k' = 2/9; 240 * 2/9 = 53.3 -> 53 kept
-    assert decision.keep_fraction == pytest.approx(2 / 9)
-    assert prune.pruned_after_epoch == 3 and len(prune.kept_indices) == 53
+    # E = 8, p = 2, k = 0.5, x = 1: planned 2 + 6 * 0.5 + 1/3 = 5.3333 presentations per example;
+    # 3 + 5 k' + 2/3 = 5.3333 -> k' = 1/3; 240 / 3 = 80 kept
+    assert decision.keep_fraction == pytest.approx(1 / 3)
+    assert prune.pruned_after_epoch == 3 and len(prune.kept_indices) == 80
     second = reference_issues(weights.at[2], x, y)  # flags from the model after 3 epochs
     assert prune.label_issues.flagged.tolist() == second.flagged.tolist()
     assert not second.flagged[prune.kept_indices].any()
@@ -115,18 +115,25 @@ def test_settings_of_auto_without_auto_are_refused():
         PruneDuringFit(mislabelled="exclude", noise_threshold=0.1)
 
 
-@pytest.mark.parametrize("options, max_epochs, message", [
-    ({"noisy_extra_epochs": 3}, 5, r"after_epochs=2 \+ noisy_extra_epochs=3 .* max_epochs=5"),
-    ({"keep_fraction": 0.1}, 6, r"keep_fraction=0.1 .* lowered keep fraction would be -0.311"),
-])
-def test_an_impossible_extension_is_refused_before_training(options, max_epochs, message):
-    x, y = clean_data()
-    prune = PruneDuringFit(after_epochs=2, mislabelled="auto", **{"keep_fraction": 0.5, **options})
-    model = LitClassifier(nn.Linear(D, K), 0.3)
-    before = copy.deepcopy(model.state_dict())
-    with pytest.raises(ValueError, match=message):
-        quiet_trainer(max_epochs=max_epochs, callbacks=[prune]).fit(model, datamodule=PruningDataModule(TensorDataset(x, y)))
-    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())  # nothing trained
+def test_a_run_too_short_for_the_extra_epoch_excludes_at_after_epochs():
+    # E = 4, p = 2, k = 0.5, x = 1: k' = (2 * 0.5 - 1 - 1/3) / 1 < 0 -> no extension: flags of epoch 2, keep 0.5
+    x, y, _ = noisy_data()
+    prune, _, weights = fit(x, y, max_epochs=4, mislabelled="auto")
+    decision = prune.noise_decision
+    assert decision.noisy and decision.extra_epochs == 0 and decision.asked_extra_epochs == 1
+    assert prune.pruned_after_epoch == 2 and len(prune.kept_indices) == N // 2 and prune.scored_examples == N
+    flags = reference_issues(weights.at[1], x, y).flagged
+    assert prune.label_issues.flagged.tolist() == flags.tolist() and not flags[prune.kept_indices].any()
+    assert "too short to pay for 1 more epoch(s)" in decision.describe()
+
+
+def test_the_extension_is_shortened_until_it_costs_at_most_half_the_kept_set():
+    # E = 6, p = 2, k = 0.5: x = 1 gives k' = (2 - 4/3) / 3 = 2/9 < 0.25 -> none; E = 8: x = 2 gives
+    # (3 - 7/3) / 4 = 1/6 < 0.25, x = 1 gives 1/3 -> 1
+    assert affordable_extra_epochs(0.5, 6, 2, 1) == 0
+    assert affordable_extra_epochs(0.5, 8, 2, 2) == 1
+    assert affordable_extra_epochs(0.5, 15, 2, 1) == 1
+    assert affordable_extra_epochs(0.5, None, 2, 1) == 0  # no max_epochs (max_steps): the cost is unknown
 
 
 def test_resume_during_the_extra_epoch_finishes_the_same_way(tmp_path):

@@ -79,6 +79,10 @@ HONOURED = {
     "pruning.detector": (["pruning.mislabelled=keep", "pruning.detector=prune_by_noise_rate"],
                          lambda p: (p.pruning.detector, p.probe.score_options["label_issue"]["detector"]),
                          ("prune_by_noise_rate", "prune_by_noise_rate")),
+    "pruning.noise_threshold": (["pruning.mislabelled=auto", "pruning.noise_threshold=0.2"],
+                                lambda p: (p.pruning.mislabelled, p.pruning.noise_threshold), ("auto", 0.2)),
+    "pruning.noisy_extra_epochs": (["pruning.mislabelled=auto", "pruning.noisy_extra_epochs=2"],
+                                   lambda p: (p.pruning.mislabelled, p.pruning.noisy_extra_epochs), ("auto", 2)),
 }
 #: Keys Hydra itself reads, not the run: `task_name` is the job's name (its log file, `<run dir>/<task_name>.log`).
 HYDRA_LEVEL = {"task_name"}

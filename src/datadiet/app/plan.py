@@ -25,7 +25,6 @@ from datadiet.app.plan_parts import (
     Paths,
     ProbePlan,
     PruningPlan,
-    check_auto_in_run,
     check_in_run,
     check_known_keys,
     check_strategy_options,
@@ -158,7 +157,6 @@ class RunPlan:
         label_noise = read_label_noise(cfg)
         budget = read_budget(cfg, probe, pruning, max_epochs)
         check_in_run(probe, pruning, max_epochs)
-        check_auto_in_run(probe, pruning, budget)
         pruning.mode.check(pruning, budget)
         if selection(probe, pruning) in (BY_SCORES, IN_RUN):  # the strategy will select: its options must work
             check_strategy_options(pruning)

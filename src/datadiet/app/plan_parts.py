@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.modes import PruningMode, pruning_mode
-from datadiet.callbacks._noisy_labels import check_noisy_plan, validate_extra_epochs, validate_noise_threshold
+from datadiet.callbacks._noisy_labels import validate_extra_epochs, validate_noise_threshold
 from datadiet.data.datamodule import MISLABELLED_HANDLING
 from datadiet.data.label_noise import validate_label_noise
 from datadiet.detection import DETECTORS
@@ -343,21 +343,6 @@ def check_in_run(probe: ProbePlan, pruning: PruningPlan, max_epochs: int) -> Non
             f"with `probe.mode=in_run`, `probe.epochs` is the number of epochs on all data before pruning: "
             f"an integer in [1, max_epochs={max_epochs}), got {epochs!r}"
         )
-
-
-def check_auto_in_run(probe: ProbePlan, pruning: PruningPlan, budget: Budget) -> None:
-    """``pruning.mislabelled=auto`` with the in-run probe: an extension on noisy labels that leaves no epoch, or
-    nothing to keep at the planned compute, is refused now (other budgets: when training starts)."""
-    if pruning.mislabelled != "auto" or probe.mode != "in_run" or budget.kind != "epochs":
-        return
-    try:
-        check_noisy_plan(pruning.keep_fraction, budget.scaled_epochs, int(probe.epochs), pruning.noisy_extra_epochs)
-    except ValueError as error:
-        raise ValueError(
-            f"{error} (app keys: probe.epochs={probe.epochs}, pruning.noisy_extra_epochs={pruning.noisy_extra_epochs}, "
-            f"pruning.keep_fraction={pruning.keep_fraction}, {budget.scaled_epochs} training epochs; or "
-            "pruning.mislabelled=null)"
-        ) from None
 
 
 def selection(probe: ProbePlan, pruning: PruningPlan) -> str:

@@ -11,7 +11,9 @@ training set among the unflagged examples lowered so that the run's planned comp
 Compute, in training presentations per example (a scoring-pass forward is ``1 / TRAIN_FORWARD_MULTIPLE`` of
 one): with ``E`` epochs, ``p`` before pruning, keep ``k`` and one scoring pass ``s``,
 ``p + (E − p)·k + s``. Extended by ``x`` epochs and a second pass: ``p + x + (E − p − x)·k' + 2s``. Equal when
-``k' = ((E − p)·k − x − s) / (E − p − x)``: E = 15, p = 2, k = 0.5, x = 1 gives k' = 0.4306.
+``k' = ((E − p)·k − x − s) / (E − p − x)``: E = 15, p = 2, k = 0.5, x = 1 gives k' = 0.4306. A run too short
+to pay for ``x`` extra epochs (``k' < k / 2``, or no epoch left after them; or ``E`` unknown) waits fewer, down
+to none: the flagged examples are then excluded at ``p``, at the planned keep fraction.
 """
 
 from __future__ import annotations
@@ -61,23 +63,16 @@ def noisy_keep_fraction(keep_fraction: float, max_epochs: int, after_epochs: int
     return ((max_epochs - after_epochs) * keep_fraction - extra_epochs - scoring) / remaining
 
 
-def check_noisy_plan(keep_fraction: float, max_epochs: int, after_epochs: int, extra_epochs: int) -> float:
-    """:func:`noisy_keep_fraction`, refused (naming the values) when the extension leaves nothing to keep."""
-    if after_epochs + extra_epochs >= max_epochs:
-        raise ValueError(
-            f"`mislabelled='auto'` trains after_epochs={after_epochs} + noisy_extra_epochs={extra_epochs} epochs on "
-            f"all data when labels look noisy, which leaves no epoch of max_epochs={max_epochs} to train on the kept "
-            "subset: lower noisy_extra_epochs or after_epochs"
-        )
-    lowered = noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra_epochs)
-    if lowered <= 0:
-        raise ValueError(
-            f"`mislabelled='auto'` cannot stay at the planned compute when labels look noisy: "
-            f"noisy_extra_epochs={extra_epochs} more epochs on all data cost more than keep_fraction={keep_fraction} "
-            f"saves over max_epochs={max_epochs} (the lowered keep fraction would be {lowered:.3f}); raise "
-            "keep_fraction, or use noisy_extra_epochs=0 or another `mislabelled`"
-        )
-    return lowered
+def affordable_extra_epochs(keep_fraction: float, max_epochs: Optional[int], after_epochs: int, extra_epochs: int) -> int:
+    """The most extra epochs, up to ``extra_epochs``, that leave an epoch to train and cost at most half the kept
+    set (``k' >= k / 2``); 0 when ``max_epochs`` is unknown."""
+    if max_epochs is None or max_epochs < 0:
+        return 0
+    for extra in range(extra_epochs, 0, -1):
+        if after_epochs + extra < max_epochs and noisy_keep_fraction(
+                keep_fraction, max_epochs, after_epochs, extra) >= keep_fraction / 2:
+            return extra
+    return 0
 
 
 @dataclass(frozen=True)
@@ -87,9 +82,11 @@ class NoiseDecision:
     estimate: float
     threshold: float
     after_epochs: int
+    #: The extra epochs on all data before pruning when noisy (fewer than asked in a short run).
     extra_epochs: int
     keep_fraction: float
     planned_keep_fraction: float
+    asked_extra_epochs: int = 0
 
     @property
     def noisy(self) -> bool:
@@ -105,14 +102,14 @@ class NoiseDecision:
         return self.after_epochs + (self.extra_epochs if self.noisy else 0)
 
     @classmethod
-    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: int, after_epochs: int,
-             extra_epochs: int) -> "NoiseDecision":
+    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: Optional[int],
+             after_epochs: int, extra_epochs: int) -> "NoiseDecision":
         noisy = estimate > threshold
+        extra = affordable_extra_epochs(keep_fraction, max_epochs, after_epochs, extra_epochs) if noisy else 0
         return cls(
-            estimate=float(estimate), threshold=threshold, after_epochs=after_epochs, extra_epochs=extra_epochs,
-            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra_epochs) if noisy
-            else keep_fraction,
-            planned_keep_fraction=keep_fraction,
+            estimate=float(estimate), threshold=threshold, after_epochs=after_epochs, extra_epochs=extra,
+            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra) if extra else keep_fraction,
+            planned_keep_fraction=keep_fraction, asked_extra_epochs=extra_epochs,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -120,7 +117,7 @@ class NoiseDecision:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> "NoiseDecision":
-        return cls(**{key: state[key] for key in cls.__dataclass_fields__})
+        return cls(**{key: state[key] for key in cls.__dataclass_fields__ if key in state})
 
     def describe(self) -> str:
         """Why the flags were kept or excluded, in words."""
@@ -128,8 +125,10 @@ class NoiseDecision:
             return (f"labels looked clean after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} <= "
                     f"{self.threshold:.0%}): flags recorded, nothing excluded")
         if self.extra_epochs == 0:
+            short = (f"; the run is too short to pay for {self.asked_extra_epochs} more epoch(s) on all data"
+                     if self.asked_extra_epochs else "")
             return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
-                    f"{self.threshold:.0%}): flagged examples excluded")
+                    f"{self.threshold:.0%}): flagged examples excluded{short}")
         return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
                 f"{self.threshold:.0%}), so the model trained {self.extra_epochs} more epoch(s) on all data before "
                 f"the detector ran again, and kept {self.keep_fraction:.0%} instead of "

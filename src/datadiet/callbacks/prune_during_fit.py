@@ -17,7 +17,6 @@ from datadiet.callbacks._noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
-    check_noisy_plan,
     rescored_table,
     table_from_state,
     table_state,
@@ -56,7 +55,9 @@ class PruneDuringFit(Callback):
     (clean labels): the flags are recorded and the run is exactly that of ``mislabelled=None`` (same kept
     subset, same training). Above it (noisy labels): the model trains ``noisy_extra_epochs`` more epochs on all
     data, scores again, excludes the flagged examples, and keeps a fraction lowered so that the planned compute
-    is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which.
+    is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which. A
+    run too short to pay for the extra epochs (the lowered fraction under half the planned one, or no epoch left;
+    or no ``max_epochs``) waits fewer, down to none: then the flagged are excluded at ``after_epochs``.
 
     Cost: the scoring pass is :attr:`scored_examples` forward passes of the model (global, DDP padding
     included), to be counted with :class:`datadiet.compute.ComputeAccount` (``in_run_scored``); the
@@ -93,8 +94,7 @@ class PruneDuringFit(Callback):
     Raises:
         ValueError: a bad ``after_epochs``, ``keep_fraction``, ``mislabelled``, ``noise_threshold`` or
             ``noisy_extra_epochs`` (or either without ``auto``), an unknown score, strategy or detector; at fit
-            start, a data module that is already pruned, ``after_epochs >= max_epochs``, or (``auto``) an
-            extension that leaves no epoch or nothing to keep at the planned compute.
+            start, a data module that is already pruned or ``after_epochs >= max_epochs``.
 
     Example::
 
@@ -240,14 +240,6 @@ class PruneDuringFit(Callback):
                 f"`after_epochs={self.after_epochs}` leaves no epoch to train on the kept subset with "
                 f"`max_epochs={max_epochs}`: use after_epochs < max_epochs"
             )
-        if self.mislabelled == "auto":  # an impossible extension is refused now, not once labels look noisy
-            if max_epochs is None or max_epochs < 0:
-                raise ValueError(
-                    "`mislabelled='auto'` lowers the keep fraction to stay at the planned compute when it trains "
-                    "longer on noisy labels, which needs the Trainer's `max_epochs`; got none (use max_epochs, "
-                    "or another `mislabelled`)"
-                )
-            check_noisy_plan(self.keep_fraction, max_epochs, self.after_epochs, self.noisy_extra_epochs)
         if self.pruned:  # resumed after pruning: the data module's checkpointed subset must be this one
             if self._score_table is not None and self._score_table.labels is None:
                 self._score_table.labels = trainer.datamodule.labels

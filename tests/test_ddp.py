@@ -129,3 +129,15 @@ def test_in_run_pruning_decides_identically_on_every_rank(runs):
     seen = np.concatenate([rank0["in_run/seen_epoch2"], rank1["in_run/seen_epoch2"]])
     assert set(seen.tolist()) == set(single["in_run/kept"].tolist())
     assert sorted(single["in_run/seen_epoch2"].tolist()) == sorted(single["in_run/kept"].tolist())
+
+
+def test_mislabelled_auto_decides_identically_on_every_rank(runs):
+    single, rank0, rank1 = runs
+    for rank in (rank0, rank1):
+        np.testing.assert_array_equal(rank["in_run_auto/kept"], single["in_run_auto/kept"])
+        np.testing.assert_array_equal(rank["in_run_auto/flagged"], single["in_run_auto/flagged"])
+        np.testing.assert_allclose(rank["in_run_auto/decision"], single["in_run_auto/decision"], rtol=1e-12)
+    estimate, keep_fraction, pruned_after, scored = single["in_run_auto/decision"]
+    # noisy (any flag): one more epoch, two scoring passes of 42, keep 7/24 of 42 = 12.25 -> 12
+    assert estimate > 0 and keep_fraction == pytest.approx(7 / 24) and pruned_after == 3 and scored == 84
+    assert len(single["in_run_auto/kept"]) == 12 and not single["in_run_auto/flagged"][single["in_run_auto/kept"]].any()

@@ -13,11 +13,15 @@ from torch import Tensor
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._checks import check_first_batch
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
+from datadiet.losses import cross_entropy
 from datadiet.scores.base import merge_seen, trainer_sync_min
-from datadiet.scores.functional import cross_entropy
+
+#: The key of a ``training_step`` output dict that gives each example's loss instead of the adapter's.
+EXAMPLE_LOSS_KEY = "example_loss"
 
 RULES = ("infobatch", "seta")
 
@@ -25,9 +29,12 @@ RULES = ("infobatch", "seta")
 class DynamicPruning(Callback):
     r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
 
-    Definition (``rule="infobatch"``). An example's score is its cross-entropy loss at its last training
-    presentation, read from the logits of the training forward pass (a forward hook on the
-    ``LightningModule``, as :class:`~datadiet.DifficultyCallback` reads them). At the start of each epoch, of
+    Definition (``rule="infobatch"``). An example's score is its loss at its last training presentation,
+    read from the output of the training forward pass (a forward hook on the ``LightningModule``, as
+    :class:`~datadiet.DifficultyCallback` reads it): cross-entropy by default, the mean over real tokens for
+    sequences (logits ``(B, T, K)``, labels ``(B, T)``), or the adapter's ``loss`` (``bce``, ``mse``, ``l1``, a
+    callable); a ``training_step`` that returns ``{"loss": ..., "example_loss": per_example}`` gives it
+    directly (e.g. the mixup loss of each row). At the start of each epoch, of
     the ``n`` examples whose score is below the mean score, a random ``n - ⌊(1 - r)·n⌋`` (``r =
     prune_ratio``) are skipped for that epoch and the kept ones get weight ``1 / (1 - r)``, so the expected
     gradient is the full-data one; every other example has weight 1. An example never presented is always
@@ -39,13 +46,15 @@ class DynamicPruning(Callback):
     its annealing epochs present the random sample alone.
 
     Weights reach the gradient without any change to ``training_step``: a tensor hook on the module's
-    output scales row ``i`` of ∂loss/∂logits by ``w_i``. That *is* the gradient of ``mean(w_i * loss_i)``
-    whenever the loss is a sum or mean of per-example terms, each depending on its own row of logits
-    (cross-entropy, per-example label smoothing). It is not when rows are coupled in the loss (in-batch
-    negatives, hard-example mining across the batch, normalisation by batch statistics), when part of the
-    loss does not come from the hooked output (auxiliary heads, regularisers), or under mixup / cutmix (row
-    ``i`` mixes two examples, and its recorded loss is not example ``i``'s): pass ``weight_gradients=False``
-    and multiply the per-example loss by :attr:`batch_weights` in ``training_step``.
+    output scales row ``i`` of ∂loss/∂logits by ``w_i`` — on every call of the module's ``forward`` in the
+    step (two views, two optimizers under manual optimisation), each of whose outputs must have one row
+    per example of the batch (refused otherwise). That *is* the gradient of the loss with example ``i``'s
+    terms weighted by ``w_i`` whenever the loss is a sum or mean of per-example (or per-token) terms, each
+    depending on its own row (cross-entropy, token-mean cross-entropy, MSE, BCE, label smoothing). It is not
+    when rows are coupled in the loss (in-batch negatives, hard-example mining across the batch,
+    normalisation by batch statistics), or when part of the loss does not come from the hooked output
+    (auxiliary heads, regularisers): pass ``weight_gradients=False`` and multiply the per-example loss by
+    :attr:`batch_weights` in ``training_step`` (refused at the first weighted step if it is never read).
 
     The data must come from a :class:`~datadiet.PruningDataModule`; its training sampler presents each
     epoch's kept examples in a (seed, epoch)-shuffled order, identical on every rank, and Lightning's epoch
@@ -65,13 +74,17 @@ class DynamicPruning(Callback):
         num_groups: ``seta``'s loss groups (k-means).
         window_scale: ``seta``'s share of the groups in the sliding window, in (0, 1].
         adapter: how to read labels and logits when batches are not ``(x, y)`` or ``forward`` does not
-            return logits alone; its ``logits_fn`` must return the tensor the loss is computed from.
+            return logits alone, and which per-example loss ranks the examples (``Adapter(loss="mse")``, ...);
+            its ``logits_fn`` must return the tensor the loss is computed from.
         weight_gradients: scale the gradient through the output hook; ``False`` leaves weighting to
             ``training_step`` (read :attr:`batch_weights`).
         stretch_step_schedules: advance step-interval schedulers by a full epoch's steps per pruned epoch.
 
     Raises:
-        ValueError: an argument out of range.
+        ValueError: an argument out of range; when training starts (one forward of two examples), outputs
+            whose first dimension is not the batch's or a per-example loss that cannot be computed from them;
+            at the first step, a forward whose output has another number of rows (weights on), or
+            ``weight_gradients=False`` with :attr:`batch_weights` never read in a weighted step.
 
     Example::
 
@@ -137,10 +150,15 @@ class DynamicPruning(Callback):
         self._batch_weights: Optional[Tensor] = None
         self._prepared_epoch: Optional[int] = None
         self._stretching = False
-        self._checked_shapes = False
+        self._bulk_losses: Optional[bool] = None  # cross-entropy of (B, K) logits: losses computed in bulk
+        self._weights_read = False
+        self._odd_rows: Optional[str] = None
+        self._forwards = 0
         self._restored_epoch: Optional[int] = None
         self._datamodule: Any = None
         self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._open_calls: list[bool] = []  # per module call in progress: whether another call ran inside it
         self._capturing = False
         self._captured: Any = None
         self._served_at_epoch_start = 0
@@ -156,10 +174,13 @@ class DynamicPruning(Callback):
     def batch_weights(self) -> Optional[Tensor]:
         """Weights of the current training batch's examples, in batch order, on the model's device.
 
-        ``None`` in an epoch where every weight is 1. Use it with ``weight_gradients=False``:
-        ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
+        Ones in an epoch where every weight is 1; ``None`` outside training. Use it with
+        ``weight_gradients=False``: ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
         """
-        return self._batch_weights
+        self._weights_read = True
+        if self._batch_index is None or self._batch_weights is not None:
+            return self._batch_weights
+        return torch.ones(len(self._batch_index), device=self._batch_index.device)
 
     @property
     def scores(self) -> np.ndarray:
@@ -206,9 +227,10 @@ class DynamicPruning(Callback):
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
-        if self._hook_handle is not None:
-            self._hook_handle.remove()
-            self._hook_handle = None
+        for handle in (self._hook_handle, self._pre_hook_handle):
+            if handle is not None:
+                handle.remove()
+        self._hook_handle = self._pre_hook_handle = None
         if self._datamodule is not None and self._datamodule.epoch_subset_fn == self._epoch_subset:
             self._datamodule.epoch_subset_fn = None  # a later Trainer without this callback trains on all data
         self._weight = self._batch_weights = self._batch_index = None
@@ -218,14 +240,19 @@ class DynamicPruning(Callback):
         device = pl_module.device
         self._epoch_loss = (self._epoch_loss if self._epoch_loss is not None else
                             torch.full((len(self._scores),), float("nan"))).to(device)
+        check_first_batch(trainer, pl_module, self.adapter, "DynamicPruning", needs_loss=True)
         self._hook_handle = pl_module.register_forward_hook(self._capture_output)
+        self._pre_hook_handle = pl_module.register_forward_pre_hook(self._enter_forward)
         if self.stretch_step_schedules:
             self._schedule.check(trainer)
-        # per-step work only where it can matter: step-interval schedulers to stretch, a batch shape to check
+        # per-step work only where it can matter: step-interval schedulers to stretch (under manual
+        # optimisation every scheduler is watched: the user steps them), the first step to check
         self._stretching = self.stretch_step_schedules and any(
-            config.interval == "step" and not config.reduce_on_plateau for config in trainer.lr_scheduler_configs
+            (config.interval == "step" or not pl_module.automatic_optimization) and not config.reduce_on_plateau
+            for config in trainer.lr_scheduler_configs
         )
-        self._checked_shapes = False
+        self._bulk_losses = None
+        self._odd_rows = None
 
     # Each epoch's choice ----------------------------------------------------------------------------
     def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
@@ -302,20 +329,50 @@ class DynamicPruning(Callback):
             )
         self._batch_index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
         self._batch_weights = None if self._weight is None else self._weight.index_select(0, self._batch_index)
+        self._weights_read = False
         self._captured = None
+        self._forwards = 0
+        self._open_calls = []
         self._capturing = True
+        if self._stretching:
+            self._schedule.before_batch(trainer, pl_module)
+
+    def _enter_forward(self, module: torch.nn.Module, args: Any) -> None:
+        if self._capturing:
+            if self._open_calls:
+                self._open_calls[-1] = True
+            self._open_calls.append(False)
 
     def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if not self._capturing or self._captured is not None:
+        if not self._capturing:
             return
-        self._captured = output
-        weights = self._batch_weights
-        if weights is None or not self.weight_gradients:
+        if self._open_calls and self._open_calls.pop():
+            return  # a call that ran forwards inside it: Lightning's redirection of `training_step` (DDP), not one
+        self._forwards += 1
+        if self._captured is None:  # the step's first forward is the one scored
+            self._captured = output
+        if not self.weight_gradients:
             return
         logits = self.adapter.logits_fn(output)
-        if isinstance(logits, Tensor) and logits.requires_grad:
+        if not isinstance(logits, Tensor) or not logits.requires_grad:  # not trained on: nothing to weight
+            return
+        weights = self._batch_weights
+        if logits.ndim == 0 or logits.shape[0] != len(self._batch_index):
+            if weights is not None:
+                raise ValueError(self._rows_message(logits))
+            self._odd_rows = self._rows_message(logits)  # refused at the end of the step
+            return
+        if weights is not None:
             shape = (-1,) + (1,) * (logits.ndim - 1)
             logits.register_hook(lambda grad: grad * weights.view(shape).to(grad.dtype))
+
+    def _rows_message(self, logits: Tensor) -> str:
+        return (
+            f"DynamicPruning weights each example's rows of every forward in a training step, but forward call "
+            f"{self._forwards} returned {tuple(logits.shape)} for a batch of {len(self._batch_index)} examples. Compute "
+            "that output under `torch.no_grad()` if it is not trained on, or pass `weight_gradients=False` and weight "
+            "the loss yourself with `pruning.batch_weights`"
+        )
 
     @override
     def on_train_batch_end(
@@ -327,25 +384,54 @@ class DynamicPruning(Callback):
                 "DynamicPruning saw no call of the LightningModule's forward in `training_step`; call `self(x)` "
                 "there (not `self.net(x)`), so that each example's loss can be read"
             )
-        logits = self.adapter.logits_fn(self._captured).detach()
-        self._captured = None
-        target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
-        if not self._checked_shapes:  # batches of one fit share their structure: checked once
-            self._check_shapes(logits, target)
-        if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
-            self._record_losses()
-        self._presentations.add(self._batch_index, logits, target)
-        if self._stretching:
-            self._schedule.after_batch(trainer, pl_module)
-
-    def _check_shapes(self, logits: Any, target: Any) -> None:
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor) or target.ndim != 1:
-            raise ValueError(
-                f"DynamicPruning scores examples by cross-entropy and needs logits (B, K) and labels (B,), got "
-                f"logits {tuple(logits.shape)} and labels {getattr(target, 'shape', type(target).__name__)}; "
-                "pass `adapter=Adapter(target_fn=..., logits_fn=...)`"
+        captured, self._captured = self._captured, None
+        if self._odd_rows is not None:
+            raise ValueError(self._odd_rows)
+        if self._batch_weights is not None and not self.weight_gradients and not self._weights_read:
+            raise RuntimeError(
+                "DynamicPruning(weight_gradients=False) leaves weighting to training_step, but this weighted step "
+                "never read `pruning.batch_weights`: multiply each example's loss by it (or use weight_gradients=True)"
             )
-        self._checked_shapes = True
+        given = outputs.get(EXAMPLE_LOSS_KEY) if isinstance(outputs, dict) else None
+        if given is not None:
+            self._record(self._checked_losses(given))
+        elif callable(self.adapter.loss):
+            with torch.no_grad():
+                self._record(self.adapter.example_loss(captured, batch))
+        else:
+            logits, target = self.adapter.read(captured, batch)
+            if self._bulk_losses is None:  # batches of one fit share their structure: decided once
+                self._bulk_losses = self._rows_only(logits, target)
+            if self._bulk_losses:
+                if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
+                    self._record_losses()
+                self._presentations.add(self._batch_index, logits.detach(), target)
+            else:
+                with torch.no_grad():
+                    self._record(self.adapter.example_loss(captured, batch))
+        if self._stretching:
+            self._schedule.after_batch(trainer, pl_module, batch_idx)
+
+    def _rows_only(self, logits: Tensor, target: Any) -> bool:
+        """Cross-entropy of one logits row and one integer label per example: buffered, computed in bulk."""
+        if logits.ndim == 0 or logits.shape[0] != len(self._batch_index):
+            raise ValueError(self._rows_message(logits))
+        return (
+            self.adapter.loss == "cross_entropy" and logits.ndim == 2 and isinstance(target, Tensor)
+            and target.ndim == 1 and not target.is_floating_point()
+        )
+
+    def _checked_losses(self, losses: Any) -> Tensor:
+        if not isinstance(losses, Tensor) or tuple(losses.shape) != (len(self._batch_index),):
+            raise ValueError(
+                f"training_step's `{EXAMPLE_LOSS_KEY}` must be one loss per example of the batch "
+                f"({len(self._batch_index)},), got {tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__}"
+            )
+        return losses.detach().float()
+
+    def _record(self, losses: Tensor) -> None:
+        """One step's per-example losses, into this epoch's loss buffer by original index."""
+        self._epoch_loss.scatter_(0, self._batch_index, losses.to(self._epoch_loss.device, self._epoch_loss.dtype))
 
     def _record_losses(self) -> None:
         """The buffered presentations' cross-entropy, into this epoch's loss buffer by original index."""

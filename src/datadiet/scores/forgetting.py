@@ -18,9 +18,16 @@ class Forgetting(PresentationScore):
     Correctness is ``argmax z = y`` on the logits the training step computed, before the optimizer
     step. An example never classified correctly is ranked hardest (+inf oriented score); the raw
     value is the plain event count.
+
+    Sequences: events are counted per token, and an example's raw value is the mean over its real tokens.
+    Its oriented score is the mean over tokens of the same count, where a token never predicted correctly
+    counts as forgotten at each of its presentations — more than a learned token can be (at most half of
+    them), so, as Toneva's +inf does for one token, never-learned tokens outrank any number of events,
+    while the mean still ranks examples that have a few of them.
     """
 
     bytes_per_example = 4 + 1 + 1 + 4 + 4
+    per_token = True
 
     def __init__(self, num_examples: int) -> None:
         super().__init__(num_examples)
@@ -42,4 +49,7 @@ class Forgetting(PresentationScore):
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
         score = F.forgetting_score(self.forgetting_count, self.ever_correct, self.presentations)
         raw = torch.where(self.presentations > 0, self.forgetting_count.double(), torch.full_like(score, float("nan")))
+        if self.tokens:  # per token: never learned counts as every presentation forgotten (see the docstring)
+            score = torch.where(torch.isinf(score), self.presentations.double(), score)
+            score, raw = self.example_mean(score), self.example_mean(raw)
         return score.cpu().numpy(), raw.cpu().numpy()

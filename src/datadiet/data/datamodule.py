@@ -25,7 +25,7 @@ from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable fr
 )
 from datadiet.data.wrapping import forward_hooks, read_training_loader, training_loader_settings
 from datadiet.fingerprint import dataset_fingerprint
-from datadiet.selection import needs_scores, select
+from datadiet.selection import needs_scores, select, validate_keep_fraction
 from datadiet.store import ScoreTable
 
 #: ``prune`` refuses a score that is NaN (never scored) for more than this share of the training set.
@@ -247,6 +247,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 1-D or whose length does not match the dataset, a table computed on another dataset,
                 too many NaN scores, or a constant score.
         """
+        validate_keep_fraction(keep_fraction)  # the arguments first, then the table
         labels = None
         if isinstance(table, ScoreTable):
             if score not in table:
@@ -387,7 +388,7 @@ def _check_not_constant(scores: np.ndarray, score: str, strategy: str) -> None:
     scored = scores[~np.isnan(scores)]
     if len(scored) > 1 and np.all(scored == scored[0]):
         raise ValueError(
-            f"score {score!r} is {scored[0]!r} for all {len(scored)} scored examples: strategy {strategy!r} would keep an "
+            f"score {score!r} is {float(scored[0])!r} for all {len(scored)} scored examples: strategy {strategy!r} would keep an "
             "arbitrary subset. A constant score measures nothing here (a one-output model's entropy or margin, a "
             "frozen or untrained probe): choose a score that varies (for a regressor, 'loss' with "
             "`Adapter(loss='mse')`), or `strategy='random'`"

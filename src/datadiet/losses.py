@@ -15,7 +15,8 @@ per-token ``(B, T)`` values and per-example means, padding excluded.
 
 from __future__ import annotations
 
-from typing import Callable
+import weakref
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -33,15 +34,39 @@ def token_values(statistic: RowStatistic, logits: Tensor, target: Tensor, ignore
 
     Tokens labelled ``ignore_index`` are NaN (``statistic`` sees label 0 there, and its value is dropped).
     """
+    flat_logits, flat_target, real = _flat_tokens(logits, target, ignore_index)
+    values = statistic(flat_logits, flat_target)
+    return values.view(real.shape).float().masked_fill(~real, float("nan"))
+
+
+_flat_memo: dict[str, Any] = {}
+
+
+def _flat_tokens(logits: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(B·T, K)`` logits, ``(B·T,)`` labels (0 where ignored) and the ``(B, T)`` real-token mask.
+
+    Memoised for the batch last seen (weak references, unmodified tensors only), so that the scores of one
+    batch get the very same flattened tensors — and the per-batch view they share (``scores.functional``)
+    is computed once.
+    """
     if logits.ndim != 3 or target.shape != logits.shape[:2]:
         raise ValueError(
             f"sequence logits must be (batch, tokens, classes) with labels (batch, tokens), got logits "
             f"{tuple(logits.shape)} and labels {tuple(target.shape)}"
         )
+    try:
+        key = (logits._version, target._version, ignore_index)
+    except RuntimeError:  # inference-mode tensors keep no version counter: never memoised
+        key = None
+    cached = _flat_memo.get("tokens")
+    if key is not None and cached is not None and cached[0]() is logits and cached[1]() is target and cached[2] == key:
+        return cached[3]
     batch, tokens, classes = logits.shape
     real = target != ignore_index
-    values = statistic(logits.reshape(batch * tokens, classes), torch.where(real, target, 0).reshape(-1))
-    return values.view(batch, tokens).float().masked_fill(~real, float("nan"))
+    flat = (logits.reshape(batch * tokens, classes), torch.where(real, target, 0).reshape(-1), real)
+    if key is not None:
+        _flat_memo["tokens"] = (weakref.ref(logits), weakref.ref(target), key, flat)
+    return flat
 
 
 def token_mean(statistic: RowStatistic, logits: Tensor, target: Tensor, ignore_index: int = -100) -> Tensor:
@@ -69,8 +94,14 @@ def _class_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
 def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100) -> Tensor:
     """Per-example cross-entropy (natural log): ``−log softmax(z)_y``, ``−Σ_k t_k log softmax(z)_k`` for
     probability targets, or the mean over real tokens for sequences."""
-    if logits.ndim == 3:
-        return token_mean(_class_cross_entropy, logits, target, ignore_index)
+    if logits.ndim == 3:  # F.cross_entropy: one fused pass (log-softmax and gather), 0 at ignored tokens
+        if target.shape != logits.shape[:2]:
+            raise ValueError(f"sequence logits {tuple(logits.shape)} need labels (batch, tokens), got {tuple(target.shape)}")
+        token = torch.nn.functional.cross_entropy(
+            _float(logits).reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ignore_index, reduction="none"
+        ).view(target.shape)
+        real = target != ignore_index
+        return token.sum(dim=1) / real.sum(dim=1)
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (batch, classes) or (batch, tokens, classes), got {tuple(logits.shape)}")
     if target.is_floating_point():

@@ -75,9 +75,13 @@ def token_mean(statistic: RowStatistic, logits: Tensor, target: Tensor, ignore_i
 
 
 def nan_mean(values: Tensor) -> Tensor:
-    """The mean of each row over its non-NaN entries; NaN for a row with none."""
+    """The mean of each row over its non-NaN entries; NaN for a row with none.
+
+    Summed in float64: a float32 sum's rounding depends on the row's length, i.e. on how far a batch was
+    padded, and the same example must get the same value in any batch (and on any number of processes).
+    """
     seen = ~torch.isnan(values)
-    return torch.where(seen, values, 0.0).sum(dim=1) / seen.sum(dim=1)
+    return (torch.where(seen, values.double(), 0.0).sum(dim=1) / seen.sum(dim=1)).to(values.dtype)
 
 
 def _float(values: Tensor) -> Tensor:
@@ -101,7 +105,7 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100) -> T
             _float(logits).reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ignore_index, reduction="none"
         ).view(target.shape)
         real = target != ignore_index
-        return token.sum(dim=1) / real.sum(dim=1)
+        return (token.double().sum(dim=1) / real.sum(dim=1)).float()  # float64 sum: see `nan_mean`
     if logits.ndim != 2:
         raise ValueError(f"logits must have shape (batch, classes) or (batch, tokens, classes), got {tuple(logits.shape)}")
     if target.is_floating_point():

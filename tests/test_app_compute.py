@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from datadiet import ScoreTable, select
 from datadiet.app import config_dir, run
-from datadiet.app.accounting import train_epochs
+from datadiet.app.budget import Budget
+from datadiet.scores import get_score
 
 from _app_overrides import SMALL
 
@@ -28,14 +28,14 @@ def compose_small(tmp_path, *overrides, base=SMALL):
 # Budget arithmetic (no training) -------------------------------------------------------------------
 def budget_cfg(budget, max_epochs=10, mode="separate", probe_epochs=2, compute_fraction=None, score="el2n",
                epochs_scale=1.0):
-    return OmegaConf.create(
-        {
-            "max_epochs": max_epochs,
-            "probe": {"mode": mode, "epochs": probe_epochs},
-            "pruning": {"budget": budget, "compute_fraction": compute_fraction, "score": score,
-                        "epochs_scale": epochs_scale},
-        }
-    )
+    in_run = mode == "in_run"
+    return Budget(kind=budget, max_epochs=max_epochs, epochs_scale=epochs_scale, compute_fraction=compute_fraction,
+                  in_run_epochs=probe_epochs if in_run else 0,
+                  in_run_scoring=in_run and get_score(score).phase == "eval")
+
+
+def train_epochs(budget, *arguments, **keywords):
+    return budget.train_epochs(*arguments, **keywords)
 
 
 def test_epochs_scale_rounds_half_up():

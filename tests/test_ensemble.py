@@ -1,8 +1,9 @@
 """Multi-seed probes: averaged tables and per-seed Spearman correlations."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from scipy.stats import spearmanr
 
 from datadiet import ScoreTable
@@ -60,8 +61,14 @@ def test_run_probe_seeds_loops_with_distinct_seeds(tmp_path):
         seen.append((int(cfg.seed), int(cfg.probe.seeds), output_dir.name))
         return tables()[len(seen) - 1], {"probe_wall_time_s": 1.0, "probe_examples_seen": 10}
 
-    cfg = OmegaConf.create({"seed": 7, "probe": {"seeds": 3}})
-    table, costs = run_probe_seeds(fake_probe, cfg, None, [], tmp_path, lambda c: {"probe_fingerprint": "avg"})
+    class Plan:  # the two fields of a RunPlan that run_probe_seeds reads, and its probe_seed(k)
+        def __init__(self, seed, seeds):
+            self.seed, self.probe = seed, SimpleNamespace(seeds=seeds)
+
+        def probe_seed(self, k):
+            return Plan(self.seed + k, 1)
+
+    table, costs = run_probe_seeds(fake_probe, Plan(7, 3), None, [], tmp_path, lambda c: {"probe_fingerprint": "avg"})
     assert seen == [(7, 1, "probe_seed0"), (8, 1, "probe_seed1"), (9, 1, "probe_seed2")]
     assert costs == {"probe_wall_time_s": 3.0, "probe_examples_seen": 30}
     assert table.metadata["seeds"] == [7, 8, 9] and table.metadata["probe_fingerprint"] == "avg"

@@ -143,7 +143,8 @@ def single_process(trainer_cfg: Any) -> bool:
 
 
 def cache_probe(fingerprint_fn: Callable[[Any, Any], str]) -> Callable:
-    """Decorates the app's ``run_probe(cfg, datamodule, loggers, output_dir)`` with the score cache.
+    """Decorates the app's ``run_probe(plan, datamodule, loggers, output_dir)`` with the score cache
+    (``plan.paths.cache_dir``; none when it is unset).
 
     The probe's costs are kept in the cached table's metadata (``probe_costs``), so a job that reuses
     the scores still reports what they cost, with ``probe_cache`` = ``"hit"`` (or ``"miss"``). The job's
@@ -153,21 +154,21 @@ def cache_probe(fingerprint_fn: Callable[[Any, Any], str]) -> Callable:
 
     def decorator(run_probe: Callable[..., tuple[ScoreTable, dict[str, Any]]]) -> Callable:
         @functools.wraps(run_probe)
-        def cached(cfg: Any, datamodule: Any, loggers: list, output_dir: Path, *args: Any, **kwargs: Any):
-            cache_dir = cfg.paths.get("cache_dir") if "paths" in cfg else None
+        def cached(plan: Any, datamodule: Any, loggers: list, output_dir: Path, *args: Any, **kwargs: Any):
+            cache_dir = plan.paths.cache_dir
             if not cache_dir:
-                return run_probe(cfg, datamodule, loggers, output_dir, *args, **kwargs)
-            fingerprint = fingerprint_fn(cfg, datamodule)
+                return run_probe(plan, datamodule, loggers, output_dir, *args, **kwargs)
+            fingerprint = fingerprint_fn(plan, datamodule)
             computed: dict[str, Any] = {}
 
             def compute() -> ScoreTable:
-                table, costs = run_probe(cfg, datamodule, loggers, output_dir, *args, **kwargs)
+                table, costs = run_probe(plan, datamodule, loggers, output_dir, *args, **kwargs)
                 table.metadata["probe_costs"] = {key: value for key, value in costs.items() if key != "probe_resumed"}
                 computed["costs"] = costs
                 return table
 
             cache = ProbeCache(cache_dir)
-            table, hit = cache.get_or_compute(fingerprint, compute, lock=single_process(cfg.trainer))
+            table, hit = cache.get_or_compute(fingerprint, compute, lock=single_process(plan.trainer))
             if hit:
                 log.info("probe %s: reusing the cached scores in %s", fingerprint, cache.path(fingerprint))
                 if _is_rank_zero():

@@ -1,4 +1,5 @@
-"""The ``datadiet`` console script: Hydra's entry point around :func:`datadiet.app.pipeline.run`."""
+"""The ``datadiet`` console script: Hydra's entry point — the composed config becomes a
+:class:`~datadiet.app.plan.RunPlan`, which :func:`datadiet.app.pipeline.run` runs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 
 from datadiet.app.launch import multirun_ddp_job
 from datadiet.app.pipeline import run
+from datadiet.app.plan import RunPlan
 from datadiet.report import record_failures
 
 
@@ -32,8 +34,9 @@ def main(cfg: DictConfig) -> float:
     """
 
     def job(job_cfg: DictConfig) -> float:
-        with multirun_ddp_job(job_cfg):
-            return run(job_cfg)["test_error"]
+        plan = RunPlan.from_config(job_cfg)  # every key and value checked before anything trains
+        with multirun_ddp_job(plan):
+            return run(plan)["test_error"]
 
     return record_failures(job, cfg)
 

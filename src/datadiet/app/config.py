@@ -2,7 +2,8 @@
 
 A typo or a wrong type anywhere in a composed config (``pruning.keep_fracton=0.3``,
 ``trainer.devices=[a]``, ``data.num_samples=many``) fails at composition with OmegaConf's message,
-which names the full key (``full_key: pruning.keep_fracton``) and the schema it is not in.
+which names the full key (``full_key: pruning.keep_fracton``) and the schema it is not in; a key added
+with ``+`` that no schema has fails when the plan is built (:func:`datadiet.app.plan_parts.check_known_keys`).
 
 The fixed-shape groups (``probe``, ``pruning``, ``trainer``, ``paths``) are typed fields of
 :class:`DataDietConfig`, the first entry of ``conf/config.yaml``'s defaults. Groups whose options
@@ -13,7 +14,6 @@ A new key in ``conf/`` therefore needs its field here (the error names the schem
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import typing
 from dataclasses import dataclass, field, make_dataclass
@@ -240,69 +240,6 @@ class DataDietConfig:
     resume: bool = True
     ckpt_path: Optional[str] = None
     baseline: bool = False
-
-
-#: Config nodes whose keys are free-form (a strategy's or a score's own keyword arguments): ``+`` may add keys there.
-FREE_FORM = ("pruning.options", "probe.score_options")
-
-
-def check_known_keys(cfg: Any, schema_name: str = "") -> None:
-    """Fails when a composed config has a key its schema does not (one added with ``+key=value``).
-
-    Hydra lets ``+`` add a key to a typed node; the schema would not have it, so nothing reads it and the run
-    would silently ignore it. Free-form nodes (:data:`FREE_FORM`, a network's ``net``, ``logger``) take any key.
-
-    Raises:
-        ValueError: naming the key, the schema, the close matches and where free-form keys go.
-    """
-    from dataclasses import fields, is_dataclass
-
-    from omegaconf import DictConfig
-
-    for node_path, node in _typed_nodes(cfg):
-        schema = OmegaConf.get_type(node)
-        if not (isinstance(node, DictConfig) and is_dataclass(schema)):
-            continue
-        known = [item.name for item in fields(schema)]
-        for key in node.keys():
-            if key not in known:
-                prefix = f"{node_path}." if node_path else ""
-                close = [f"`{prefix}{match}`" for match in difflib.get_close_matches(str(key), known, n=3)]
-                raise ValueError(
-                    f"`{prefix}{key}` is not a setting: {schema.__name__} has no `{key}`"
-                    + (f" (did you mean {' or '.join(close)}?)" if close else "")
-                    + f". `+key=value` adds keys only to the free-form {' and '.join(FREE_FORM)}; "
-                    + (f"the keys of `{node_path}` are: " if node_path else "the top-level keys are: ")
-                    + ", ".join(known)
-                )
-
-
-def _typed_nodes(node: Any, path: str = ""):
-    """Every mapping node of a config with its dotted path, skipping :data:`FREE_FORM` subtrees."""
-    from omegaconf import DictConfig
-
-    if not isinstance(node, DictConfig) or path in FREE_FORM:
-        return
-    yield path, node
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            yield from _typed_nodes(child, f"{path}.{key}" if path else str(key))
-
-
-def check_epochs(cfg: Any) -> None:
-    """``trainer.max_epochs`` (what Lightning + Hydra users type) sets the full training's epochs, as ``max_epochs``
-    does; both set to different values is ambiguous.
-
-    Raises:
-        ValueError: ``trainer.max_epochs`` and ``max_epochs`` differ.
-    """
-    trainer_epochs = cfg.trainer.get("max_epochs")
-    if trainer_epochs is not None and cfg.max_epochs != trainer_epochs:
-        raise ValueError(
-            f"`trainer.max_epochs={trainer_epochs}` and `max_epochs={cfg.max_epochs}` both set the full training's "
-            "epochs: give one of them (the probe's epochs are `probe.epochs`)"
-        )
 
 
 def _first_set(*values: Any) -> Any:

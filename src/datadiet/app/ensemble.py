@@ -81,38 +81,36 @@ def average_table_files(paths: Sequence[str | os.PathLike]) -> ScoreTable:
 
 def run_probe_seeds(
     run_probe: Callable[..., tuple[ScoreTable, dict[str, Any]]],
-    cfg: Any,
+    plan: Any,
     datamodule: Any,
     loggers: list,
     output_dir: Path,
     provenance_fn: Optional[Callable[[Any], dict[str, Any]]] = None,
 ) -> tuple[ScoreTable, dict[str, Any]]:
-    """The app's probe step with ``cfg.probe.seeds`` (K, default 1) probes.
+    """The app's probe step with ``plan.probe.seeds`` (K) probes.
 
-    Probe k runs ``run_probe`` with ``seed = cfg.seed + k`` and ``probe.seeds = 1`` (so its cache key is
-    that of a single-seed run with that seed) in ``output_dir/probe_seed{k}``; costs are summed, and the
-    averaged table (provenance from ``provenance_fn(cfg)``) is saved as ``output_dir/scores.npz`` on rank 0.
+    Probe k runs ``run_probe`` with the plan of ``plan.probe_seed(k)`` (seed ``seed + k``, ``probe.seeds = 1``,
+    so its cache key is that of a single-seed run with that seed) in ``output_dir/probe_seed{k}``; costs are
+    summed, and the averaged table (provenance from ``provenance_fn(plan)``) is saved as
+    ``output_dir/scores.npz`` on rank 0.
     """
     import lightning.pytorch as pl
-    from omegaconf import OmegaConf
 
-    seeds = int(cfg.probe.get("seeds", 1) or 1)
-    if seeds < 1:
-        raise ValueError(f"`probe.seeds` must be a positive integer, got {seeds}")
+    seeds = plan.probe.seeds
     if seeds == 1:
-        return run_probe(cfg, datamodule, loggers, output_dir)
+        return run_probe(plan, datamodule, loggers, output_dir)
     tables, total = [], {}
     for k in range(seeds):
-        seed_cfg = OmegaConf.merge(cfg, {"seed": int(cfg.seed) + k, "probe": {"seeds": 1}})
-        pl.seed_everything(seed_cfg.seed, workers=True)
-        table, costs = run_probe(seed_cfg, datamodule, loggers, Path(output_dir) / f"probe_seed{k}")
+        seed_plan = plan.probe_seed(k)
+        pl.seed_everything(seed_plan.seed, workers=True)
+        table, costs = run_probe(seed_plan, datamodule, loggers, Path(output_dir) / f"probe_seed{k}")
         tables.append(table)
         for key, value in costs.items():
             total[key] = total.get(key, 0) + value if isinstance(value, (int, float)) else value
     averaged = average_tables(tables)
     if provenance_fn is not None:
-        averaged.metadata.update(provenance_fn(cfg))
-    averaged.metadata["seeds"] = [int(cfg.seed) + k for k in range(seeds)]
+        averaged.metadata.update(provenance_fn(plan))
+    averaged.metadata["seeds"] = [plan.seed + k for k in range(seeds)]
     if pl.utilities.rank_zero.rank_zero_only.rank == 0:
         averaged.save(Path(output_dir) / "scores.npz")
     return averaged, total

@@ -21,7 +21,7 @@ from typing import Any
 import torch.distributed
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import open_dict, read_write
 
 from datadiet.app.cache import single_process
 
@@ -31,21 +31,22 @@ log = logging.getLogger(__name__)
 CHILD_EXIT_TIMEOUT_S = 120.0
 
 
-def needs_job_launch(cfg: DictConfig) -> bool:
-    """Whether ``cfg`` is a multirun job whose trainer runs several processes (DDP, FSDP, several nodes)."""
+def needs_job_launch(plan: Any) -> bool:
+    """Whether ``plan`` is a multirun job whose trainer runs several processes (DDP, FSDP, several nodes)."""
     if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
         return False
-    return "trainer" in cfg and not single_process(cfg.trainer)
+    return not single_process(plan.trainer)
 
 
-def rank_argv(cfg: DictConfig, argv0: str) -> list[str]:
+def rank_argv(plan: Any, argv0: str) -> list[str]:
     """The command line that makes ranks > 0 run this job alone, as a single run.
 
-    It is the job's own task overrides; the probe cache folder, which a multirun resolves to the sweep
-    directory and a single run to its run directory, is passed resolved so every rank uses rank 0's.
+    It is the job's own task overrides; the probe cache folder (``plan.paths.cache_dir``), which a multirun
+    resolves to the sweep directory and a single run to its run directory, is passed resolved so every rank
+    uses rank 0's.
     """
     overrides = [str(item) for item in HydraConfig.get().overrides.task]
-    cache_dir = cfg.get("paths", {}).get("cache_dir") if "paths" in cfg else None
+    cache_dir = getattr(getattr(plan, "paths", None), "cache_dir", None)
     if cache_dir and not any(item.lstrip("+~").startswith("paths.cache_dir=") for item in overrides):
         quoted = str(cache_dir).replace("\\", "\\\\").replace("'", "\\'")
         overrides.append(f"paths.cache_dir='{quoted}'")
@@ -53,7 +54,7 @@ def rank_argv(cfg: DictConfig, argv0: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def multirun_ddp_job(cfg: DictConfig) -> Iterator[None]:
+def multirun_ddp_job(plan: Any) -> Iterator[None]:
     """Runs one multirun job whose trainer uses several processes; a no-op for any other run.
 
     During the job, ``sys.argv`` is the job's own overrides (see :func:`rank_argv`) and ``hydra.run.dir``
@@ -62,20 +63,20 @@ def multirun_ddp_job(cfg: DictConfig) -> Iterator[None]:
     and ``os.environ``, ``sys.argv`` and ``hydra.run.dir`` are restored, so the next job starts afresh.
 
     Args:
-        cfg: the job's config.
+        plan: the job's :class:`~datadiet.app.plan.RunPlan`.
 
     Example::
 
-        with multirun_ddp_job(cfg):
-            run(cfg)
+        with multirun_ddp_job(plan):
+            run(plan)
     """
-    if not needs_job_launch(cfg):
+    if not needs_job_launch(plan):
         yield
         return
     hydra_cfg = HydraConfig.get()
     saved_argv, saved_env, saved_run_dir = list(sys.argv), dict(os.environ), hydra_cfg.run.dir
     observers_before = set(_observers())
-    sys.argv = rank_argv(cfg, saved_argv[0])
+    sys.argv = rank_argv(plan, saved_argv[0])
     with read_write(hydra_cfg), open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
     failed = True

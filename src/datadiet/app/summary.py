@@ -1,8 +1,16 @@
-"""The closing summary of a run: a readable table on the console and ``summary.json`` in the run directory."""
+"""The closing summary of a run: ``summary.json`` in the run directory and a readable table on the console."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from datadiet.app.accounting import compute_summary
+from datadiet.compute import ComputeAccount
+
+if TYPE_CHECKING:
+    from datadiet.app.kept_subset import KeptSubset
+    from datadiet.app.plan import RunPlan
+    from datadiet.app.training import Fit
 
 
 def _format(value: Any) -> str:
@@ -79,3 +87,54 @@ def _budget(summary: dict[str, Any]) -> str:
 
 def _flops(value: float) -> str:
     return f"{value:.3g}" if value < 1000 else f"{value:.3g}".replace("e+0", "e").replace("e+", "e")
+
+
+# summary.json -------------------------------------------------------------------------------------
+def run_summary(
+    plan: "RunPlan", datamodule: Any, subset: "KeptSubset", fit: "Fit", reference: Optional[dict[str, Any]]
+) -> tuple[dict[str, Any], bool]:
+    """The run's ``summary.json`` entries, with its compute against full data and the full-data ``reference``
+    (``None`` when there is none); and whether this run is itself the full-data reference."""
+    kept, table, costs, pruning = subset.kept, subset.table, subset.costs, plan.pruning
+    test_accuracy = float(fit.test_metrics["test/acc"])
+    summary = {
+        "dataset": datamodule.name,
+        "train_examples": datamodule.num_examples,
+        "examples_kept": int(len(kept)),
+        "keep_fraction": subset.keep_fraction,
+        "score": pruning.score if table is not None else None,
+        "strategy": (
+            pruning.strategy
+            if table is not None or (len(kept) < datamodule.num_examples and not pruning.subset_path)
+            else "all (no probe)"
+        ),
+        "class_balanced": pruning.class_balanced,
+        "test_accuracy": test_accuracy,
+        "test_error": 1.0 - test_accuracy,
+        "test_loss": float(fit.test_metrics["test/loss"]),
+        **costs,
+        "train_wall_time_s": fit.wall_time_s,
+        "train_examples_seen": fit.examples_seen,
+        "total_examples_seen": costs["probe_examples_seen"] + fit.examples_seen,
+        "seed": plan.seed,
+        "output_dir": str(plan.paths.output_dir),
+        "resumed": subset.resumed,
+        "pruning_mode": pruning.mode.name,
+        **pruning.mode.summary(fit.mode_callbacks),
+    }
+    account = ComputeAccount(
+        flops_per_example=fit.flops_per_example,
+        train_presentations=fit.examples_seen,
+        probe_flops_per_example=fit.probe_flops_per_example,
+        probe_presentations=int(costs.get("probe_presentations", 0)),
+        probe_scored=int(costs.get("probe_scored_examples", 0)),
+        in_run_scored=fit.prune.scored_examples if fit.prune is not None else 0,
+    )
+    is_reference = plan.may_be_reference(fit.epochs, account.probe_flops)
+    summary.update(
+        compute_summary(
+            account, plan, datamodule.num_examples, fit.epochs, test_accuracy,
+            None if is_reference else reference, is_reference,
+        )
+    )
+    return summary, is_reference

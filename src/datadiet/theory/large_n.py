@@ -11,19 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional, Union
 
 import numpy as np
 from scipy import optimize, special
-
-from datadiet.theory._arguments import (
-    check_alpha_tot,
-    check_keep_fraction,
-    check_n_dim,
-    check_probe_angle,
-    check_seeds,
-    check_strategy,
-)
 
 # Gaussian integrals stop this many standard deviations out (past the kept region's edge for keep-easy).
 _TAIL = 12.0
@@ -222,57 +212,9 @@ def _maximize_unimodal(negative, low: float, high: float, num_grid: int = 25) ->
     return float(result.x) if result.fun <= values[best] else float(grid[best])
 
 
-def predict(
-    n_dim: Optional[int] = None,
-    *,
-    alpha_tot: float,
-    keep_fraction: float,
-    strategy: str = "hard",
-    probe_angle_deg: float = 0.0,
-    seeds: Union[int, Iterable[int], None] = None,
-) -> TheoryResult:
-    """Large-N test error of the max-margin student trained on the pruned teacher–student perceptron.
-
-    Takes the same arguments as :func:`datadiet.theory.simulate` so one set of keyword arguments drives
-    both; ``n_dim`` and ``seeds`` are checked but do not enter the N → ∞ theory.
-
-    Args:
-        n_dim: input dimension N of the matching simulation (unused by the theory).
-        alpha_tot: examples per dimension before pruning, P/N > 0.
-        keep_fraction: fraction f in (0, 1] kept; the student sees ``α_prune = f·α_tot``.
-        strategy: ``hard`` keeps the smallest probe margins ``|J·x|``, ``easy`` the largest, ``random``
-            a uniform subset, ``auto`` whichever of easy/hard :func:`datadiet.theory.auto.auto_decision`
-            picks.
-        probe_angle_deg: angle θ in degrees between the pruning probe J and the teacher, in [0, 90].
-        seeds: seeds of the matching simulation (unused by the theory).
-
-    Returns:
-        A :class:`TheoryResult` with the test error, margin and overlaps.
-
-    Raises:
-        ValueError: ``alpha_tot <= 0``, ``keep_fraction`` outside (0, 1], an unknown ``strategy``, or
-            ``probe_angle_deg`` outside [0, 90].
-
-    Example::
-
-        predict(alpha_tot=4.0, keep_fraction=0.5, strategy="hard").error
-    """
-    if n_dim is not None:
-        check_n_dim(n_dim)
-    if seeds is not None:
-        check_seeds(seeds)
-    alpha_tot = check_alpha_tot(alpha_tot)
-    keep_fraction = check_keep_fraction(keep_fraction)
-    strategy = check_strategy(strategy)
-    probe_angle_deg = check_probe_angle(probe_angle_deg)
-    if strategy == "auto":
-        from datadiet.theory.auto import auto_decision  # noqa: PLC0415  (auto builds on this module)
-
-        strategy = auto_decision(alpha_tot, keep_fraction, probe_angle_deg=probe_angle_deg).strategy
-    return _predict(alpha_tot, keep_fraction, strategy, probe_angle_deg)
-
-
-def _predict(alpha_tot: float, keep_fraction: float, strategy: str, probe_angle_deg: float) -> TheoryResult:
+def predict_strategy(alpha_tot: float, keep_fraction: float, strategy: str, probe_angle_deg: float) -> TheoryResult:
+    """The large-N prediction for ``easy``, ``hard`` or ``random`` (arguments already checked; see
+    :func:`datadiet.theory.predict`, which also resolves ``auto``)."""
     if keep_fraction >= 1.0:
         strategy_for_margins = "random"
     else:

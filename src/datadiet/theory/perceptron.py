@@ -23,7 +23,7 @@ from datadiet.theory._arguments import (
     check_seeds,
     check_strategy,
 )
-from datadiet.theory.auto import auto_decision  # also registers the `auto` strategy
+from datadiet.theory.decision import auto_decision
 
 
 @dataclass(frozen=True)

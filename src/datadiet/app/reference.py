@@ -1,0 +1,69 @@
+"""The full-data reference a run's accuracy is compared with (``baseline=true`` or the reference cache), and
+the verdict against the early-stopped full-data run (all data for the fewest epochs that cost at least what
+the run cost: :func:`datadiet.app.accounting.early_stopped_epochs`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from datadiet import __version__
+from datadiet._io import atomic_write_json
+
+if TYPE_CHECKING:
+    from datadiet.app.plan import RunPlan
+
+
+def _path(plan: "RunPlan", key: str) -> Path:
+    return Path(plan.config["paths"]["cache_dir"]) / "references" / f"{key}.json"
+
+
+def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
+    """The recorded full-data run of this data/model/trainer/epochs/seed, or ``None``."""
+    path = _path(plan, key)
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("reference_key") == key else None
+
+
+def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
+    """Records a full-data run (keep_fraction 1, max_epochs epochs, no probe) for later comparisons."""
+    record = {
+        "reference_key": key,
+        "test_accuracy": summary["test_accuracy"],
+        "total_flops": summary["total_flops"],
+        "max_epochs": plan.max_epochs,
+        "output_dir": summary["output_dir"],
+        "datadiet_version": __version__,
+    }
+    atomic_write_json(_path(plan, key), record)
+
+
+def compare_early_stopped(summary: dict[str, Any], early: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+    """The summary's verdict against the early-stopped full-data run: did pruning pay at this compute?"""
+    epochs = int(early["train_epochs"])
+    difference = 100.0 * (summary["test_accuracy"] - early["test_accuracy"])
+    early_ratio = epochs / max_epochs
+    paid = difference > 0
+    verdict = (
+        f"pruning paid: {signed(difference)} pt over all data for {epochs} epochs ({early_ratio:.2f}× compute)"
+        if paid
+        else f"pruning did not pay: all data for {epochs} epochs ({early_ratio:.2f}× compute) reaches "
+        f"{early['test_accuracy']:.4f}, {signed(difference)} pt for this run"
+    )
+    return {
+        "early_stopped_epochs": epochs,
+        "early_stopped_compute_ratio": early_ratio,
+        "early_stopped_test_accuracy": float(early["test_accuracy"]),
+        "accuracy_vs_early_stopped_pt": difference,
+        "pruning_paid": paid,
+        "vs_early_stopped": verdict,
+    }
+
+
+def signed(value: float) -> str:
+    """``+0.5`` / ``−0.3`` (a true minus sign) / ``±0.0``, to one decimal."""
+    text = f"{value:+.1f}"
+    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")

@@ -8,8 +8,9 @@ to its own length. A method pays only where it lies *above* that line. Three reg
 - ``b``: MNIST-1D pool of ~196,000 generated training examples, CNN1D, budget about one pass
   (one pass = compute 1.0; a step-wise cosine schedule, so a fraction of a pass is a complete run);
 - ``c``: scarce real data: scikit-learn digits (1,294 training examples), MLP, 20 epochs = 1.0;
-- ``e``: a byte-level causal language model (``TinyGPT``) on the Python standard library's source, 64-byte
-  windows, held-out files; the metric is held-out bits per byte (lower is better; ``benchmarks/_lm.py``).
+- ``e``: a byte-level causal language model (``TinyGPT``) on the Python standard library's source, 2,000
+  windows of 64 bytes, 16 epochs = 1.0; ``e6000``: 6,000 windows, 8 epochs = 1.0. Held-out files; the metric
+  is held-out bits per byte (lower is better; ``benchmarks/_lm.py``).
 
 Compute (DESIGN.md §5b): each model's forward FLOPs per example measured once with
 ``torch.utils.flop_counter.FlopCounterMode`` (:func:`datadiet.compute.forward_flops_per_example`), a
@@ -173,11 +174,19 @@ def regimes(quick: bool) -> dict[str, Regime]:
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
     )
+    # A byte-level language model (benchmarks/_lm.py): many epochs over little text (e), and fewer over more (e6000).
     e_methods = (
         _static(0.5, "random", "none"),
+        _static(0.5, "hard", "in_run", probe_epochs=4, score="loss"),
+        _static(0.7, "hard", "in_run", probe_epochs=4, score="loss"),
+        _static(0.5, "easy", "in_run", probe_epochs=4, score="loss"),
+        ("dynamic", {"prune_ratio": 0.3}),
+        ("dynamic", {"prune_ratio": 0.5}),
+        ("dynamic", {"prune_ratio": 0.7}),
+        ("dynamic", {"prune_ratio": 0.7, "epochs": 20}),
+    )
+    e6000_methods = (
         _static(0.5, "hard", "in_run", probe_epochs=2, score="loss"),
-        _static(0.5, "easy", "in_run", probe_epochs=2, score="loss"),
-        _static(0.7, "easy", "in_run", probe_epochs=2, score="loss"),
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
     )
@@ -186,7 +195,8 @@ def regimes(quick: bool) -> dict[str, Regime]:
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
                         (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[-1:]),
             "e": Regime("e", "quick byte-level LM", _lm.make_data(256, 64), _lm.NET, 3e-3, 3, (2 / 3, 1.0),
-                        methods=(e_methods[1], e_methods[-1]), **_lm.REGIME_OPTIONS),
+                        methods=(_static(0.5, "hard", "in_run", probe_epochs=2, score="loss"), e_methods[5]),
+                        **_lm.REGIME_OPTIONS),
         }
     return {
         "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
@@ -198,9 +208,12 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
-        "e": Regime("e", "byte-level causal LM (TinyGPT, 85k parameters), Python stdlib source, 6,000 windows of 64 "
-                         "bytes (1.0 = 8 epochs)", _lm.make_data(6000, 1000), _lm.NET, 3e-3, 8,
+        "e": Regime("e", "byte-level causal LM (TinyGPT, 85k parameters), Python stdlib source, 2,000 windows of 64 "
+                         "bytes, AdamW 1e-2 (1.0 = 16 epochs)", _lm.make_data(2000, 1000), _lm.NET, 1e-2, 16,
                     (0.25, 0.375, 0.5, 0.625, 0.75, 1.0), methods=e_methods, **_lm.REGIME_OPTIONS),
+        "e6000": Regime("e6000", "byte-level causal LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
+                        _lm.make_data(6000, 1000), _lm.NET, 3e-3, 8, (0.25, 0.5, 0.75, 1.0), methods=e6000_methods,
+                        **_lm.REGIME_OPTIONS),
     }
 
 
@@ -477,7 +490,7 @@ def measure_flops(regime: Regime) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c, e")
+    parser.add_argument("--regimes", default="a,b,c", help="comma-separated: a, b, c, e, e6000")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic (comma-separated)")
     parser.add_argument("--labels", default=None,

@@ -39,6 +39,7 @@ from datadiet.app.plan_parts import (
     read_pruning,
     selection,
 )
+from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
 __all__ = ["ALL_DATA", "BY_SCORES", "IN_RUN", "SUBSET_FILE", "RunPlan", "validate_config"]
@@ -69,6 +70,8 @@ class RunPlan:
     budget: Budget
     #: How the training set is chosen: :data:`ALL_DATA`, :data:`SUBSET_FILE`, :data:`IN_RUN` or :data:`BY_SCORES`.
     selection: str
+    #: ``test_metric`` / ``test_metric_mode``: what the model logs in test_step that the run reports and compares.
+    test_metric: TestMetric = field(default_factory=TestMetric)
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -170,6 +173,7 @@ class RunPlan:
             pruning=pruning,
             budget=budget,
             selection=selection(probe, pruning),
+            test_metric=TestMetric.read(cfg.get("test_metric", "test/acc"), cfg.get("test_metric_mode", "max")),
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
 

@@ -8,7 +8,7 @@ without an adapter (each example's loss is its mean over real tokens: its log pe
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,28 +60,11 @@ class CausalLM(Classifier):
 
     Batches are ``(x, y)`` with ``y`` the next tokens (``-100`` where a position does not count). Logs
     ``{train,val,test}/loss`` (nats per token), ``{val,test}/bits_per_token`` and ``{val,test}/acc`` (next-token
-    accuracy); for a byte-level model bits per token are bits per byte. Optimizer and schedule arguments as
-    :class:`~datadiet.models.Classifier`'s (``adamw`` by default).
+    accuracy); for a byte-level model bits per token are bits per byte. Arguments as
+    :class:`~datadiet.models.Classifier`'s.
     """
 
-    def __init__(
-        self,
-        net: Callable[..., nn.Module] | nn.Module,
-        input_shape: Sequence[int],
-        num_classes: int,
-        optimizer: str = "adamw",
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
-        cosine_schedule: bool = False,
-        schedule_interval: str = "epoch",
-        log_prefix: str = "",
-    ) -> None:
-        super().__init__(net, input_shape, num_classes, optimizer, lr, weight_decay, momentum, cosine_schedule,
-                         schedule_interval, log_prefix)
-        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-100)
-        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-100)
-        self.test_accuracy = MulticlassAccuracy(num_classes, average="micro", ignore_index=-100)
+    ignore_index = -100
 
     @staticmethod
     def token_loss(logits: Tensor, target: Tensor) -> Tensor:

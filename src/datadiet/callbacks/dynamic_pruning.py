@@ -15,18 +15,15 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_first_batch
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
+from datadiet.callbacks._epoch_losses import EpochLosses
+from datadiet.callbacks._weighted_forwards import WeightedForwards
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
-from datadiet.callbacks.presentation_buffer import PresentationBuffer
-from datadiet.losses import cross_entropy
 from datadiet.scores.base import merge_seen, trainer_sync_min
-
-#: The key of a ``training_step`` output dict that gives each example's loss instead of the adapter's.
-EXAMPLE_LOSS_KEY = "example_loss"
 
 RULES = ("infobatch", "seta")
 
 
-class DynamicPruning(Callback):
+class DynamicPruning(WeightedForwards, Callback):
     r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
 
     Definition (``rule="infobatch"``). An example's score is its loss at its last training presentation,
@@ -142,25 +139,15 @@ class DynamicPruning(Callback):
         self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
         self._candidates: Optional[np.ndarray] = None  # original indices of the current training set
         self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
-        self._epoch_loss: Optional[Tensor] = None
-        # each step's logits are copied here and their losses computed in bulk (per step: three copies)
-        self._presentations = PresentationBuffer()
+        self._losses = EpochLosses(self.adapter)
         self._weight: Optional[Tensor] = None
-        self._batch_index: Optional[Tensor] = None
-        self._batch_weights: Optional[Tensor] = None
+        self._reset_step()
         self._prepared_epoch: Optional[int] = None
         self._stretching = False
-        self._bulk_losses: Optional[bool] = None  # cross-entropy of (B, K) logits: losses computed in bulk
-        self._weights_read = False
-        self._odd_rows: Optional[str] = None
-        self._forwards = 0
         self._restored_epoch: Optional[int] = None
         self._datamodule: Any = None
         self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
         self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
-        self._open_calls: list[bool] = []  # per module call in progress: whether another call ran inside it
-        self._capturing = False
-        self._captured: Any = None
         self._served_at_epoch_start = 0
         self._pending_state: Optional[dict[str, Any]] = None
         self._schedule = ScheduleStretch()
@@ -169,18 +156,6 @@ class DynamicPruning(Callback):
     @override
     def state_key(self) -> str:
         return self._state_key
-
-    @property
-    def batch_weights(self) -> Optional[Tensor]:
-        """Weights of the current training batch's examples, in batch order, on the model's device.
-
-        Ones in an epoch where every weight is 1; ``None`` outside training. Use it with
-        ``weight_gradients=False``: ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
-        """
-        self._weights_read = True
-        if self._batch_index is None or self._batch_weights is not None:
-            return self._batch_weights
-        return torch.ones(len(self._batch_index), device=self._batch_index.device)
 
     @property
     def scores(self) -> np.ndarray:
@@ -215,8 +190,7 @@ class DynamicPruning(Callback):
         self._candidates = None
         self._decided = None
         self._prepared_epoch = self._restored_epoch = None
-        self._epoch_loss = None
-        self._presentations = PresentationBuffer()
+        self._losses = EpochLosses(self.adapter)
         self._schedule = ScheduleStretch()
         self.kept_per_epoch, self.presentations_per_epoch = [], []
         if self._pending_state is not None:
@@ -233,13 +207,13 @@ class DynamicPruning(Callback):
         self._hook_handle = self._pre_hook_handle = None
         if self._datamodule is not None and self._datamodule.epoch_subset_fn == self._epoch_subset:
             self._datamodule.epoch_subset_fn = None  # a later Trainer without this callback trains on all data
-        self._weight = self._batch_weights = self._batch_index = None
+        self._weight = None
+        self._reset_step()
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         device = pl_module.device
-        self._epoch_loss = (self._epoch_loss if self._epoch_loss is not None else
-                            torch.full((len(self._scores),), float("nan"))).to(device)
+        self._losses.start(len(self._scores), device)
         check_first_batch(trainer, pl_module, self.adapter, "DynamicPruning", needs_loss=True)
         self._hook_handle = pl_module.register_forward_hook(self._capture_output)
         self._pre_hook_handle = pl_module.register_forward_pre_hook(self._enter_forward)
@@ -251,7 +225,6 @@ class DynamicPruning(Callback):
             (config.interval == "step" or not pl_module.automatic_optimization) and not config.reduce_on_plateau
             for config in trainer.lr_scheduler_configs
         )
-        self._bulk_losses = None
         self._odd_rows = None
 
     # Each epoch's choice ----------------------------------------------------------------------------
@@ -327,126 +300,28 @@ class DynamicPruning(Callback):
                 "DynamicPruning got a training batch without original indices: the training loader must be "
                 "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
             )
-        self._batch_index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
-        self._batch_weights = None if self._weight is None else self._weight.index_select(0, self._batch_index)
-        self._weights_read = False
-        self._captured = None
-        self._forwards = 0
-        self._open_calls = []
-        self._capturing = True
+        index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
+        self._begin_step(index, None if self._weight is None else self._weight.index_select(0, index))
         if self._stretching:
             self._schedule.before_batch(trainer, pl_module)
-
-    def _enter_forward(self, module: torch.nn.Module, args: Any) -> None:
-        if self._capturing:
-            if self._open_calls:
-                self._open_calls[-1] = True
-            self._open_calls.append(False)
-
-    def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if not self._capturing:
-            return
-        if self._open_calls and self._open_calls.pop():
-            return  # a call that ran forwards inside it: Lightning's redirection of `training_step` (DDP), not one
-        self._forwards += 1
-        if self._captured is None:  # the step's first forward is the one scored
-            self._captured = output
-        if not self.weight_gradients:
-            return
-        logits = self.adapter.logits_fn(output)
-        if not isinstance(logits, Tensor) or not logits.requires_grad:  # not trained on: nothing to weight
-            return
-        weights = self._batch_weights
-        if logits.ndim == 0 or logits.shape[0] != len(self._batch_index):
-            if weights is not None:
-                raise ValueError(self._rows_message(logits))
-            self._odd_rows = self._rows_message(logits)  # refused at the end of the step
-            return
-        if weights is not None:
-            shape = (-1,) + (1,) * (logits.ndim - 1)
-            logits.register_hook(lambda grad: grad * weights.view(shape).to(grad.dtype))
-
-    def _rows_message(self, logits: Tensor) -> str:
-        return (
-            f"DynamicPruning weights each example's rows of every forward in a training step, but forward call "
-            f"{self._forwards} returned {tuple(logits.shape)} for a batch of {len(self._batch_index)} examples. Compute "
-            "that output under `torch.no_grad()` if it is not trained on, or pass `weight_gradients=False` and weight "
-            "the loss yourself with `pruning.batch_weights`"
-        )
 
     @override
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._capturing = False
-        if self._captured is None:
-            raise RuntimeError(
-                "DynamicPruning saw no call of the LightningModule's forward in `training_step`; call `self(x)` "
-                "there (not `self.net(x)`), so that each example's loss can be read"
-            )
-        captured, self._captured = self._captured, None
-        if self._odd_rows is not None:
-            raise ValueError(self._odd_rows)
-        if self._batch_weights is not None and not self.weight_gradients and not self._weights_read:
-            raise RuntimeError(
-                "DynamicPruning(weight_gradients=False) leaves weighting to training_step, but this weighted step "
-                "never read `pruning.batch_weights`: multiply each example's loss by it (or use weight_gradients=True)"
-            )
-        given = outputs.get(EXAMPLE_LOSS_KEY) if isinstance(outputs, dict) else None
-        if given is not None:
-            self._record(self._checked_losses(given))
-        elif callable(self.adapter.loss):
-            with torch.no_grad():
-                self._record(self.adapter.example_loss(captured, batch))
-        else:
-            logits, target = self.adapter.read(captured, batch)
-            if self._bulk_losses is None:  # batches of one fit share their structure: decided once
-                self._bulk_losses = self._rows_only(logits, target)
-            if self._bulk_losses:
-                if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
-                    self._record_losses()
-                self._presentations.add(self._batch_index, logits.detach(), target)
-            else:
-                with torch.no_grad():
-                    self._record(self.adapter.example_loss(captured, batch))
+        captured = self._end_step()
+        self._losses.add(self._batch_index, captured, batch, outputs)
         if self._stretching:
             self._schedule.after_batch(trainer, pl_module, batch_idx)
 
-    def _rows_only(self, logits: Tensor, target: Any) -> bool:
-        """Cross-entropy of one logits row and one integer label per example: buffered, computed in bulk."""
-        if logits.ndim == 0 or logits.shape[0] != len(self._batch_index):
-            raise ValueError(self._rows_message(logits))
-        return (
-            self.adapter.loss == "cross_entropy" and logits.ndim == 2 and isinstance(target, Tensor)
-            and target.ndim == 1 and not target.is_floating_point()
-        )
-
-    def _checked_losses(self, losses: Any) -> Tensor:
-        if not isinstance(losses, Tensor) or tuple(losses.shape) != (len(self._batch_index),):
-            raise ValueError(
-                f"training_step's `{EXAMPLE_LOSS_KEY}` must be one loss per example of the batch "
-                f"({len(self._batch_index)},), got {tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__}"
-            )
-        return losses.detach().float()
-
-    def _record(self, losses: Tensor) -> None:
-        """One step's per-example losses, into this epoch's loss buffer by original index."""
-        self._epoch_loss.scatter_(0, self._batch_index, losses.to(self._epoch_loss.device, self._epoch_loss.dtype))
-
-    def _record_losses(self) -> None:
-        """The buffered presentations' cross-entropy, into this epoch's loss buffer by original index."""
-        if len(self._presentations):
-            index, logits, target = self._presentations.take()
-            self._epoch_loss.scatter_(0, index, cross_entropy(logits, target))
-
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._record_losses()
+        self._losses.flush()
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
-        merged = merge_seen(self._epoch_loss, trainer_sync_min(trainer)).double().cpu().numpy()
+        merged = merge_seen(self._losses.values, trainer_sync_min(trainer)).double().cpu().numpy()
         presented = ~np.isnan(merged)
         self._scores[presented] = merged[presented]
-        self._epoch_loss.fill_(float("nan"))
+        self._losses.values.fill_(float("nan"))
         served = torch.tensor(
             self._datamodule.train_examples_served - self._served_at_epoch_start, device=pl_module.device
         )
@@ -462,12 +337,13 @@ class DynamicPruning(Callback):
     # Checkpointing --------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
-        if self._epoch_loss is not None:
-            self._record_losses()  # a checkpoint taken mid-epoch holds every presentation so far
+        epoch_loss = self._losses.values
+        if epoch_loss is not None:
+            self._losses.flush()  # a checkpoint taken mid-epoch holds every presentation so far
         served = 0 if self._datamodule is None else self._datamodule.train_examples_served - self._served_at_epoch_start
         return {
             "scores": None if self._scores is None else torch.from_numpy(self._scores.copy()),
-            "epoch_loss": None if self._epoch_loss is None else self._epoch_loss.detach().cpu().clone(),
+            "epoch_loss": None if epoch_loss is None else epoch_loss.detach().cpu().clone(),
             "kept_per_epoch": list(self.kept_per_epoch),
             "presentations_per_epoch": list(self.presentations_per_epoch),
             "epoch": self._prepared_epoch,
@@ -492,7 +368,7 @@ class DynamicPruning(Callback):
                 )
             self._scores = scores.double().numpy().copy()
         epoch_loss = state_dict.get("epoch_loss")
-        self._epoch_loss = None if epoch_loss is None else epoch_loss.float().clone()
+        self._losses.values = None if epoch_loss is None else epoch_loss.float().clone()
         self.kept_per_epoch = list(state_dict.get("kept_per_epoch", []))
         self.presentations_per_epoch = list(state_dict.get("presentations_per_epoch", []))
         self._served_at_epoch_start = self._datamodule.train_examples_served - state_dict.get("served_this_epoch", 0)

@@ -10,16 +10,18 @@ The same model and epochs three ways, then held-out bits per byte and the comput
 (training presentations at 3 forwards, the scoring pass at 1, relative to all data):
 
 1. all data;
-2. ``PruneDuringFit``: after 2 epochs the model scores every window by its own perplexity and the fit
-   continues on the 70 % with the lowest (``strategy="easy"``; ``"hard"`` keeps the highest);
-3. ``DynamicPruning``: each epoch skips half of the windows whose last loss was below the mean, and
+2. ``PruneDuringFit``: after 4 epochs the model scores every window by its own perplexity and the fit
+   continues on the 70 % with the highest (``strategy="hard"``; ``"easy"`` keeps the lowest);
+3. ``DynamicPruning``: each epoch skips 30 % of the windows whose last loss was below the mean, and
    re-weights the rest (InfoBatch).
 
-    python examples/causal_lm.py             # about 5 minutes on 2 CPU cores
-    python examples/causal_lm.py --quick     # a few seconds: checks it runs
+    python examples/causal_lm.py             # a few minutes on 2 CPU cores
+    python examples/causal_lm.py --quick     # seconds: checks it runs
 
-Whether pruning pays on this corpus is measured on the compute frontier (all data for fewer epochs as the
-line to beat, 3 seeds): ``python -m benchmarks.frontier --regimes e`` and the README's *Performance*.
+Whether pruning pays here is measured on the compute frontier (all data for fewer epochs as the line to
+beat, 3 seeds): ``python -m benchmarks.frontier --regimes e``. It barely does: dynamic pruning with r = 0.3
+is 0.015 bits per byte better than all data at 0.88x the compute (about one seed's spread); perplexity
+pruning, hard or easy, is below the line (the README's *Performance*, regime e).
 """
 
 import argparse
@@ -36,7 +38,7 @@ from datadiet.models import TinyGPT
 
 
 class LitByteLM(L.LightningModule):
-    def __init__(self, context: int = 64, lr: float = 3e-3):
+    def __init__(self, context: int = 64, lr: float = 1e-2):
         super().__init__()
         self.net = TinyGPT((context,), num_classes=256, width=48, depth=2, heads=4)
         self.lr = lr
@@ -63,7 +65,8 @@ class LitByteLM(L.LightningModule):
 
 def run(name: str, epochs: int, num_train: int, callbacks=(), seed: int = 0) -> dict:
     L.seed_everything(seed, verbose=False)
-    dm = python_source_datamodule(context=64, num_train=num_train, num_test=num_train // 6, batch_size=64)
+    dm = python_source_datamodule(context=64, num_train=num_train, num_test=1000 if num_train >= 1000 else 64,
+                                  batch_size=64)
     model = LitByteLM()
     trainer = L.Trainer(max_epochs=epochs, callbacks=list(callbacks), logger=False, enable_checkpointing=False,
                         enable_model_summary=False, enable_progress_bar=False)
@@ -80,12 +83,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the example runs")
     args = parser.parse_args()
     torch.set_num_threads(1)  # a tiny model: one thread is faster on a busy CPU
-    epochs, num_train = (3, 256) if args.quick else (8, 6000)
+    epochs, after, num_train = (3, 2, 256) if args.quick else (16, 4, 2000)
     results = [
         run("all data", epochs, num_train),
-        run("PruneDuringFit: 70 % lowest perplexity after 2 epochs", epochs, num_train,
-            [PruneDuringFit(after_epochs=2, score="loss", keep_fraction=0.7, strategy="easy")]),
-        run("DynamicPruning r=0.5", epochs, num_train, [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.125)]),
+        run(f"PruneDuringFit: 70 % highest perplexity after {after} epochs", epochs, num_train,
+            [PruneDuringFit(after_epochs=after, score="loss", keep_fraction=0.7, strategy="hard")]),
+        run("DynamicPruning r=0.3", epochs, num_train, [DynamicPruning(prune_ratio=0.3, anneal_fraction=0.125)]),
     ]
     for result in results:
         print(f"{result['run']:<55} held-out bits per byte {result['bits per byte']:.3f}   compute {result['compute']:.2f}")

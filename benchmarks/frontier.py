@@ -208,10 +208,10 @@ def regimes(quick: bool) -> dict[str, Regime]:
         "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
                     _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
                     methods=c_methods),
-        "e": Regime("e", "byte-level causal LM (TinyGPT, 85k parameters), Python stdlib source, 2,000 windows of 64 "
-                         "bytes, AdamW 1e-2 (1.0 = 16 epochs)", _lm.make_data(2000, 1000), _lm.NET, 1e-2, 16,
+        "e": Regime("e", "byte-level LM (TinyGPT, 85k params), Python stdlib source, 2,000 windows of 64 B "
+                         "(1.0 = 16 epochs)", _lm.make_data(2000, 1000), _lm.NET, 1e-2, 16,
                     (0.25, 0.375, 0.5, 0.625, 0.75, 1.0), methods=e_methods, **_lm.REGIME_OPTIONS),
-        "e6000": Regime("e6000", "byte-level causal LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
+        "e6000": Regime("e6000", "byte-level LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
                         _lm.make_data(6000, 1000), _lm.NET, 3e-3, 8, (0.25, 0.5, 0.75, 1.0), methods=e6000_methods,
                         **_lm.REGIME_OPTIONS),
     }

@@ -1,4 +1,14 @@
-"""Scale: score bookkeeping for millions of examples, and faiss k-means against scikit-learn's.
+"""Scale: selection, callback memory and score-table storage at 10 M examples; score bookkeeping for millions of
+examples; faiss k-means against scikit-learn's.
+
+The issue-19 targets (``--parts selection memory store``, see ``_scale_selection``, ``_scale_memory``,
+``_scale_store`` for what each measures and against which numpy baseline):
+
+- each strategy's time (hard, easy, random, ccs; with and without ``class_balanced``, 10 and 10,000 classes)
+  as a ratio to its numpy baseline, the minimum of alternating rounds: ≤ 3; peak ≤ 2.5 float64 copies;
+- each callback's peak bytes per example (table build, checkpoint, epoch boundary) against what it holds,
+  beside a numpy program's: ≤ 1.5;
+- ``ScoreTable`` save and load: ≥ 200 MB/s.
 
 Part 1 drives the score objects directly (no model): N examples, synthetic logits (K = 10) in batches,
 each "epoch" presenting every example once in a random order to the training-phase scores and then
@@ -11,7 +21,8 @@ Part 2 clusters 1 M x 128 float32 embeddings into k = 1000 with ``faiss.Kmeans``
 ``sklearn.cluster.MiniBatchKMeans`` for the same number of passes over the data, and compares wall
 time and the resulting inertia (sum of squared distances to the nearest centroid, computed alike).
 
-    python -m benchmarks.scale              # ~3-5 min on 2 CPU cores
+    python -m benchmarks.scale                                   # everything, N = 10 M (~15-25 min, < 8 GiB)
+    python -m benchmarks.scale --parts selection memory store    # the issue-19 targets only
 """
 
 from __future__ import annotations
@@ -27,7 +38,11 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from benchmarks import _scale_memory, _scale_selection, _scale_store
+from benchmarks._scale_memory import resident_bytes
 from benchmarks._timing import base_parser, median, print_figures, results_dir, verdict, write_csv
+
+PARTS = ("selection", "memory", "store", "bookkeeping", "kmeans")
 
 FULL_SCORES = ("el2n", "forgetting", "margin", "aum")
 NUM_CLASSES = 10
@@ -43,15 +58,6 @@ def available_scores() -> tuple[tuple[str, ...], Optional[str]]:
     return present, (f"score(s) {missing} not registered: measured without them" if missing else None)
 
 
-def _rss_bytes(field: str) -> int:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc, in bytes."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> dict[str, Any]:
     """One fresh process: builds the scores, runs ``epochs`` epochs + a scoring pass, measures them."""
     from datadiet import get_score
@@ -63,7 +69,7 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
         for _ in range(4)
     ]
     order = torch.randperm(num_examples, generator=generator)
-    baseline = _rss_bytes("VmRSS")
+    baseline = resident_bytes("VmRSS")
 
     scores = [get_score(name)(num_examples) for name in names]
     train_scores = [s for s in scores if s.phase == "train"]
@@ -93,7 +99,7 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
     for score in eval_scores:
         score.end_scoring()
     scoring_merge = time.perf_counter() - start
-    peak = _rss_bytes("VmHWM")
+    peak = resident_bytes("VmHWM")
     state_bytes = sum(getattr(s, name).nbytes for s in scores for name in s._state_names)
     # One example-update = one example through every listed score: an epoch of the train-phase scores
     # plus the eval-phase scores' share of the scoring pass (once per probe, counted as if every epoch).
@@ -190,8 +196,16 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--sklearn-points", type=int, default=None, help="subsample for scikit-learn (default all)")
     parser.add_argument("--sklearn-batch-size", type=int, default=4096)
     parser.add_argument("--skip-kmeans", action="store_true")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of each timed comparison (min kept)")
+    parser.add_argument("--classes", type=int, nargs="+", default=[10, 10_000], help="class counts of class_balanced")
+    parser.add_argument("--memory-child", choices=(*_scale_memory.KINDS, "all"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.memory_child:
+        torch.set_num_threads(1)
+        print(json.dumps(_scale_memory.child(args.memory_child, args.num_examples)))
+        return {}
     if args.child:
         torch.set_num_threads(args.threads[0])
         print(json.dumps(child(args.num_examples, args.batch_size, list(args.scores), args.epochs)))
@@ -200,18 +214,56 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     if args.quick:
         args.num_examples, args.batch_sizes, args.epochs, args.threads = 100_000, [8192], 2, args.threads[:1]
         args.kmeans_points, args.kmeans_dim, args.kmeans_k, args.kmeans_passes = 5000, 16, 20, 2
+        args.rounds, args.classes = 1, [10, 100]
+    if args.skip_kmeans and "kmeans" in args.parts:
+        args.parts.remove("kmeans")
+    out = results_dir(args)
+    figures: list[tuple[str, str, str]] = []
+    result: dict[str, Any] = {}
+    if "selection" in args.parts:
+        result["selection"] = _scale_selection.measure(args.num_examples, args.classes, args.rounds)
+        write_csv(out / "scale_selection.csv" if out else None, result["selection"])
+        figures += _scale_selection.figures(result["selection"], ratio_target=3.0, memory_target=2.5)
+    if "memory" in args.parts:
+        result["memory"] = _scale_memory.measure(args.num_examples, args.rounds, one_process=args.quick)
+        write_csv(out / "scale_memory.csv" if out else None, _memory_rows(result["memory"]))
+        figures += _scale_memory.figures(result["memory"], target=1.5)
+    if "store" in args.parts:
+        result["store"] = _scale_store.measure(args.num_examples, args.rounds)
+        write_csv(out / "scale_store.csv" if out else None, [result["store"]])
+        figures += _scale_store.figures(result["store"], target=200)
+    if "bookkeeping" in args.parts or "kmeans" in args.parts:
+        bookkeeping = _bookkeeping_and_kmeans(args, out)
+        figures += bookkeeping.pop("figures")
+        result.update(bookkeeping)
+    print(f"machine load (1-min average) at the end: {os.getloadavg()[0]:.2f}")
+    print_figures(f"scale: N={args.num_examples:,}, {args.rounds} alternating rounds (min), threads {args.threads} (T)",
+                  figures)  # fmt: skip
+    return result
+
+
+def _memory_rows(memory: dict[str, Any]) -> list[dict[str, Any]]:
+    keys = sorted({key for row in memory["per_example"].values() for key in row})
+    rows = [{"kind": kind, "num_examples": memory["num_examples"],
+             **{f"{key}_bytes_per_example": row.get(key, "") for key in keys}}
+            for kind, row in memory["per_example"].items()]  # fmt: skip
+    return rows
+
+
+def _bookkeeping_and_kmeans(args: argparse.Namespace, out: Any) -> dict[str, Any]:
     names, note = available_scores()
     rows = []
+    figures: list[tuple[str, str, str]] = []
+    if "bookkeeping" not in args.parts:
+        args.threads, args.batch_sizes = [], []
     for threads in args.threads:
         for batch_size in args.batch_sizes:
             rows.append(run_child(args.num_examples, batch_size, names, args.epochs, threads))
-    main_batch = max(args.batch_sizes)
-    for name in names if not args.quick else ():  # per-score breakdown at the largest batch
+    main_batch = max(args.batch_sizes, default=0)
+    for name in names if not args.quick and rows else ():  # per-score breakdown at the largest batch
         rows.append(run_child(args.num_examples, main_batch, (name,), args.epochs, args.threads[0]))
-    out = results_dir(args)
     write_csv(out / "scale_bookkeeping.csv" if out else None, rows)
 
-    figures = []
     for row in rows:
         tag = f"{row['scores']} B={row['batch_size']} {row['threads']}T"
         figures.append((f"updates/s {tag}", f"{row['updates_per_s'] / 1e6:.1f} M",
@@ -224,7 +276,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                         verdict(row["peak_rss_bytes_per_example"], 64) if "+" in row["scores"] else ""))
 
     kmeans = None
-    if not args.skip_kmeans:
+    if "kmeans" in args.parts:
         sklearn_points = min(args.sklearn_points or args.kmeans_points, args.kmeans_points)
         kmeans = kmeans_comparison(args.kmeans_points, args.kmeans_dim, args.kmeans_k, args.kmeans_passes,
                                    sklearn_points, args.sklearn_batch_size)
@@ -238,11 +290,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             ("inertia/point faiss", f"{kmeans['faiss_inertia_per_point']:.2f}", ""),
             ("inertia/point MiniBatchKMeans", f"{kmeans['sklearn_inertia_per_point']:.2f}", ""),
         ]
-    if note:
+    if note and rows:
         print(note)
-    print_figures(f"scale: N={args.num_examples:,}, K={NUM_CLASSES}, {args.epochs} epochs + 1 scoring pass, "
-                  f"threads {args.threads} (T)", figures)
-    return {"bookkeeping": rows, "kmeans": kmeans}
+    return {"bookkeeping": rows, "kmeans": kmeans, "figures": figures}
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ def test_mid_epoch_state_dict_holds_every_presentation_so_far():
     class TakeStateMidEpoch(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if batch_idx == 2:
-                held.append(difficulty.state_dict()["scores"]["aum"]["epoch_value"])
+                # a state dict shares memory with the live statistics (as nn.Module's does): copy to keep it
+                held.append(difficulty.state_dict()["scores"]["aum"]["epoch_value"].clone())
 
     torch.manual_seed(0)
     x, y = noisy_data()

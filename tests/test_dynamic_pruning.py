@@ -201,6 +201,40 @@ def test_epoch_sampler_shards_a_subset_once_per_epoch():
     assert set(seen) == set(positions.tolist()) and len(seen) == 6  # each once, plus one padding repeat
 
 
+def _list_recipe(size, positions, replicas, rank, seed, epoch, shuffle=True):
+    """The sampler as it was written with Python lists (DistributedSampler's recipe over the positions)."""
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist() if shuffle else list(range(size))
+    indices = order if positions is None else positions[order].tolist()
+    total = math.ceil(size / replicas) * replicas
+    if total > size and indices:
+        indices += (indices * math.ceil((total - size) / len(indices)))[: total - size]
+    return indices[rank:total:replicas]
+
+
+@pytest.mark.parametrize("size, replicas", [(1, 4), (2, 5), (13, 3), (40, 1), (0, 2)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_epoch_sampler_chunks_equal_the_list_recipe(monkeypatch, size, replicas, shuffle):
+    from datadiet.data import epoch_sampler
+
+    monkeypatch.setattr(epoch_sampler, "_CHUNK", 3)  # several chunks per epoch
+    data = list(range(50))
+    for positions in (None, np.sort(np.random.default_rng(size).choice(50, size, replace=False))):
+        epoch_size = len(data) if positions is None else size
+        for rank in range(replicas):
+            sampler = EpochSampler(data, lambda e: positions, lambda: 3, num_replicas=replicas, rank=rank,
+                                   shuffle=shuffle, seed=7)  # fmt: skip
+            drawn = list(sampler)
+            assert drawn == _list_recipe(epoch_size, positions, replicas, rank, 7, 3, shuffle)
+            assert all(type(index) is int for index in drawn) and len(drawn) == len(sampler)
+
+
+def test_int32_permutation_is_torchs_int64_one():
+    for size in (17, 100_003):
+        first = torch.randperm(size, generator=torch.Generator().manual_seed(3))
+        second = torch.randperm(size, generator=torch.Generator().manual_seed(3), dtype=torch.int32)
+        assert torch.equal(first, second.long())
+
+
 # In a Trainer ---------------------------------------------------------------------------------------
 def test_epochs_follow_the_rule_on_a_frozen_model():
     # lr = 0: every example's loss is fixed, so the numpy reference knows which examples may be skipped

@@ -158,7 +158,7 @@ def test_grand_closed_form_refuses_sequences_and_callables_and_exact_works():
 
 def test_a_constant_score_is_never_pruned_as_hard():
     dm = PruningDataModule(regression_data(), batch_size=8)
-    with pytest.raises(ValueError, match=r"score 'entropy' is -0.0 for all 40 scored examples: strategy 'hard' would keep "
+    with pytest.raises(ValueError, match=r"score 'entropy' is -0.0 for every scored example \(40 in the table\): strategy 'hard' would keep "
                                          "an arbitrary subset"):
         dm.prune(np.full(N, -0.0), score="entropy", keep_fraction=0.5, strategy="hard")
     assert len(dm.prune(np.full(N, -0.0), score="entropy", keep_fraction=0.5, strategy="random")) == 20

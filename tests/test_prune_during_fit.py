@@ -228,3 +228,25 @@ def test_dynamic_pruning_prunes_inside_the_in_run_subset_once_it_is_chosen():
         loss = scores.scores[epoch][kept]
         below = int((loss < loss.mean()).sum())
         assert len(presented) == len(kept) - below + int(np.floor((1 - ratio) * below + 1e-9))
+
+
+def test_state_dict_keeps_the_tables_labels_and_columns():
+    from datadiet import ScoreTable
+
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    prune._score_table = ScoreTable({"el2n": np.array([0.5, 0.1, 0.9], dtype=np.float32)}, labels=np.array([0, 1, 1]),
+                                    columns={"flagged": np.array([False, True, False])}, metadata={"seed": 1})  # fmt: skip
+    prune.kept_indices = np.array([0, 2])
+    state = prune.state_dict()
+    assert isinstance(state["kept_indices"], torch.Tensor)
+    restored = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    restored.load_state_dict(state)
+    table = restored._score_table
+    np.testing.assert_array_equal(table.labels, [0, 1, 1])
+    np.testing.assert_array_equal(table.columns["flagged"], [False, True, False])
+    assert table["el2n"].dtype == np.float32 and table.metadata == {"seed": 1}
+    np.testing.assert_array_equal(restored.kept_indices, [0, 2])
+    older = {**state, "kept_indices": [0, 2], "score_table": {k: v for k, v in state["score_table"].items()
+                                                               if k not in ("labels", "columns")}}  # fmt: skip
+    restored.load_state_dict(older)  # checkpoints of earlier versions: a list, no labels or columns
+    assert restored._score_table.labels is None and restored.kept_indices.tolist() == [0, 2]

@@ -94,14 +94,18 @@ def test_resume_path_prefers_an_explicit_checkpoint(tmp_path):
     assert resume_path(tmp_path) is None
     last = tmp_path / "checkpoints" / "last.ckpt"
     last.parent.mkdir()
-    last.write_bytes(b"x")
+    torch.save({"epoch": 1}, last)
     assert resume_path(tmp_path) == str(last)
     assert resume_path(tmp_path, resume=False) is None
     other = tmp_path / "other.ckpt"
-    other.write_bytes(b"y")
+    torch.save({"epoch": 2}, other)
     assert resume_path(tmp_path, explicit=str(other)) == str(other)
     with pytest.raises(FileNotFoundError, match="ckpt_path="):
         resume_path(tmp_path, explicit=str(tmp_path / "missing.ckpt"))
+    other.write_bytes(b"y")  # the user's own file, unreadable: refused, named, never moved
+    with pytest.raises(ValueError, match=r"cannot read .*other\.ckpt: truncated or not a checkpoint.*`ckpt_path`"):
+        resume_path(tmp_path, explicit=str(other))
+    assert other.is_file()
 
 
 def test_atomic_checkpoint_io_replaces_whole_files(tmp_path):

@@ -4,6 +4,7 @@ Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`Dyn
 :class:`PruneDuringFit`, :class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
 """
 
+from datadiet._io import UnreadableFileError
 from datadiet.adapter import Adapter
 from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit
 from datadiet.data import PruningDataModule
@@ -21,6 +22,7 @@ __all__ = [
     "PruneDuringFit",
     "PruningDataModule",
     "ScoreTable",
+    "UnreadableFileError",
     "__version__",
     "get_score",
     "list_scores",

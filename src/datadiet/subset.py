@@ -15,7 +15,6 @@ kept subset can be loaded back.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from datadiet._io import atomic_save_npz, atomic_write_json
+from datadiet._io import UnreadableFileError, atomic_save_npz, atomic_write_json, load_npz, read_json
 from datadiet.store import ScoreTable
 
 
@@ -63,13 +62,13 @@ def import_score_table(
     if not path.exists():
         raise FileNotFoundError(f"no score file at {path}")
     if path.suffix == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            if any(key.startswith("score/") for key in data.files):
-                return ScoreTable.load(path)
-            missing = [key for key in (index_column, score_column) if key not in data.files]
-            if missing:
-                raise ValueError(f"{path} has no {missing} array(s); it has {data.files}")
-            index, values = data[index_column], data[score_column]
+        data = load_npz(path, remedy="it is not a score file datadiet can read")
+        if any(key.startswith("score/") for key in data):
+            return ScoreTable.load(path)
+        missing = [key for key in (index_column, score_column) if key not in data]
+        if missing:
+            raise ValueError(f"{path} has no {missing} array(s); it has {sorted(data)}")
+        index, values = data[index_column], data[score_column]
     elif path.suffix == ".csv":
         with path.open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -167,25 +166,33 @@ def export_foundation_subset(
     return path
 
 
-def load_foundation_subset(path: str | os.PathLike) -> FoundationSubset:
-    """Reads a subset written by :func:`export_foundation_subset` (or an app run's ``kept_indices.npz``)."""
+def load_foundation_subset(path: str | os.PathLike, remedy: str = "") -> FoundationSubset:
+    """Reads a subset written by :func:`export_foundation_subset` (or an app run's ``kept_indices.npz``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        UnreadableFileError: a truncated or corrupt file (or its ``.json``), or one without ``kept_indices``;
+            ``remedy`` says what to do (default: delete it and rerun).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no foundation subset at {path}")
-    with np.load(path, allow_pickle=False) as data:
-        if "kept_indices" not in data.files:
-            raise ValueError(f"{path} is not a subset file: it has no `kept_indices` array (it has {data.files})")
-        kept = np.asarray(data["kept_indices"], dtype=np.int64)
-        kept_scores = data["kept_scores"] if "kept_scores" in data.files else None
-        scores = {key[len("score/") :]: data[key] for key in data.files if key.startswith("score/")}
+    data = load_npz(path, keys=("kept_indices",), remedy=remedy)
+    kept = np.asarray(data["kept_indices"], dtype=np.int64)
+    if kept.ndim != 1:
+        raise UnreadableFileError(path, f"its `kept_indices` has shape {kept.shape}, not one index per kept example", remedy)
+    kept_scores = data.get("kept_scores")
+    scores = {key[len("score/") :]: values for key, values in data.items() if key.startswith("score/")}
     sidecar = path.with_suffix(".json")
-    metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    metadata = read_json(sidecar, remedy) if sidecar.exists() else {}
+    if not isinstance(metadata, dict):
+        raise UnreadableFileError(sidecar, "it is not a JSON object", remedy)
     return FoundationSubset(kept, kept_scores, scores, metadata)
 
 
-def subset_for_datamodule(path: str | os.PathLike, datamodule: Any) -> np.ndarray:
+def subset_for_datamodule(path: str | os.PathLike, datamodule: Any, remedy: str = "") -> np.ndarray:
     """The kept indices of a foundation subset, checked against ``datamodule``'s training set."""
-    subset = load_foundation_subset(path)
+    subset = load_foundation_subset(path, remedy)
     subset.check_dataset(datamodule.num_examples, datamodule.fingerprint())
     return np.sort(subset.kept_indices)
 

@@ -20,6 +20,8 @@ from typing import Any, Callable, Optional
 
 from filelock import FileLock
 
+from datadiet._io import UnreadableFileError
+from datadiet.app.rundir import supersede
 from datadiet.store import ScoreTable
 
 log = logging.getLogger(__name__)
@@ -42,16 +44,32 @@ class ProbeCache:
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise NotADirectoryError(
+                f"the probe cache `paths.cache_dir={self.directory}` is a file, not a folder: point it at a folder "
+                "(or delete the file)"
+            )
 
     def path(self, fingerprint: str) -> Path:
         return self.directory / f"{fingerprint}.npz"
 
-    def load(self, fingerprint: str) -> Optional[ScoreTable]:
-        """The cached table, or ``None``; a table whose fingerprint differs is ignored."""
+    def load(self, fingerprint: str, may_move: bool = True) -> Optional[ScoreTable]:
+        """The cached table, or ``None``; a table whose fingerprint differs is ignored.
+
+        An unreadable entry (truncated, corrupt) is moved to ``<cache>/superseded/`` with a warning naming it
+        (by rank 0, or with ``may_move`` alone) and ``None`` returned, so the probe runs again and replaces
+        it: one bad entry never breaks the later jobs of a sweep sharing the cache.
+        """
         path = self.path(fingerprint)
         if not path.exists():
             return None
-        table = ScoreTable.load(path)
+        try:
+            table = ScoreTable.load(path)
+        except UnreadableFileError as error:
+            moved_to = supersede(self.directory, [path, path.with_suffix(".json")]) if may_move else "(left to rank 0)"
+            log.warning("probe cache entry %s cannot be read (%s): moved to %s; the probe runs again and replaces it",
+                        path, error.reason, moved_to)  # fmt: skip
+            return None
         if table.metadata.get("probe_fingerprint") != fingerprint:
             log.warning("ignoring %s: its provenance does not carry fingerprint %s", path, fingerprint)
             return None
@@ -93,7 +111,7 @@ class ProbeCache:
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         if not lock:
-            table = self.load(fingerprint)
+            table = self.load(fingerprint, may_move=_is_rank_zero())
             if table is not None:
                 return table, True
             table = compute()

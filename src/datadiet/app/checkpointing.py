@@ -13,6 +13,7 @@ import io
 import os
 import time
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,7 +23,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from datadiet._io import atomic_write_bytes
+from datadiet._io import UnreadableFileError, atomic_open
+from datadiet.app.rundir import set_aside
 
 #: Name of the checkpoint a phase resumes from (``ModelCheckpoint``'s ``last``).
 LAST = "last.ckpt"
@@ -40,9 +42,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None:
             raise TypeError(f"`{type(self).__name__}.save_checkpoint` takes no `storage_options`, got {storage_options}")
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        with atomic_open(path) as handle:  # streamed: no in-memory copy of the serialised checkpoint
+            torch.save(checkpoint, handle)
 
 
 def phase_checkpoint(phase_dir: str | os.PathLike) -> ModelCheckpoint:
@@ -109,12 +110,37 @@ class PhaseClock(Callback):
 def resume_path(phase_dir: str | os.PathLike, resume: bool = True, explicit: Optional[str] = None) -> Optional[str]:
     """The checkpoint a phase resumes from: ``explicit`` if given, else its ``last.ckpt`` if ``resume``.
 
+    A ``last.ckpt`` that cannot be read (truncated, not a checkpoint) is moved to the run directory's
+    ``superseded/`` with a warning naming it, and the phase starts afresh.
+
     Raises:
         FileNotFoundError: ``explicit`` names a file that does not exist.
+        UnreadableFileError: ``explicit`` names a file that is not a readable checkpoint.
     """
     if explicit:
         if not Path(explicit).is_file():
             raise FileNotFoundError(f"`ckpt_path={explicit}` does not exist")
+        problem = _unreadable_checkpoint(Path(explicit))
+        if problem:
+            raise UnreadableFileError(explicit, problem, "pass `ckpt_path` a complete checkpoint (or none)")
         return str(explicit)
     last = Path(phase_dir) / "checkpoints" / LAST
-    return str(last) if resume and last.is_file() else None
+    if not (resume and last.is_file()):
+        return None
+    problem = _unreadable_checkpoint(last)
+    if problem:
+        set_aside(Path(phase_dir).parent, [last], UnreadableFileError(last, problem), "checkpoint")
+        return None
+    return str(last)
+
+
+def _unreadable_checkpoint(path: Path) -> Optional[str]:
+    """What is wrong with a ``torch.save`` checkpoint (a zip archive; its directory is at the end, so a truncated
+    file has none), or ``None``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if not any(name.endswith("data.pkl") for name in archive.namelist()):
+                return "it is a zip archive but not a torch checkpoint"
+    except (zipfile.BadZipFile, OSError) as error:
+        return f"truncated or not a checkpoint ({type(error).__name__}: {error})"
+    return None

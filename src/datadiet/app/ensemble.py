@@ -32,7 +32,7 @@ def _mean(stack: np.ndarray) -> np.ndarray:
     # Mean over seeds that saw the example; +inf (never learned) stays +inf.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # "mean of empty slice" where no seed saw it
-        return np.nanmean(stack, axis=0)
+        return np.nanmean(stack, axis=0, dtype=np.float64)  # float32 scores averaged in float64, as before
 
 
 def average_tables(tables: Sequence[ScoreTable]) -> ScoreTable:

@@ -9,7 +9,7 @@ subset file, probe (or imported) scores then the strategy, or — ``probe.mode=i
 from __future__ import annotations
 
 import copy
-import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -22,7 +22,8 @@ from datadiet.app.ensemble import run_probe_seeds
 from datadiet.app.plan import ALL_DATA, BY_SCORES, SUBSET_FILE
 from datadiet.app.probe import run_probe
 from datadiet.app.reuse import probe_provenance, selection_settings
-from datadiet.app.rundir import may_reuse
+from datadiet._io import UnreadableFileError, read_json
+from datadiet.app.rundir import may_reuse, set_aside
 from datadiet.callbacks import PruneDuringFit
 from datadiet.data import PruningDataModule
 from datadiet.diagnostics import save_correlations
@@ -31,6 +32,8 @@ from datadiet.subset import export_foundation_subset, subset_for_datamodule, tab
 
 if TYPE_CHECKING:
     from datadiet.app.plan import RunPlan
+
+log = logging.getLogger(__name__)
 
 #: The kept subset's file in the run directory.
 KEPT_FILE = "kept_indices.npz"
@@ -56,7 +59,9 @@ def choose_subset(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[
         datamodule.reset_pruning()
         subset.kept = np.arange(datamodule.num_examples)
     elif plan.selection == SUBSET_FILE:  # a foundation subset from an earlier run: no probe
-        subset.kept = datamodule.kept_indices = subset_for_datamodule(plan.pruning.subset_path, datamodule)
+        subset.kept = datamodule.kept_indices = subset_for_datamodule(
+            plan.pruning.subset_path, datamodule, remedy="pass `pruning.subset_path` a subset file datadiet wrote"
+        )
     elif plan.selection == BY_SCORES:
         _score(plan, datamodule, loggers, subset)
         settings = _select(plan, datamodule, subset)
@@ -110,8 +115,14 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
     kept_path = plan.paths.output_dir / KEPT_FILE
     settings = selection_settings(plan, datamodule, table)
     outputs = [kept_path, kept_path.with_suffix(".json")]
+    reused = None
     if may_reuse("kept subset", plan.paths.output_dir, outputs, _kept_settings(kept_path), settings, plan.resume):
-        subset.kept = datamodule.kept_indices = subset_for_datamodule(kept_path, datamodule)  # decided before a restart
+        try:
+            reused = subset_for_datamodule(kept_path, datamodule)  # decided before a restart
+        except UnreadableFileError as error:
+            set_aside(plan.paths.output_dir, outputs, error, "kept subset")
+    if reused is not None:
+        subset.kept = datamodule.kept_indices = reused
         subset.resumed.append("kept subset")
     else:
         subset.kept = datamodule.prune(
@@ -127,9 +138,19 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
 
 
 def _kept_settings(path: Path) -> Optional[dict[str, Any]]:
-    """The settings an earlier run's ``kept_indices.npz`` was selected with (its ``.json``), or ``None``."""
+    """The settings an earlier run's ``kept_indices.npz`` was selected with (its ``.json``), or ``None``: none
+    recorded, or a ``.json`` that cannot be read (a warning names it; the subset is then moved aside)."""
     sidecar = path.with_suffix(".json")
-    return json.loads(sidecar.read_text()).get("settings") if path.is_file() and sidecar.is_file() else None
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    try:
+        record = read_json(sidecar)
+        if not isinstance(record, dict):
+            raise UnreadableFileError(sidecar, "it is not a JSON object")
+    except UnreadableFileError as error:
+        log.warning("%s cannot be read (%s): the kept subset is treated as made with unknown settings", sidecar, error.reason)
+        return None
+    return record.get("settings")
 
 
 # In-run selection ---------------------------------------------------------------------------------

@@ -7,14 +7,16 @@ in the same run directory may reuse ``scores.npz`` or resume the probe's checkpo
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 
+from datadiet._io import UnreadableFileError
 from datadiet.app.cache import cache_probe
 from datadiet.app.checkpointing import LAST, AtomicCheckpointIO, PhaseClock, phase_checkpoint, resume_path
 from datadiet.app.quiet import expected_warnings
@@ -31,6 +33,8 @@ from datadiet.store import ScoreTable
 
 if TYPE_CHECKING:
     from datadiet.app.plan import RunPlan
+
+log = logging.getLogger(__name__)
 
 
 def make_trainer(plan: "RunPlan", **arguments: Any) -> pl.Trainer:
@@ -50,7 +54,7 @@ def run_probe(
     """
     finished = output_dir / "scores.npz"
     settings = probe_settings(plan, datamodule)
-    table = ScoreTable.load(finished) if plan.resume and finished.is_file() else None
+    table = _finished_table(finished) if plan.resume and finished.is_file() else None
     recorded = None if table is None else {key: table.metadata.get(key) for key in PROBE_SETTINGS}
     outputs = [finished, finished.with_suffix(".json"), output_dir / "score_correlations.csv"]
     if may_reuse("probe scores", output_dir, outputs, recorded, settings, plan.resume):
@@ -117,3 +121,13 @@ def _score_options(plan: "RunPlan", datamodule: PruningDataModule, output_dir: P
             )
         options.setdefault("rho_loss", {})["irreducible_losses"] = irreducible_losses
     return options
+
+
+def _finished_table(path: Path) -> Optional[ScoreTable]:
+    """An earlier probe's ``scores.npz``, or ``None`` when it cannot be read (a warning names it; recording no
+    settings then, it is moved aside and the probe runs again)."""
+    try:
+        return ScoreTable.load(path)
+    except UnreadableFileError as error:
+        log.warning("%s cannot be read (%s): the probe runs again", path, error.reason)
+        return None

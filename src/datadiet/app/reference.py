@@ -4,12 +4,12 @@ the run cost: :func:`datadiet.app.accounting.early_stopped_epochs`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from datadiet import __version__
-from datadiet._io import atomic_write_json
+from datadiet._io import UnreadableFileError, atomic_write_json, read_json
+from datadiet.app.rundir import set_aside
 
 if TYPE_CHECKING:
     from datadiet.app.plan import RunPlan
@@ -25,7 +25,13 @@ def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
     path = _path(plan, key)
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = read_json(path)
+        if not isinstance(record, dict):
+            raise UnreadableFileError(path, "it is not a JSON object")
+    except UnreadableFileError as error:  # the full-data run is made again and recorded anew
+        set_aside(path.parent.parent, [path], error, "full-data reference")
+        return None
     record.setdefault("test_metric", "test/acc")  # records of older versions measured accuracy
     record.setdefault("test_metric_value", record.get("test_accuracy"))
     if record.get("reference_key") != key or record["test_metric"] != plan.test_metric.name:

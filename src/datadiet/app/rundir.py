@@ -4,8 +4,10 @@ The probe (``scores.npz``, ``probe/checkpoints/last.ckpt``), the kept subset (``
 full training (``train/checkpoints/last.ckpt``) are reused or resumed only when the settings they record
 equal the new run's, each phase after the one it depends on. Outputs made with other settings are moved to
 ``<run dir>/superseded/<UTC time>/`` (same relative paths, nothing is deleted), a warning names the keys
-that differ, and the phase runs again. ``resume=false`` recomputes every phase and overwrites its outputs
-(the probe cache, keyed by the probe's fingerprint, still serves a probe of the same settings).
+that differ, and the phase runs again. An output that cannot be read (truncated, corrupt, not JSON) is
+moved there too, with a warning naming it (:func:`set_aside`), and made again. ``resume=false`` recomputes
+every phase and overwrites its outputs (the probe cache, keyed by the probe's fingerprint, still serves a
+probe of the same settings).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
-from datadiet._io import atomic_write_json
+from datadiet._io import UnreadableFileError, atomic_write_json, read_json
 from datadiet.fingerprint import config_fingerprint
 
 log = logging.getLogger(__name__)
@@ -63,11 +65,21 @@ def array_digest(values: np.ndarray) -> str:
 
 
 def recorded_settings(phase_dir: str | os.PathLike) -> Optional[dict[str, Any]]:
-    """The settings a phase folder's checkpoint was made with (``<phase_dir>/settings.json``), or ``None``."""
+    """The settings a phase folder's checkpoint was made with (``<phase_dir>/settings.json``), or ``None``:
+    none recorded, or a file that cannot be read (a warning names it; :func:`may_reuse` then moves the
+    phase's outputs aside)."""
     path = Path(phase_dir) / SETTINGS_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text()).get("settings")
+    try:
+        record = read_json(path)
+        if not isinstance(record, dict) or not isinstance(record.get("settings"), dict):
+            raise UnreadableFileError(path, "it holds no `settings` object")
+    except UnreadableFileError as error:
+        log.warning("%s cannot be read (%s): the outputs of %s are treated as made with unknown settings",
+                    path, error.reason, Path(phase_dir).name)  # fmt: skip
+        return None
+    return record["settings"]
 
 
 def record_settings(phase_dir: str | os.PathLike, settings: Mapping[str, Any]) -> None:
@@ -106,7 +118,7 @@ def may_reuse(
     if recorded is not None and config_fingerprint(_normalised(recorded)) == config_fingerprint(_normalised(settings)):
         return True
     if recorded is None:
-        reason = "records no settings (an older datadiet)"
+        reason = "records no settings (an older datadiet, or a settings file that cannot be read)"
     else:
         reason = "made with other settings: " + "; ".join(changed_keys(_normalised(recorded), _normalised(settings)))
     if _is_rank_zero():
@@ -117,6 +129,14 @@ def may_reuse(
             phase, run_dir, reason, moved_to,
         )
     return False
+
+
+def set_aside(run_dir: str | os.PathLike, paths: Iterable[str | os.PathLike], error: UnreadableFileError, what: str) -> Optional[Path]:
+    """Moves an unreadable output and its companions (``paths``) to ``run_dir/superseded/`` (rank 0), with a
+    warning naming the file; the caller then makes it again. Returns the folder they went to."""
+    moved_to = supersede(run_dir, paths) if _is_rank_zero() else None
+    log.warning("%s %s cannot be read (%s): moved to %s and made again", what, error.path, error.reason, moved_to)
+    return moved_to
 
 
 _STAMPS: dict[str, str] = {}

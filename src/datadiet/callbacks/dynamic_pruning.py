@@ -21,6 +21,8 @@ from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
 from datadiet.scores.base import merge_seen, trainer_sync_min
 
 RULES = ("infobatch", "seta")
+#: Merged epoch losses folded into the scores this many at a time (the float64 conversion stays small).
+_MERGE_CHUNK = 1 << 20
 
 
 class DynamicPruning(WeightedForwards, Callback):
@@ -137,7 +139,7 @@ class DynamicPruning(WeightedForwards, Callback):
         #: ``limit_train_batches`` included): the compute figure.
         self.presentations_per_epoch: list[int] = []
         self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
-        self._candidates: Optional[np.ndarray] = None  # original indices of the current training set
+        self._num_candidates = 0  # examples in the current training set
         self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
         self._losses = EpochLosses(self.adapter)
         self._weight: Optional[Tensor] = None
@@ -187,7 +189,7 @@ class DynamicPruning(WeightedForwards, Callback):
         self._datamodule = datamodule
         datamodule.epoch_subset_fn = self._epoch_subset
         self._scores = np.full(datamodule.num_examples, np.nan)
-        self._candidates = None
+        self._num_candidates = 0
         self._decided = None
         self._prepared_epoch = self._restored_epoch = None
         self._losses = EpochLosses(self.adapter)
@@ -238,12 +240,16 @@ class DynamicPruning(WeightedForwards, Callback):
     def _decide(self, epoch: int) -> tuple[int, Optional[np.ndarray], Optional[np.ndarray]]:
         if self._decided is not None and self._decided[0] == epoch:
             return self._decided
-        kept_indices = self._datamodule.kept_indices
-        candidates = np.arange(len(self._scores)) if kept_indices is None else np.asarray(kept_indices)
+        self._decided = None  # the previous epoch's subset and weights are not needed any more
+        # the candidates are the current training set: all examples (the scores as they are, no copy) or the
+        # data module's kept subset
+        candidates = self._datamodule.kept_indices
+        scores = self._scores if candidates is None else self._scores[candidates]
+        self._num_candidates = len(scores)
         subset, weights = None, None
         trainer = self._datamodule.trainer
         annealed = self.anneal_fraction > 0 and epoch >= self.first_anneal_epoch(trainer.max_epochs)
-        rng, scores = np.random.default_rng([self.seed, epoch]), self._scores[candidates]
+        rng = np.random.default_rng([self.seed, epoch])
         keep = None
         if self.rule == "seta":
             step = None if annealed else epoch
@@ -252,12 +258,16 @@ class DynamicPruning(WeightedForwards, Callback):
             )
         elif not annealed:
             keep, candidate_weights = infobatch_subset(scores, self.prune_ratio, rng)
+        del scores
         if keep is not None and not keep.all():
-            subset = candidates[keep]
+            subset = np.flatnonzero(keep) if candidates is None else np.asarray(candidates)[keep]
+            if len(self._scores) < 2**31:
+                subset = subset.astype(np.int32)  # held through the epoch: half of numpy's int64
             if (candidate_weights != 1).any():
-                weights = np.ones(len(self._scores), dtype=np.float32)
-                weights[candidates] = candidate_weights
-        self._candidates = candidates
+                weights = candidate_weights
+                if candidates is not None:
+                    weights = np.ones(len(self._scores), dtype=np.float32)
+                    weights[candidates] = candidate_weights
         self._decided = (epoch, subset, weights)
         return self._decided
 
@@ -283,7 +293,7 @@ class DynamicPruning(WeightedForwards, Callback):
         loader = trainer.train_dataloader
         if loader is None or getattr(loader, "batch_size", None) is None:
             return None
-        per_rank = math.ceil(len(self._candidates) / trainer.world_size)
+        per_rank = math.ceil(self._num_candidates / trainer.world_size)
         batches = per_rank // loader.batch_size if loader.drop_last else math.ceil(per_rank / loader.batch_size)
         return epoch_batches(batches, trainer)
 
@@ -318,32 +328,38 @@ class DynamicPruning(WeightedForwards, Callback):
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         self._losses.flush()
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
-        merged = merge_seen(self._losses.values, trainer_sync_min(trainer)).double().cpu().numpy()
-        presented = ~np.isnan(merged)
-        self._scores[presented] = merged[presented]
+        merged = merge_seen(self._losses.values, trainer_sync_min(trainer))
+        for start in range(0, len(self._scores), _MERGE_CHUNK):  # float32 → float64 a slice at a time
+            part = merged[start : start + _MERGE_CHUNK].cpu().numpy()
+            np.copyto(self._scores[start : start + _MERGE_CHUNK], part, where=~np.isnan(part))
+        del merged
         self._losses.values.fill_(float("nan"))
         served = torch.tensor(
             self._datamodule.train_examples_served - self._served_at_epoch_start, device=pl_module.device
         )
         if trainer.world_size > 1:
             served = trainer.strategy.reduce(served, reduce_op="sum")
-        self.kept_per_epoch.append(len(self._candidates) if subset is None else len(subset))
+        self._weight = self._batch_weights = None  # this epoch's weights: not needed past its last batch
+        self.kept_per_epoch.append(self._num_candidates if subset is None else len(subset))
         self.presentations_per_epoch.append(int(served.item()))
         # the figures are global already (merged above): logged once, from rank 0
         log = dict(on_epoch=True, rank_zero_only=True)
         pl_module.log("dynamic_pruning/presentations", float(self.presentations_per_epoch[-1]), **log)
-        pl_module.log("dynamic_pruning/kept_fraction", self.kept_per_epoch[-1] / len(self._candidates), **log)
+        pl_module.log("dynamic_pruning/kept_fraction", self.kept_per_epoch[-1] / self._num_candidates, **log)
 
     # Checkpointing --------------------------------------------------------------------------------
     @override
     def state_dict(self) -> dict[str, Any]:
+        """The state, sharing memory with the live scores (as ``nn.Module.state_dict`` does): a checkpoint
+        costs no copy of them. Lightning's asynchronous checkpointing clones what it saves; to keep a state
+        while training goes on, copy it."""
         epoch_loss = self._losses.values
         if epoch_loss is not None:
             self._losses.flush()  # a checkpoint taken mid-epoch holds every presentation so far
         served = 0 if self._datamodule is None else self._datamodule.train_examples_served - self._served_at_epoch_start
         return {
-            "scores": None if self._scores is None else torch.from_numpy(self._scores.copy()),
-            "epoch_loss": None if epoch_loss is None else epoch_loss.detach().cpu().clone(),
+            "scores": None if self._scores is None else torch.from_numpy(self._scores),
+            "epoch_loss": None if epoch_loss is None else epoch_loss.detach().cpu(),
             "kept_per_epoch": list(self.kept_per_epoch),
             "presentations_per_epoch": list(self.presentations_per_epoch),
             "epoch": self._prepared_epoch,
@@ -366,7 +382,7 @@ class DynamicPruning(WeightedForwards, Callback):
                     f"the checkpoint's DynamicPruning scored {len(scores)} examples, this training set has "
                     f"{len(self._scores)}"
                 )
-            self._scores = scores.double().numpy().copy()
+            self._scores = scores.double().numpy().copy()  # a restored state is never shared
         epoch_loss = state_dict.get("epoch_loss")
         self._losses.values = None if epoch_loss is None else epoch_loss.float().clone()
         self.kept_per_epoch = list(state_dict.get("kept_per_epoch", []))

@@ -33,14 +33,22 @@ def infobatch_subset(
         Of the ``n`` examples whose score is below the mean of the presented ones, ``⌊(1 - r)·n⌋`` are kept
         (InfoBatch's count); examples never presented are always kept.
     """
-    keep = np.ones(len(scores), dtype=bool)
-    weights = np.ones(len(scores), dtype=np.float32)
-    seen = ~np.isnan(scores)
+    seen = np.isnan(scores)
+    np.logical_not(seen, out=seen)
     if prune_ratio == 0 or not seen.any():
-        return keep, weights
-    below = np.flatnonzero(seen & (scores < scores[seen].mean()))
+        return np.ones(len(scores), dtype=bool), np.ones(len(scores), dtype=np.float32)
+    # every example seen (all epochs after the first): the mean of the array itself, no copy of it
+    mean = (scores if seen.all() else scores[seen]).mean()
+    del seen
+    below = np.flatnonzero(scores < mean)  # NaN (never presented) is never below
+    if len(scores) < 2**31:
+        below = below.astype(np.int32)  # `choice` draws the same positions whatever the array holds
     skipped = rng.choice(below, size=len(below) - _count(1.0 - prune_ratio, len(below)), replace=False)
+    # the masks only now: the draw above holds an int64 copy of `below`'s positions at its peak
+    keep = np.ones(len(scores), dtype=bool)
     keep[skipped] = False
+    del skipped
+    weights = np.ones(len(scores), dtype=np.float32)
     weights[below[keep[below]]] = 1.0 / (1.0 - prune_ratio)
     return keep, weights
 

@@ -81,9 +81,10 @@ class ExampleLedger:
         return labels
 
     def state_dict(self) -> dict[str, Any]:
+        """On the CPU the tensors share memory with the ledger (no copy per checkpoint)."""
         return {
-            "presented": self.presented.cpu().clone(),
-            "labels": None if self.labels is None else self.labels.cpu().clone(),
+            "presented": self.presented.cpu(),
+            "labels": None if self.labels is None else self.labels.cpu(),
         }
 
     def load_state_dict(self, state: Optional[dict[str, Any]]) -> None:
@@ -92,9 +93,9 @@ class ExampleLedger:
         presented, labels = state.get("presented"), state.get("labels")
         self.presentations_known = presented is not None and len(presented) == len(self.presented)
         if self.presentations_known:
-            self.presented = presented.to(self.presented.device, torch.uint8)
+            self.presented = presented.to(self.presented.device, torch.uint8, copy=True)
         if self.labels is not None:
             if labels is not None and len(labels) == len(self.labels):
-                self.labels = labels.to(self.labels.device, torch.long)
+                self.labels = labels.to(self.labels.device, torch.long, copy=True)
             else:
                 self.labels.fill_(-1)

@@ -259,7 +259,7 @@ class PruneDuringFit(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "kept_indices": None if self.kept_indices is None else self.kept_indices.tolist(),
+            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
             "scoring_wall_time_s": self.scoring_wall_time_s,
@@ -269,6 +269,8 @@ class PruneDuringFit(Callback):
             state["score_table"] = {
                 "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
                 "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
+                "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
+                "columns": {name: torch.from_numpy(values.copy()) for name, values in table.columns.items()},
                 "metadata": dict(table.metadata),
             }
         if self._difficulty is not None and not self.pruned:
@@ -277,18 +279,21 @@ class PruneDuringFit(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        kept = state_dict.get("kept_indices")
-        self.kept_indices = None if kept is None else np.asarray(kept, dtype=np.int64)
+        kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
+        self.kept_indices = None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
         self.scored_examples = int(state_dict.get("scored_examples", 0))
         self.scoring_wall_time_s = float(state_dict.get("scoring_wall_time_s", 0.0))
         saved = state_dict.get("score_table")
         self._score_table = None
         if saved is not None:
+            labels = saved.get("labels")  # absent in older checkpoints, as are the columns
             self._score_table = ScoreTable(
                 {name: values.numpy() for name, values in saved["scores"].items()},
                 raw={name: values.numpy() for name, values in saved["raw"].items()},
+                labels=None if labels is None else labels.numpy(),
                 metadata=saved.get("metadata", {}),
+                columns={name: values.numpy() for name, values in saved.get("columns", {}).items()},
             )
         if self._difficulty is not None and "difficulty" in state_dict:
             self._difficulty.load_state_dict(state_dict["difficulty"])

@@ -10,6 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import lightning.pytorch as pl
+import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
@@ -273,8 +274,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         if not 0.0 <= max_unscored_fraction <= 1.0:
             raise ValueError(f"`max_unscored_fraction` must be in [0, 1], got {max_unscored_fraction!r}")
         if needs_scores(strategy):
-            self._check_unscored(np.asarray(scores, dtype=np.float64), score, max_unscored_fraction)
-            _check_not_constant(np.asarray(scores, dtype=np.float64), score, strategy)
+            self._check_unscored(scores, score, max_unscored_fraction)
+            _check_not_constant(scores, score, strategy)
         if class_balanced and labels is None:
             labels = self.labels
             if labels is None:
@@ -289,7 +290,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return kept.copy()
 
     def _check_unscored(self, scores: np.ndarray, score: str, max_unscored_fraction: float) -> None:
-        unscored = int(np.isnan(scores).sum())
+        unscored = int(np.count_nonzero(np.isnan(scores))) if scores.dtype.kind in "fc" else 0
         if unscored == 0:
             return
         total = len(scores)
@@ -353,9 +354,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return batch
 
     def state_dict(self) -> dict[str, Any]:
-        """The kept subset travels with checkpoints, so a resumed run trains on the same examples."""
+        """The kept subset travels with checkpoints (an int64 tensor sharing its memory), so a resumed run trains
+        on the same examples."""
         return {
-            "kept_indices": None if self.kept_indices is None else self.kept_indices.tolist(),
+            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "num_examples": self.num_examples,
             "dataset_fingerprint": self.fingerprint(),
         }
@@ -372,8 +374,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 f"the checkpoint was trained on dataset {made_for}, this training set's fingerprint is "
                 f"{self.fingerprint()}: resume only with the data it was trained on"
             )
-        kept = state_dict.get("kept_indices")
-        kept = None if kept is None else np.asarray(kept, dtype=np.int64)
+        kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
+        kept = None if kept is None else np.array(kept.numpy() if isinstance(kept, Tensor) else kept, dtype=np.int64)
         if self.kept_indices is not None and (kept is None or not np.array_equal(kept, self.kept_indices)):
             # A resumed run must train on the subset it was pruned to, never on one chosen anew.
             raise ValueError(
@@ -385,13 +387,16 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
 
 def _check_not_constant(scores: np.ndarray, score: str, strategy: str) -> None:
     """A constant score would keep an arbitrary subset under the name of the strategy: refused."""
-    scored = scores[~np.isnan(scores)]
-    if len(scored) > 1 and np.all(scored == scored[0]):
+    if len(scores) < 2:
+        return
+    with np.errstate(invalid="ignore"):
+        low, high = np.nanmin(scores), np.nanmax(scores)  # reductions: no copy of the scores
+    if low == high:
         raise ValueError(
-            f"score {score!r} is {float(scored[0])!r} for all {len(scored)} scored examples: strategy {strategy!r} would keep an "
-            "arbitrary subset. A constant score measures nothing here (a one-output model's entropy or margin, a "
-            "frozen or untrained probe): choose a score that varies (for a regressor, 'loss' with "
-            "`Adapter(loss='mse')`), or `strategy='random'`"
+            f"score {score!r} is {float(low)!r} for every scored example ({len(scores)} in the table): strategy "
+            f"{strategy!r} would keep an arbitrary subset. A constant score measures nothing here (a one-output "
+            "model's entropy or margin, a frozen or untrained probe): choose a score that varies (for a regressor, "
+            "'loss' with `Adapter(loss='mse')`), or `strategy='random'`"
         )
 
 

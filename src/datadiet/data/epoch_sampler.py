@@ -2,7 +2,8 @@
 
 A ``DistributedSampler`` subclass, so Lightning uses it as it is under DDP instead of wrapping it: the
 wrapper Lightning would put around a custom sampler fixes its length when it is built, and would pad a
-shorter epoch with repeats of the kept examples.
+shorter epoch with repeats of the kept examples. The order is held as one int32 permutation (int64 beyond
+2**31 examples) and handed out in chunks, never as a Python list of the whole epoch.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler
+
+#: Sampled positions turned into Python ints at a time.
+_CHUNK = 1 << 16
 
 #: ``epoch -> positions`` in the sampled dataset that the epoch presents, or ``None`` for all of them.
 EpochPositions = Callable[[int], Optional[np.ndarray]]
@@ -64,16 +68,26 @@ class EpochSampler(DistributedSampler):
         epoch = self._current_epoch()
         positions = self._positions(epoch)
         size = len(self.dataset) if positions is None else len(positions)  # type: ignore[arg-type]
+        order = None
         if self.shuffle:
             generator = torch.Generator()
             generator.manual_seed(self.seed + epoch)
-            order = torch.randperm(size, generator=generator).tolist()
-        else:
-            order = list(range(size))
-        indices = order if positions is None else positions[order].tolist()
+            # the permutation torch gives for int64, in half the memory
+            dtype = torch.int32 if size < 2**31 else torch.int64
+            order = torch.randperm(size, generator=generator, dtype=dtype).numpy()
+        return self._shard(order, positions, size)
+
+    def _shard(self, order: Optional[np.ndarray], positions: Optional[np.ndarray], size: int) -> Iterator[int]:
+        """This rank's share of ``positions[order]``, padded to a multiple of the ranks with its own start
+        (``DistributedSampler``'s recipe), as Python ints, a chunk at a time."""
         per_rank = math.ceil(size / self.num_replicas)
         total = per_rank * self.num_replicas
-        padding = total - size
-        if padding and indices:
-            indices += (indices * math.ceil(padding / len(indices)))[:padding]
-        return iter(indices[self.rank : total : self.num_replicas])
+        for start in range(self.rank, total, _CHUNK * self.num_replicas):
+            # slots of the padded sequence; slot size + j repeats slot j (j < padding < size)
+            slots = np.arange(start, min(start + _CHUNK * self.num_replicas, total), self.num_replicas)
+            padded = slots >= size
+            slots[padded] = (slots[padded] - size) % size
+            if order is not None:
+                slots = order[slots]
+            yield from (slots if positions is None else positions[slots]).tolist()
+

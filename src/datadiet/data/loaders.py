@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.utilities.model_helpers import is_overridden
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datadiet.data.epoch_sampler import EpochSampler
 from datadiet.data.indexed import IndexedCollate, IndexedDataset
@@ -112,7 +112,26 @@ class _WeightedSubsetSampler(Sampler[int]):
         self._iterations += 1
         generator = torch.Generator().manual_seed(self.seed + epoch)
         drawn = torch.multinomial(self.weights, len(self.weights), self.replacement, generator=generator)
-        return iter(drawn.tolist())
+        return (index for start in range(0, len(drawn), 1 << 16) for index in drawn[start : start + (1 << 16)].tolist())
+
+
+def _injects_distributed_sampler(trainer: pl.Trainer) -> bool:
+    """Whether Lightning would put a ``DistributedSampler`` on the training loader (``use_distributed_sampler``)."""
+    return bool(getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", True))
+
+
+class _KeptSubset(Dataset):
+    """``Subset`` over a numpy array of positions (no Python list of them), handing the dataset Python ints."""
+
+    def __init__(self, dataset: Dataset, indices: np.ndarray) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> Any:
+        return self.dataset[int(self.indices[position])]
 
 
 class PrunedSubsetLoaders:
@@ -146,7 +165,7 @@ class PrunedSubsetLoaders:
     def _current_train_set(self) -> Dataset:
         if self.kept_indices is None:
             return self._indexed_train
-        return Subset(self._indexed_train, self.kept_indices.tolist())
+        return _KeptSubset(self._indexed_train, self.kept_indices)
 
     def train_dataloader(self) -> DataLoader:
         """The (possibly pruned) training set; yields :class:`IndexedBatch` pairs.
@@ -181,8 +200,10 @@ class PrunedSubsetLoaders:
             epoch_fn = None if trainer is None else (lambda: trainer.current_epoch)
             sampler = _WeightedSubsetSampler(weights, self.sample_with_replacement, seed, epoch_fn)
         elif trainer is not None and (
-            epoch_subsets or (self.shuffle and (trainer.world_size == 1 or generator is not None))
-        ):  # without epoch subsets, exactly a DistributedSampler's order and shards
+            epoch_subsets
+            or (self.shuffle and (trainer.world_size == 1 or generator is not None))
+            or (trainer.world_size > 1 and _injects_distributed_sampler(trainer))
+        ):  # without epoch subsets, exactly a DistributedSampler's order and shards (without its list of N indices)
             sampler = EpochSampler(
                 dataset,
                 self._epoch_positions,
@@ -212,13 +233,15 @@ class PrunedSubsetLoaders:
         cached = self._epoch_positions_cache
         if cached is not None and cached[0] is subset:  # asked twice per epoch: by `len` and by `iter`
             return cached[1]
-        lookup = np.full(self.num_examples, -1, dtype=np.int64)
-        lookup[self.kept_indices] = np.arange(len(self.kept_indices))
-        positions = lookup[subset]
-        if (positions < 0).any():
-            raise ValueError(
-                f"the epoch subset holds {int((positions < 0).sum())} examples outside the kept training subset"
-            )
+        kept, by_value = self.kept_indices, None
+        if len(kept) > 1 and not np.all(kept[1:] > kept[:-1]):  # a subset set by hand, unsorted
+            by_value = np.argsort(kept, kind="stable")
+            kept = kept[by_value]
+        found = np.searchsorted(kept, subset)
+        outside = int(np.count_nonzero(kept[np.minimum(found, len(kept) - 1)] != subset)) if len(kept) else len(subset)
+        if outside:
+            raise ValueError(f"the epoch subset holds {outside} examples outside the kept training subset")
+        positions = found if by_value is None else by_value[found]
         self._epoch_positions_cache = (subset, positions)
         return positions
 
@@ -235,8 +258,8 @@ class PrunedSubsetLoaders:
         """
         dataset = self._current_train_set()
         sampler = None
-        if num_replicas > 1:
-            sampler = DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        if num_replicas > 1:  # DistributedSampler's unshuffled shards, handed out without a list of N indices
+            sampler = EpochSampler(dataset, lambda epoch: None, num_replicas=num_replicas, rank=rank, shuffle=False)
         return DataLoader(
             dataset,
             batch_size=batch_size or self.eval_batch_size,

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
-from datadiet._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from datadiet._io import UnreadableFileError, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 #: Written by the app into a multirun job's directory when the job raises (see ``datadiet.report.callback``).
 FAILURE_FILE = "job_failure.json"
@@ -97,6 +97,13 @@ def job_directories(sweep_dir: str | Path) -> list[Path]:
     return sorted(path.parent.parent for path in sweep_dir.glob("**/.hydra/config.yaml"))
 
 
+def _json_object(path: Path) -> dict:
+    record = read_json(path, "rerun that job (or delete its folder)")
+    if not isinstance(record, dict):
+        raise UnreadableFileError(path, "it is not a JSON object", "rerun that job (or delete its folder)")
+    return record
+
+
 def collect_jobs(sweep_dir: str | Path) -> list[Job]:
     """Reads each job of a sweep; a job without ``summary.json`` is failed (with its error when recorded)."""
     jobs = []
@@ -106,13 +113,16 @@ def collect_jobs(sweep_dir: str | Path) -> list[Job]:
         job = Job(directory, str(pruning.get("strategy", "?")), float(pruning.get("keep_fraction", float("nan"))))
         job.config = _flatten(OmegaConf.to_container(config, resolve=False))
         summary_path, failure_path = directory / "summary.json", directory / FAILURE_FILE
-        if summary_path.exists():
-            job.summary = json.loads(summary_path.read_text())
-        elif failure_path.exists():
-            failure = json.loads(failure_path.read_text())
-            job.error = f"{failure.get('type', 'error')}: {failure.get('message', '')}"
-        else:
-            job.error = "no summary.json (still running, killed, or crashed without a trace)"
+        try:
+            if summary_path.exists():
+                job.summary = _json_object(summary_path)
+            elif failure_path.exists():
+                failure = _json_object(failure_path)
+                job.error = f"{failure.get('type', 'error')}: {failure.get('message', '')}"
+            else:
+                job.error = "no summary.json (still running, killed, or crashed without a trace)"
+        except UnreadableFileError as error:  # a torn or edited file: the job counts as failed, and says why
+            job.summary, job.error = None, str(error)
         jobs.append(job)
     return jobs
 

@@ -44,12 +44,15 @@ def trainer_sync_min(trainer: Any) -> SyncMin:
 
 
 def merge_seen(values: Tensor, sync_min: SyncMin = single_process) -> Tensor:
-    """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it."""
+    """Merges a NaN-for-unseen buffer across processes: per slot, the minimum over processes that saw it.
+
+    ``values`` is left as it was; the merge costs one buffer-sized copy (reduced in place) and a mask.
+    """
     if sync_min is single_process:  # one process: nothing to merge
         return values
-    filled = torch.where(torch.isnan(values), torch.full_like(values, float("inf")), values)
-    merged = sync_min(filled)
-    return torch.where(torch.isinf(merged) & (merged > 0), torch.full_like(merged, float("nan")), merged)
+    inf = float("inf")
+    merged = sync_min(torch.nan_to_num(values, nan=inf, posinf=inf, neginf=-inf))
+    return merged.masked_fill_(merged == inf, float("nan"))
 
 
 class PerExampleScore(ABC):
@@ -167,10 +170,13 @@ class PerExampleScore(ABC):
 
     @abstractmethod
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        """Returns ``(score, raw)`` as float64 arrays of length N; NaN where never seen."""
+        """Returns ``(score, raw)``: float arrays of length N (float32 where the statistic is kept in
+        float32), NaN where never seen; the same array twice when raw and score are equal."""
 
     def state_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).detach().cpu().clone() for name in self._state_names}
+        """The state tensors on the host; on the CPU they share memory with the live state (as
+        ``nn.Module.state_dict`` does), so a checkpoint costs no copy of them. Copy them to keep a snapshot."""
+        return {name: getattr(self, name).detach().cpu() for name in self._state_names}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name in self._state_names:
@@ -182,7 +188,8 @@ class PerExampleScore(ABC):
                     f"score {self.name!r}: checkpoint state {name!r} has shape {tuple(value.shape)}, "
                     f"expected {tuple(getattr(self, name).shape)} (was the dataset changed?)"
                 )
-            setattr(self, name, value.to(self.device, dtype=getattr(self, name).dtype))
+            # a copy: the state dict may be another score's live state (see `state_dict`)
+            setattr(self, name, value.to(self.device, dtype=getattr(self, name).dtype, copy=True))
 
 
 class EvalPassScore(PerExampleScore):
@@ -215,8 +222,8 @@ class EvalPassScore(PerExampleScore):
         self.value = merge_seen(self.value, sync_min)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.value.double().cpu().numpy()
-        return (-raw if self.raw_is_easiness else raw.copy()), raw
+        raw = self.value.detach().to("cpu", copy=True).numpy()  # float32: nothing a float64 copy would add
+        return (-raw if self.raw_is_easiness else raw), raw
 
 
 class PresentationScore(PerExampleScore):
@@ -336,10 +343,13 @@ class PresentationMean(PresentationScore):
         self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        count = self.presentations.double()  # one value per example: per-token states are not kept here
-        mean = self.value_sum.double() / count.clamp(min=1)
-        raw = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
-        return (-raw if self.raw_is_easiness else raw.copy()), raw
+        raw = np.empty(self.num_examples)
+        for start in range(0, self.num_examples, self.fold_chunk):  # float64 temporaries of a slice only
+            part = slice(start, start + self.fold_chunk)
+            count = self.presentations[part].double()
+            mean = self.value_sum[part].double() / count.clamp(min=1)
+            raw[part] = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
+        return (-raw if self.raw_is_easiness else raw), raw
 
 
 def _describe(value: Any) -> str:

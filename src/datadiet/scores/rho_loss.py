@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from datadiet._io import atomic_save_npz
+from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.adapter import Adapter
 from datadiet.scores import functional as F
 from datadiet.scores.base import EvalPassScore
@@ -108,11 +109,14 @@ def irreducible_losses(
         float64 array of length N: the loss of a model that never trained on the example.
     """
     if cache_path is not None and Path(cache_path).exists():
-        with np.load(cache_path, allow_pickle=False) as cached:
-            losses = cached["irreducible_loss"]
-        if len(losses) != len(train_dataset):
-            raise ValueError(f"cached irreducible losses {cache_path} have {len(losses)} values, expected {len(train_dataset)}")
-        return losses
+        try:
+            losses = load_npz(cache_path, keys=("irreducible_loss",))["irreducible_loss"]
+        except UnreadableFileError as error:  # computed again below and replaced atomically
+            rank_zero_warn(f"cached irreducible losses {cache_path} cannot be read ({error.reason}): computing them again")
+        else:
+            if len(losses) != len(train_dataset):
+                raise ValueError(f"cached irreducible losses {cache_path} have {len(losses)} values, expected {len(train_dataset)}")
+            return losses
     num_examples = len(train_dataset)
     holdout = holdout_split(num_examples, holdout_fraction, seed)
     rest = np.setdiff1d(np.arange(num_examples), holdout)

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from datadiet._io import atomic_save_npz
+from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.data.datamodule import PruningDataModule
 from datadiet.data.sources._split import build_datamodule
 
+log = logging.getLogger(__name__)
+
 
 def default_cache_dir() -> Path:
-    """``$DATADIET_CACHE`` or ``~/.cache/datadiet``."""
-    return Path(os.environ.get("DATADIET_CACHE", Path.home() / ".cache" / "datadiet"))
+    """``$DATADIET_CACHE`` or ``~/.cache/datadiet``.
+
+    Raises:
+        NotADirectoryError: the folder, or one above it, is a file (it could never hold the cache).
+    """
+    variable = os.environ.get("DATADIET_CACHE")
+    path = Path(variable) if variable else Path.home() / ".cache" / "datadiet"
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                named = f"DATADIET_CACHE={variable}" if variable else f"the default cache folder {path}"
+                raise NotADirectoryError(
+                    f"{named}: {folder} is a file, not a folder, so the cache cannot live there; point DATADIET_CACHE "
+                    "at a folder (or unset it for ~/.cache/datadiet)"
+                )
+            break
+    return path
 
 
 def load_mnist1d(num_samples: int = 5000, seed: int = 42, cache_dir: Optional[str] = None) -> dict[str, np.ndarray]:
@@ -36,8 +54,10 @@ def load_mnist1d(num_samples: int = 5000, seed: int = 42, cache_dir: Optional[st
         raise ValueError(f"`num_samples` must be at least 10 (one per class), got {num_samples}")
     path = Path(cache_dir or default_cache_dir()) / f"mnist1d_{num_samples}_{seed}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as cached:
-            return {key: cached[key] for key in cached.files}
+        try:
+            return load_npz(path, keys=("x", "y", "x_test", "y_test"))
+        except UnreadableFileError as error:  # regenerated below, and replaced atomically
+            log.warning("cached MNIST-1D %s cannot be read (%s): generating it again", path, error.reason)
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()

@@ -5,7 +5,6 @@ The app faults start from one finished small run (``_app_overrides.SMALL``), cop
 end like the undamaged run (same kept subset) and leave the damaged file in ``superseded/``.
 """
 
-import json
 import logging
 import shutil
 

@@ -250,6 +250,8 @@ class DataDietConfig:
     resume: bool = True
     ckpt_path: Optional[str] = None
     baseline: bool = False
+    test_metric: str = "test/acc"
+    test_metric_mode: str = "max"
 
 
 def _first_set(*values: Any) -> Any:

@@ -69,3 +69,21 @@ def test_a_language_model_through_the_app(tmp_path):
     summary = run(compose_custom(tmp_path, *overrides))
     assert summary["test_metric"] == "test/bits_per_token" and summary["objective"] == summary["test_metric_value"] > 0
     assert summary["presentations_per_epoch"][0] == 96 and summary["presentations_per_epoch"][1] < 96
+
+
+def test_the_checks_before_training_leave_the_random_state_as_it_was(tmp_path):
+    # building the probe and the main model draws initial weights: the run's own draws must not move
+    import torch
+
+    from datadiet.app.plan import RunPlan
+    from datadiet.app.user_code import check_before_training, make_datamodule
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[*SMALL, f"paths.output_dir={tmp_path}", "pruning.keep_fraction=0.5"])
+    plan = RunPlan.from_config(cfg)
+    assert plan.probe_source == "probe"
+    datamodule = make_datamodule(plan.data)
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state()
+    check_before_training(plan, datamodule)
+    assert torch.equal(torch.random.get_rng_state(), before)

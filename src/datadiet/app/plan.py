@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import Budget
+from datadiet.app.config_checks import check_known_keys, container, count, existing_file
 from datadiet.app.plan_parts import (
     ALL_DATA,
     BY_SCORES,
@@ -26,11 +27,7 @@ from datadiet.app.plan_parts import (
     ProbePlan,
     PruningPlan,
     check_in_run,
-    check_known_keys,
     check_strategy_options,
-    container,
-    count,
-    existing_file,
     full_training_epochs,
     read_budget,
     read_label_noise,

@@ -154,9 +154,9 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
         ValueError: a model that cannot be built for this data, or a test metric the model does not log.
         TypeError: a model that is not a LightningModule.
     """
-    if plan.probe_source == "probe":
-        make_model(plan.probe.model, datamodule)
-    with isolate_rng():
+    with isolate_rng():  # building models draws their initial weights: the run's own draws stay as they were
+        if plan.probe_source == "probe":
+            make_model(plan.probe.model, datamodule)
         model = make_model(plan.model, datamodule)
         trainer = instantiate(
             plan.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[], limit_test_batches=1,

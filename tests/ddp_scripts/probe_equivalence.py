@@ -134,6 +134,7 @@ def probe(name: str, devices: int, scores: list[str]):
         dm = PruningDataModule(make_token_data(num_examples), batch_size=batch_size, eval_batch_size=7,
                                collate_fn=pad_to_longest)
         model = TokenLM(lr)
+        scores = [s for s in scores if s != "label_issue"]  # flags examples, not tokens: refused for sequences
     else:
         dm = PruningDataModule(make_data(num_examples), batch_size=batch_size, eval_batch_size=7, drop_last=drop_last)
         model = make_model(lr)

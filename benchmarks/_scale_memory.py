@@ -200,12 +200,12 @@ class DynamicRun:
         self.datamodule.trainer = self.trainer
         self.module = SimpleNamespace(device=torch.device("cpu"), log=lambda *args, **kwargs: None)
         self.pruning.setup(self.trainer, self.module, "fit")
-        self.pruning._epoch_loss = torch.full((num_examples,), float("nan"))
+        self.pruning._losses.values = torch.full((num_examples,), float("nan"))
         self._train_epoch()
 
     @property
     def state(self) -> int:
-        return self.pruning._scores.nbytes + self.pruning._epoch_loss.nbytes
+        return self.pruning._scores.nbytes + self.pruning._losses.values.nbytes
 
     @property
     def held(self) -> int:
@@ -223,7 +223,7 @@ class DynamicRun:
         presented = self.torch.arange(len(self.losses)) if subset is None else self.torch.from_numpy(subset)
         for start in range(0, len(presented), 1 << 20):
             index = presented[start : start + (1 << 20)]
-            self.pruning._epoch_loss[index] = self.losses[index]
+            self.pruning._losses.values[index] = self.losses[index]
 
     def boundary(self) -> None:
         self.pruning.on_train_epoch_end(self.trainer, self.module)

@@ -11,6 +11,9 @@ to its own length. A method pays only where it lies *above* that line. Three reg
 - ``d``: regime ``a`` with 20 % of the training labels replaced by a uniformly random other class
   (``d40``: 40 %); validation and test labels clean, a new draw of the noise per seed. The all-data line
   trains on all the noisy data: that is what a user without datadiet gets.
+- ``e``: a byte-level causal language model (``TinyGPT``) on the Python standard library's source, 2,000
+  windows of 64 bytes, 16 epochs = 1.0; ``e6000``: 6,000 windows, 8 epochs = 1.0. Held-out files; the metric
+  is held-out bits per byte (lower is better; ``benchmarks/_lm.py``).
 
 Online RHO-LOSS (``rho`` rows, :class:`~datadiet.ReducibleLossSelection`) trains its irreducible-loss model on a
 holdout split of the (noisy) training set first; its training presentations and forwards count in the run's
@@ -38,10 +41,10 @@ import csv
 import functools
 import logging
 import math
-import warnings
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -50,6 +53,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from benchmarks import _lm
 from benchmarks._timing import base_parser, machine, quiet_trainer, results_dir
 from datadiet import DifficultyCallback, PruningDataModule
 from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops
@@ -57,6 +61,7 @@ from datadiet.models import CNN1D, MLP, Classifier
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 RUNS_FILE = "frontier_runs.csv"
+#: ``test_acc`` holds the regime's test metric (``Regime.metric``: accuracy as a fraction, or bits per byte).
 RUN_COLUMNS = (
     "regime", "method", "label", "seed", "test_acc", "compute", "flops", "train_presentations",
     "probe_presentations", "scored_main", "scored_probe", "wall_s",
@@ -83,6 +88,18 @@ class Regime:
     methods: tuple[tuple[str, dict[str, Any]], ...] = field(default_factory=tuple)
     #: Share of training labels replaced by a uniformly random other class (a new draw per seed).
     label_noise: float = 0.0
+    #: The test metric: ``evaluate(model, dm)`` (default: accuracy), its name, whether higher is better, and
+    #: the factor it is shown with (100: a fraction shown in %).
+    evaluate: Optional[Callable[[pl.LightningModule, PruningDataModule], float]] = None
+    metric: str = "test accuracy (%)"
+    higher_is_better: bool = True
+    metric_scale: float = 100.0
+    #: The LightningModule around ``make_net`` (and the probe's), its optimizer, and the selector probe's net.
+    module: Callable[..., pl.LightningModule] = Classifier
+    optimizer: str = "adam"
+    selector: Optional[Callable[..., torch.nn.Module]] = None
+    #: Whether the README's recommended configuration (``RECOMMENDED``) is highlighted in this regime.
+    recommended: bool = True
 
 
 def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None,
@@ -213,6 +230,22 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default
     )
+    # A byte-level language model (benchmarks/_lm.py): many epochs over little text (e), and fewer over more (e6000).
+    e_methods = (
+        _static(0.5, "random", "none"),
+        _static(0.5, "hard", "in_run", probe_epochs=4, score="loss"),
+        _static(0.7, "hard", "in_run", probe_epochs=4, score="loss"),
+        _static(0.5, "easy", "in_run", probe_epochs=4, score="loss"),
+        ("dynamic", {"prune_ratio": 0.3}),
+        ("dynamic", {"prune_ratio": 0.5}),
+        ("dynamic", {"prune_ratio": 0.7}),
+        ("dynamic", {"prune_ratio": 0.7, "epochs": 20}),
+    )
+    e6000_methods = (
+        _static(0.5, "hard", "in_run", probe_epochs=2, score="loss"),
+        ("dynamic", {"prune_ratio": 0.3}),
+        ("dynamic", {"prune_ratio": 0.5}),
+    )
     if quick:
         return {
             "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
@@ -223,6 +256,9 @@ def regimes(quick: bool) -> dict[str, Regime]:
                         methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
                         + (_rho(0.5, 3, il_epochs=2),),
                         label_noise=0.2),
+            "e": Regime("e", "quick byte-level LM", _lm.make_data(256, 64), _lm.NET, 3e-3, 3, (2 / 3, 1.0),
+                        methods=(_static(0.5, "hard", "in_run", probe_epochs=2, score="loss"), e_methods[5]),
+                        **_lm.REGIME_OPTIONS),
         }
     return {
         "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
@@ -240,13 +276,20 @@ def regimes(quick: bool) -> dict[str, Regime]:
                         methods=d_methods + RHO_METHODS, label_noise=noise)
            for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
                                          ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)))},
+        "e": Regime("e", "byte-level LM (TinyGPT, 85k params), Python stdlib source, 2,000 windows of 64 B "
+                         "(1.0 = 16 epochs)", _lm.make_data(2000, 1000), _lm.NET, 1e-2, 16,
+                    (0.25, 0.375, 0.5, 0.625, 0.75, 1.0), methods=e_methods, **_lm.REGIME_OPTIONS),
+        "e6000": Regime("e6000", "byte-level LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
+                        _lm.make_data(6000, 1000), _lm.NET, 3e-3, 8, (0.25, 0.5, 0.75, 1.0), methods=e6000_methods,
+                        **_lm.REGIME_OPTIONS),
     }
 
 
 # One run ---------------------------------------------------------------------------------------------
 def _classifier(regime: Regime, dm: PruningDataModule, net: Any = None, lr: Optional[float] = None) -> Classifier:
-    return Classifier(net or regime.make_net, dm.input_shape, dm.num_classes, optimizer="adam", lr=lr or regime.lr,
-                      cosine_schedule=True, schedule_interval="step" if regime.step_schedule else "epoch")
+    return regime.module(net or regime.make_net, dm.input_shape, dm.num_classes, optimizer=regime.optimizer,
+                         lr=lr or regime.lr, cosine_schedule=True,
+                         schedule_interval="step" if regime.step_schedule else "epoch")
 
 
 def _fit(model: Classifier, dm: PruningDataModule, epochs: float, callbacks: Sequence[pl.Callback] = ()) -> int:
@@ -317,9 +360,9 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
                 dm.prune(np.zeros(n), keep_fraction=keep, strategy=strategy, seed=seed,
                          class_balanced=select_options["class_balanced"])
             else:
-                net = tiny_mlp if route == "selector" else regime.make_net
-                probe = Classifier(net, dm.input_shape, dm.num_classes, lr=1e-3 if route == "selector" else regime.lr,
-                                   cosine_schedule=False)
+                net = (regime.selector or tiny_mlp) if route == "selector" else regime.make_net
+                probe = regime.module(net, dm.input_shape, dm.num_classes, lr=1e-3 if route == "selector" else regime.lr,
+                                      cosine_schedule=False)
                 difficulty = DifficultyCallback(scores=[select_options["score"]])
                 probe_presentations = _fit(probe, dm, params["probe_epochs"], [difficulty])
                 scored_probe = n
@@ -341,7 +384,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
     unit = full_data_flops(n, regime.unit_epochs, flops["main"])
     return {
         "regime": regime.name, "method": method, "label": label(method, params), "seed": seed,
-        "test_acc": _test_accuracy(model, dm), "compute": total / unit, "flops": total,
+        "test_acc": (regime.evaluate or _test_accuracy)(model, dm), "compute": total / unit, "flops": total,
         "train_presentations": train_presentations, "probe_presentations": probe_presentations,
         "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
         **({} if dm.label_noise is None else
@@ -457,8 +500,9 @@ def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
         os.replace(tmp, file)
 
 
-def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
-    """Mean and std over seeds of accuracy, compute, presentations and wall time, per configuration."""
+def summarise(rows: list[dict[str, Any]], regime: str, scale: float = 100.0, higher_is_better: bool = True) -> list[dict[str, Any]]:
+    """Mean and std over seeds of the metric (``acc_*``, times ``scale``), compute, presentations and wall time,
+    per configuration; ``above_frontier`` is how much better than the frontier at the same compute."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["regime"] == regime:
@@ -467,7 +511,7 @@ def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
     flipped = next((r.get("kept_flipped") for r in rows if r["regime"] == regime and r["method"] == "full"), None)
     table = []
     for name, runs in groups.items():
-        acc = np.array([r["test_acc"] for r in runs]) * 100
+        acc = np.array([r["test_acc"] for r in runs]) * scale
         table.append({
             "label": name, "method": runs[0]["method"], "seeds": len(runs),
             "acc_mean": acc.mean(), "acc_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
@@ -482,7 +526,7 @@ def summarise(rows: list[dict[str, Any]], regime: str) -> list[dict[str, Any]]:
     frontier = sorted((t for t in table if t["method"] == "full"), key=lambda t: t["compute"])
     for entry in table:
         entry["frontier_acc"] = frontier_at(frontier, entry["compute"])
-        entry["above_frontier"] = entry["acc_mean"] - entry["frontier_acc"]
+        entry["above_frontier"] = (entry["acc_mean"] - entry["frontier_acc"]) * (1 if higher_is_better else -1)
     return sorted(table, key=lambda t: (t["method"] != "full", t["method"], t["compute"]))
 
 
@@ -557,19 +601,21 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
     for entry in (t for t in table if t["method"] != "full"):
         family = _family(entry)
         index = seen[family] = seen.get(family, -1) + 1
-        best = _recommended(entry["label"])
+        best = _recommended(entry["label"]) if regime.recommended else ""
         ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], ls="none", capsize=3,
                     marker="*" if best else markers[index % len(markers)], ms=14 if best else 7,
                     color=_FAMILY_COLORS[family], mec="black" if best else None,
                     label=f"{entry['label']}{f'  ← {best}' if best else ''}")
-    if frontier:
+    if frontier and regime.metric_scale == 100:
         full = min(frontier, key=lambda t: abs(t["compute"] - 1.0))  # the run compute 1.0 stands for
         ax.axhline(full["acc_mean"] - 0.5, color="gray", ls=":", lw=1, label="full-data accuracy − 0.5 pt")
-        low = min(t["acc_mean"] - t["acc_std"] for t in table)
-        ax.set_ylim(low - 0.5, max(t["acc_mean"] + t["acc_std"] for t in table) + 0.5)
+    if table:
+        low, high = min(t["acc_mean"] - t["acc_std"] for t in table), max(t["acc_mean"] + t["acc_std"] for t in table)
+        margin = 0.5 if regime.metric_scale == 100 else 0.05 * (high - low)
+        ax.set_ylim(low - margin, high + margin)
     unit = "one pass" if regime.step_schedule else f"{regime.unit_epochs:g} epochs of all data"
     ax.set_xlabel(f"compute: training + probe + scoring FLOPs (1.0 = {unit})")
-    ax.set_ylabel("test accuracy (%), mean ± std over seeds")
+    ax.set_ylabel(f"{regime.metric}, mean ± std over seeds" + ("" if regime.higher_is_better else " (lower is better)"))
     ax.set_title(regime.title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
@@ -584,17 +630,20 @@ def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print(f"\n## regime {regime.name}: {regime.title}")
     noisy = regime.label_noise > 0
     extra = " wrong labels in the kept set | detector precision / recall |" if noisy else ""
-    print(f"| run | compute | test acc % (mean ± std) | vs frontier at same compute | presentations | wall s |{extra}")
+    print(f"| run | compute | {regime.metric} (mean ± std) | better than the frontier at same compute by | "
+          f"presentations | wall s |{extra}")
     print("|---|---|---|---|---|---|" + ("---|---|" if noisy else ""))
+    unit, digits = (" pt", 2) if regime.metric_scale == 100 else ("", 4)
     for t in table:
-        gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.2f} pt"
-        name = f"**{t['label']}** ({_recommended(t['label'])})" if _recommended(t["label"]) else t["label"]
+        gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.{digits}f}{unit}"
+        tag = _recommended(t["label"]) if regime.recommended else ""
+        name = f"**{t['label']}** ({tag})" if tag else t["label"]
         wrong = ""
         if noisy:
             wrong = " — |" if t["method"] == "dynamic" or "kept_wrong_share" not in t else f" {t['kept_wrong_share']:.1%} |"
             wrong += (f" {t['detector_precision']:.3f} / {t['detector_recall']:.3f} |" if "detector_precision" in t
                       else " — |")
-        print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.2f} ± {t['acc_std']:.2f} (n={t['seeds']}) | "
+        print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.{digits}f} ± {t['acc_std']:.{digits}f} (n={t['seeds']}) | "
               f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |{wrong}")
 
 
@@ -608,13 +657,13 @@ def measure_flops(regime: Regime) -> dict[str, float]:
     dm = regime.make_data(0)
     example = dm.train_dataset[0][0].unsqueeze(0).repeat(8, *([1] * dm.train_dataset[0][0].ndim))
     main = regime.make_net(input_shape=dm.input_shape, num_classes=dm.num_classes)
-    selector = tiny_mlp(dm.input_shape, dm.num_classes)
+    selector = (regime.selector or tiny_mlp)(input_shape=dm.input_shape, num_classes=dm.num_classes)
     return {"main": forward_flops_per_example(main, example), "selector": forward_flops_per_example(selector, example)}
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40")
+    parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40, e, e6000")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
     parser.add_argument("--labels", default=None,
@@ -657,11 +706,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
                 rows.append(row)
                 done.add(key)
                 save_runs(runs_path, rows)
-                print(f"{regime.name} | {row['label']} | seed {seed} | acc {row['test_acc']:.4f} | "
+                print(f"{regime.name} | {row['label']} | seed {seed} | {regime.metric} {row['test_acc']:.4f} | "
                       f"compute {row['compute']:.3f} | {row['wall_s']:.1f} s", flush=True)
     tables = {}
     for regime in chosen:
-        table = summarise(rows, regime.name)
+        table = summarise(rows, regime.name, regime.metric_scale, regime.higher_is_better)
         tables[regime.name] = table
         if out is not None and table:
             with open(out / f"frontier_{regime.name}.csv", "w", newline="") as handle:

@@ -13,6 +13,7 @@ Scoring pass: the callback's end-of-probe eval-mode pass over the training set (
     python -m benchmarks.overhead --model cnn1d
     python -m benchmarks.overhead --device cuda      # ResNet-18 on random 32x32 tensors, bf16 AMP
     python -m benchmarks.overhead --dynamic-pruning 0.5   # also DynamicPruning's own share of its epochs
+    python -m benchmarks.overhead --model lm --dynamic-pruning 0.5   # a byte-level causal LM (logits B x T x 256)
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class _DynamicTimed(_Stopwatch, DynamicPruning):
 
     def on_train_epoch_start(self, *args: Any) -> None:
         self._timed(super().on_train_epoch_start, *args, per_step=False)
+
+    def _enter_forward(self, *args: Any) -> None:
+        self._timed(super()._enter_forward, *args)
 
 
 class _WithDatamodule:

@@ -38,3 +38,23 @@ def test_resnet18_amp_setup_runs_on_cpu(name, tmp_path, benchmarks_importable, c
     result = module.main(["--quick", "--model", "resnet18", "--results", str(tmp_path)])
     assert "ResNet-18 bf16 AMP" in capsys.readouterr().out
     assert result and list(tmp_path.glob("*_cpu_resnet18.csv"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, options", [("frontier", ["--regimes", "e", "--seeds", "1"]), ("overhead", ["--model", "lm"])])
+def test_language_model_setups_run_quick(name, options, tmp_path, benchmarks_importable, capsys):
+    """Regime (e) of the frontier and the overhead benchmark's byte-level LM, at tiny size."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    result = module.main(["--quick", "--results", str(tmp_path), *options])
+    printed = capsys.readouterr().out
+    assert result and ("bits per byte" in printed or "TinyGPT" in printed)
+
+
+@pytest.mark.slow
+def test_causal_lm_example_runs_quick():
+    import subprocess
+
+    completed = subprocess.run([sys.executable, str(ROOT / "examples" / "causal_lm.py"), "--quick"],
+                               capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count("held-out bits per byte") == 3

@@ -141,7 +141,7 @@ def test_needs_pruning_datamodule():
 def test_label_based_score_on_unlabelled_data_fails_fast():
     x, _ = noisy_data()
     callback = DifficultyCallback(scores=("el2n",))
-    with pytest.raises(ValueError, match=r"\['el2n'\] need integer class labels"):
+    with pytest.raises(ValueError, match=r"\['el2n'\] need labels"):
         quiet_trainer(max_epochs=1, callbacks=[callback]).fit(
             LitClassifier(nn.Linear(D, K)), datamodule=PruningDataModule(TensorDataset(x))
         )

@@ -94,7 +94,7 @@ def test_prune_rejects_bad_input(dataset, kwargs, error, match):
 def test_class_balanced_without_labels_fails():
     dm = PruningDataModule(TensorDataset(torch.zeros(N, 2)))
     with pytest.raises(ValueError, match="needs class labels"):
-        dm.prune(np.zeros(N), class_balanced=True)
+        dm.prune(np.arange(N, dtype=float), class_balanced=True)
 
 
 def test_constructor_validation(dataset):

@@ -5,7 +5,6 @@ The app faults start from one finished small run (``_app_overrides.SMALL``), cop
 end like the undamaged run (same kept subset) and leave the damaged file in ``superseded/``.
 """
 
-import json
 import logging
 import shutil
 
@@ -188,8 +187,11 @@ def test_a_garbage_reference_record_is_moved_aside(tmp_path, caplog):
 
     from datadiet.app.reference import load_reference, save_reference
 
-    plan = SimpleNamespace(config={"paths": {"cache_dir": str(tmp_path)}}, max_epochs=3)
-    save_reference(plan, "key", {"test_accuracy": 0.5, "total_flops": 1.0, "output_dir": "x"})
+    from datadiet.app.user_code import TestMetric
+
+    plan = SimpleNamespace(config={"paths": {"cache_dir": str(tmp_path)}}, max_epochs=3, test_metric=TestMetric())
+    save_reference(plan, "key", {"test_metric": "test/acc", "test_metric_value": 0.5, "test_accuracy": 0.5,
+                                  "total_flops": 1.0, "output_dir": "x"})
     assert load_reference(plan, "key")["test_accuracy"] == 0.5
     (tmp_path / "references" / "key.json").write_text("{")
     with caplog.at_level(logging.WARNING):

@@ -197,8 +197,11 @@ def test_dict_batches_through_an_adapter():
     selection = ReducibleLossSelection(np.zeros(8), selected_fraction=0.25, adapter=adapter)
     fit(module, [selection], epochs=1, data=DictDataset(x.float(), y))
     assert module.batch_sizes == [(1, 1), (1, 1)]
-    with pytest.raises(ValueError, match="Adapter"):  # without the adapter the dict batch is refused, by name
-        fit(DictModule(), [ReducibleLossSelection(np.zeros(8), 0.25)], epochs=1, data=DictDataset(x.float(), y))
+    # without an adapter, x / y (and Hugging Face's input_ids / labels) are read by name; other keys are refused
+    fit(DictModule(), [ReducibleLossSelection(np.zeros(8), 0.25)], epochs=1, data=DictDataset(x.float(), y))
+    other_keys = [{"features": features, "cls": label} for features, label in zip(x.float(), y)]
+    with pytest.raises(ValueError, match="input_fn"):
+        fit(DictModule(), [ReducibleLossSelection(np.zeros(8), 0.25)], epochs=1, data=other_keys)
 
 
 @pytest.mark.parametrize(
@@ -303,3 +306,26 @@ def test_the_users_on_after_batch_transfer_runs_before_the_selection():
     module = HookedIdentity()
     fit(module, [ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)], epochs=1)
     assert module.hook_calls == 2 and [len(step[0]) for step in module.steps] == [2, 1]
+
+
+class RegressionIdentity(Identity):
+    """The same identity layer as a regressor: outputs (B, 2) against float targets (B, 2), trained by MSE."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        self.steps.append((x.clone(), y.clone()))
+        return F.mse_loss(self(x), y)
+
+
+def test_a_regressor_is_ranked_by_its_own_loss_through_the_adapter():
+    # MSE per example = mean over the 2 outputs of (x - 0)^2:  0, 1, 2, 4.5; irreducible 0, 0, 1.9, 4.0;
+    # reducible 0, 1, 0.1, 0.5: the 2 kept are {1, 3} (by the largest loss alone they would be {3, 2}).
+    x = torch.tensor([[0, 0], [1, 1], [2, 0], [0, 3]], dtype=torch.float64)
+    data = TensorDataset(x, torch.zeros(4, 2, dtype=torch.float64))
+    selection = ReducibleLossSelection(np.array([0.0, 0.0, 1.9, 4.0]), selected_fraction=0.5, adapter=Adapter(loss="mse"))
+    module = RegressionIdentity()
+    fit(module, [selection], epochs=1, data=data)
+    torch.testing.assert_close(module.steps[0][0], x[[1, 3]], rtol=0, atol=0)
+    bad = ReducibleLossSelection(np.zeros(4), selected_fraction=0.5, adapter=Adapter(loss=lambda out, batch: out))
+    with pytest.raises(ValueError, match=r"one loss per example, got losses of shape \(4, 2\)"):
+        fit(RegressionIdentity(), [bad], epochs=1, data=data)

@@ -14,6 +14,9 @@ Scenarios (all in float64 so that "identical" can be checked to ~1e-12):
   original indices each rank processed; rank 1 first selects a *different* subset on purpose, which
   the data module must replace by rank 0's when the Trainer starts.
 - ``in_run``: ``trained`` with :class:`PruneDuringFit` after 2 of 3 epochs: one kept subset on every rank.
+- ``sequences``: a frozen language model (logits ``(B, T, V)``), sequences of 3–8 tokens padded to the
+  longest of each batch with ``-100`` labels, so that per-token state grows from batch to batch and the
+  processes' longest sequences differ.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ NUM_FEATURES, NUM_CLASSES = 6, 3
 _NEED_OPTIONS = {"rho_loss", "prototype_distance"}
 SCENARIOS = {
     # name: (num_examples, lr, epochs, batch per process or "full", drop_last)
+    "sequences": (51, 0.0, 2, 8, False),
     "frozen": (51, 0.0, 2, 8, False),
     "frozen_drop_last": (51, 0.0, 2, "full", True),
     "trained": (42, 0.5, 3, "full", False),
@@ -56,6 +60,43 @@ def make_model(lr: float, seed: int = 0) -> Classifier:
     torch.manual_seed(seed)
     net = nn.Sequential(nn.Linear(NUM_FEATURES, 16), nn.Tanh(), nn.Linear(16, NUM_CLASSES)).double()
     return Classifier(net, input_shape=[NUM_FEATURES], num_classes=NUM_CLASSES, optimizer="sgd", lr=lr, momentum=0.0)
+
+
+class TokenLM(pl.LightningModule):
+    """A float64 bigram language model trained with the token-mean cross-entropy."""
+
+    def __init__(self, lr: float, vocab: int = 5, seed: int = 0) -> None:
+        super().__init__()
+        torch.manual_seed(seed)
+        self.net = nn.Sequential(nn.Embedding(vocab, 8), nn.Tanh(), nn.Linear(8, vocab)).double()
+        self.lr = lr
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.net(tokens)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self(x).flatten(0, 1), y.flatten(), ignore_index=-100)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+
+def make_token_data(num_examples: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    items = []
+    for length in torch.randint(3, 9, (num_examples,), generator=generator).tolist():
+        tokens = torch.randint(5, (length + 1,), generator=generator)
+        items.append((tokens[:-1], tokens[1:]))
+    return items
+
+
+def pad_to_longest(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pads a batch to its longest sequence: inputs with 0, labels with -100 (as Hugging Face collators do)."""
+    length = max(len(x) for x, _ in items)
+    x = torch.stack([nn.functional.pad(x, (0, length - len(x))) for x, _ in items])
+    y = torch.stack([nn.functional.pad(y, (0, length - len(y)), value=-100) for _, y in items])
+    return x, y
 
 
 def make_trainer(devices: int, epochs: int, callbacks: list) -> pl.Trainer:
@@ -89,9 +130,15 @@ class RecordIndices(pl.Callback):
 def probe(name: str, devices: int, scores: list[str]):
     num_examples, lr, epochs, batch, drop_last = SCENARIOS[name]
     batch_size = math.ceil(num_examples / devices) if batch == "full" else batch
-    dm = PruningDataModule(make_data(num_examples), batch_size=batch_size, eval_batch_size=7, drop_last=drop_last)
+    if name == "sequences":
+        dm = PruningDataModule(make_token_data(num_examples), batch_size=batch_size, eval_batch_size=7,
+                               collate_fn=pad_to_longest)
+        model = TokenLM(lr)
+        scores = [s for s in scores if s != "label_issue"]  # flags examples, not tokens: refused for sequences
+    else:
+        dm = PruningDataModule(make_data(num_examples), batch_size=batch_size, eval_batch_size=7, drop_last=drop_last)
+        model = make_model(lr)
     callback = DifficultyCallback(scores=scores)
-    model = make_model(lr)
     trainer = make_trainer(devices, epochs, [callback])
     trainer.fit(model, datamodule=dm)
     table = callback.score_table

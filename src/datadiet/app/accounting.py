@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from datadiet.app.reference import signed
 from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops
 from datadiet.selection import num_to_keep
 
@@ -50,12 +49,14 @@ def compute_summary(
     plan: "RunPlan",
     num_examples: int,
     epochs: int,
-    test_accuracy: float,
+    test_value: float,
     reference: Optional[dict[str, Any]],
     is_reference: bool = False,
 ) -> dict[str, Any]:
     """The summary's compute entries: FLOPs per phase, ``compute_ratio`` (total FLOPs over those of training
-    the same model on all data for ``max_epochs``) and the comparison with the full-data reference in words."""
+    the same model on all data for ``max_epochs``) and the comparison of the test metric (``test_value``) with
+    the full-data reference, in numbers (``test_metric_vs_reference``: positive = better, points for accuracy)
+    and in words."""
     full = full_data_flops(num_examples, plan.max_epochs, account.flops_per_example)
     ratio = account.ratio_to(full)
     entries: dict[str, Any] = {
@@ -73,6 +74,8 @@ def compute_summary(
         "total_flops": account.total_flops,
         "full_data_flops": full,
         "compute_ratio": ratio,
+        "reference_test_metric_value": None,
+        "test_metric_vs_reference": None,
         "reference_test_accuracy": None,
         "accuracy_vs_reference_pt": None,
     }
@@ -81,8 +84,13 @@ def compute_summary(
     elif reference is None:
         entries["vs_full_data"] = "no full-data reference: run with baseline=true"
     else:
-        difference = 100.0 * (test_accuracy - float(reference["test_accuracy"]))
-        entries["reference_test_accuracy"] = float(reference["test_accuracy"])
-        entries["accuracy_vs_reference_pt"] = difference
-        entries["vs_full_data"] = f"{signed(difference)} pt at {ratio:.2f}× compute"
+        metric = plan.test_metric
+        reference_value = float(reference["test_metric_value"])
+        difference = metric.better_by(test_value, reference_value)
+        entries["reference_test_metric_value"] = reference_value
+        entries["test_metric_vs_reference"] = difference
+        if metric.is_accuracy:
+            entries["reference_test_accuracy"] = reference_value
+            entries["accuracy_vs_reference_pt"] = difference
+        entries["vs_full_data"] = f"{metric.describe(difference)} at {ratio:.2f}× compute"
     return entries

@@ -27,7 +27,8 @@ def config_dir() -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Console entry point; returns the test error so Hydra sweepers can minimise it.
+    """Console entry point; returns the run's ``objective`` (the test error ``1 − test/acc`` by default; see
+    ``test_metric``) so Hydra sweepers can minimise it.
 
     In a multirun a failed job writes ``job_failure.json`` and returns NaN; the sweep's report lists it.
     Under DDP each multirun job starts and ends its own ranks (see :mod:`datadiet.app.launch`).
@@ -36,7 +37,7 @@ def main(cfg: DictConfig) -> float:
     def job(job_cfg: DictConfig) -> float:
         plan = RunPlan.from_config(job_cfg)  # every key and value checked before anything trains
         with multirun_ddp_job(plan):
-            return run(plan)["test_error"]
+            return run(plan)["objective"]
 
     return record_failures(job, cfg)
 

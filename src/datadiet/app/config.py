@@ -3,7 +3,7 @@
 A typo or a wrong type anywhere in a composed config (``pruning.keep_fracton=0.3``,
 ``trainer.devices=[a]``, ``data.num_samples=many``) fails at composition with OmegaConf's message,
 which names the full key (``full_key: pruning.keep_fracton``) and the schema it is not in; a key added
-with ``+`` that no schema has fails when the plan is built (:func:`datadiet.app.plan_parts.check_known_keys`).
+with ``+`` that no schema has fails when the plan is built (:func:`datadiet.app.config_checks.check_known_keys`).
 
 The fixed-shape groups (``probe``, ``pruning``, ``trainer``, ``paths``) are typed fields of
 :class:`DataDietConfig`, the first entry of ``conf/config.yaml``'s defaults. Groups whose options
@@ -252,6 +252,8 @@ class DataDietConfig:
     resume: bool = True
     ckpt_path: Optional[str] = None
     baseline: bool = False
+    test_metric: str = "test/acc"
+    test_metric_mode: str = "max"
 
 
 def _first_set(*values: Any) -> Any:

@@ -19,9 +19,9 @@ from datadiet.app.kept_subset import KEPT_FILE, choose_subset, save_label_record
 from datadiet.app.plan import RunPlan
 from datadiet.app.reference import compare_early_stopped, load_reference, save_reference
 from datadiet.app.reuse import reference_key
-from datadiet.app.summary import format_summary, readable, run_summary
+from datadiet.app.summary import format_summary, metric_text, readable, run_summary
 from datadiet.app.training import train
-from datadiet.data import PruningDataModule
+from datadiet.app.user_code import check_before_training, make_datamodule
 from datadiet.report.wandb_logging import log_job
 
 
@@ -37,7 +37,8 @@ def run(config: Any, announce: bool = True) -> dict[str, Any]:
     plan = config if isinstance(config, RunPlan) else RunPlan.from_config(config)  # every check, before anything
     plan.paths.output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(plan.seed, workers=True)
-    datamodule: PruningDataModule = instantiate(plan.data)
+    datamodule = make_datamodule(plan.data)
+    check_before_training(plan, datamodule)  # your model and data give what the run needs (one test batch)
     reference_id = reference_key(plan, datamodule)
     if plan.baseline and not plan.is_full_data_reference and load_reference(plan, reference_id) is None:
         _comparison_run(plan.full_data(), "full data", plan)  # the same model on all data for max_epochs
@@ -50,7 +51,7 @@ def run(config: Any, announce: bool = True) -> dict[str, Any]:
     if plan.baseline and not is_reference:  # the early-stopped full-data run of at least this compute
         early_plan = plan.full_data(epochs=early_stopped_epochs(summary["compute_ratio"], plan.max_epochs))
         early = _comparison_run(early_plan, "early-stopped full data", plan)
-        summary.update(compare_early_stopped(summary, early, plan.max_epochs))
+        summary.update(compare_early_stopped(summary, early, plan.max_epochs, plan))
 
     if fit.is_global_zero:
         if is_reference:
@@ -80,7 +81,7 @@ def _comparison_run(plan: RunPlan, what: str, parent: RunPlan) -> dict[str, Any]
     if pl.utilities.rank_zero.rank_zero_only.rank == 0:
         epochs, max_epochs = summary["train_epochs"], parent.max_epochs
         print(
-            f"\n[datadiet] {what}: {epochs} epochs, test accuracy {summary['test_accuracy']:.4f}, "
+            f"\n[datadiet] {what}: {epochs} epochs, {metric_text(summary)}, "
             f"{epochs / max_epochs:.2f}× the compute of {max_epochs} epochs (in {summary['output_dir']})\n",
             flush=True,
         )

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import Budget
+from datadiet.app.config_checks import check_known_keys, container, count, existing_file
 from datadiet.app.plan_parts import (
     ALL_DATA,
     BY_SCORES,
@@ -26,11 +27,7 @@ from datadiet.app.plan_parts import (
     ProbePlan,
     PruningPlan,
     check_in_run,
-    check_known_keys,
     check_strategy_options,
-    container,
-    count,
-    existing_file,
     full_training_epochs,
     read_budget,
     read_label_noise,
@@ -41,6 +38,7 @@ from datadiet.app.plan_parts import (
     selection,
     with_label_issue,
 )
+from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
 __all__ = ["ALL_DATA", "BY_SCORES", "IN_RUN", "SUBSET_FILE", "RunPlan", "validate_config"]
@@ -73,6 +71,8 @@ class RunPlan:
     selection: str
     #: ``data.label_noise*`` when the data source injects label noise (``{"rate", "kind", "seed"}``), else ``None``.
     label_noise: Optional[dict[str, Any]] = None
+    #: ``test_metric`` / ``test_metric_mode``: what the model logs in test_step that the run reports and compares.
+    test_metric: TestMetric = field(default_factory=TestMetric)
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -177,6 +177,7 @@ class RunPlan:
             budget=budget,
             selection=selection(probe, pruning),
             label_noise=label_noise,
+            test_metric=TestMetric.read(cfg.get("test_metric", "test/acc"), cfg.get("test_metric_mode", "max")),
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
 

@@ -7,23 +7,21 @@ written.
 
 from __future__ import annotations
 
-import difflib
 import math
-from dataclasses import dataclass, fields, is_dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from datadiet.app.budget import BUDGETS, Budget
+from datadiet.app.config_checks import container, count, existing_file
+from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
-from datadiet.callbacks._noisy_labels import validate_extra_epochs, validate_noise_threshold
-from datadiet.data.datamodule import MISLABELLED_HANDLING
 from datadiet.data.label_noise import validate_label_noise
-from datadiet.detection import DETECTORS
 from datadiet.scores import get_score
-from datadiet.selection import STRATEGIES, needs_scores, select, validate_keep_fraction
+from datadiet.selection import STRATEGIES, select, validate_keep_fraction
 
 PROBE_MODES = ("separate", "in_run")
 
@@ -96,48 +94,6 @@ class PruningPlan:
         return options
 
 
-#: Config nodes whose keys are free-form (a strategy's or a score's own keyword arguments): ``+`` may add keys there.
-FREE_FORM = ("pruning.options", "probe.score_options")
-
-
-def check_known_keys(cfg: Any) -> None:
-    """Fails when a composed config has a key its schema does not (one added with ``+key=value``).
-
-    Hydra lets ``+`` add a key to a typed node; the schema would not have it, so nothing reads it and the run
-    would silently ignore it. Free-form nodes (:data:`FREE_FORM`, a network's ``net``, ``logger``) take any key.
-
-    Raises:
-        ValueError: naming the key, the schema, the close matches and where free-form keys go.
-    """
-    for node_path, node in _typed_nodes(cfg):
-        schema = OmegaConf.get_type(node)
-        if not is_dataclass(schema):
-            continue
-        known = [item.name for item in fields(schema)]
-        for key in node.keys():
-            if key not in known:
-                prefix = f"{node_path}." if node_path else ""
-                close = [f"`{prefix}{match}`" for match in difflib.get_close_matches(str(key), known, n=3)]
-                raise ValueError(
-                    f"`{prefix}{key}` is not a setting: {schema.__name__} has no `{key}`"
-                    + (f" (did you mean {' or '.join(close)}?)" if close else "")
-                    + f". `+key=value` adds keys only to the free-form {' and '.join(FREE_FORM)}; "
-                    + (f"the keys of `{node_path}` are: " if node_path else "the top-level keys are: ")
-                    + ", ".join(known)
-                )
-
-
-def _typed_nodes(node: Any, path: str = ""):
-    """Every mapping node of a config with its dotted path, skipping :data:`FREE_FORM` subtrees."""
-    if not isinstance(node, DictConfig) or path in FREE_FORM:
-        return
-    yield path, node
-    for key in node.keys():
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            yield from _typed_nodes(child, f"{path}.{key}" if path else str(key))
-
-
 def full_training_epochs(cfg: DictConfig) -> int:
     """``max_epochs``; ``trainer.max_epochs`` (what Lightning + Hydra users type) sets it too, and both set to
     different values is ambiguous."""
@@ -188,19 +144,8 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         raise ValueError(
             f"`pruning.score={node.score}` is not recorded by the probe; `probe.scores` has {list(probe.scores)}"
         )
-    mislabelled, detector = node.get("mislabelled"), node.get("detector", "both")
-    if mislabelled is not None and mislabelled not in (*MISLABELLED_HANDLING, "auto"):
-        raise ValueError(
-            f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, auto, got {mislabelled!r}"
-        )
-    DETECTORS.get(detector)
-    try:
-        threshold = validate_noise_threshold(node.get("noise_threshold", 0.07))
-        extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", 1))
-    except ValueError as error:
-        raise ValueError(f"pruning.{str(error).lstrip('`')}") from None
-    if mislabelled == "auto" and not _auto_detects(node, probe, keep_fraction):
-        mislabelled = None
+    mislabelled, detector, threshold, extra_epochs = read_mislabelled(
+        node, keep_fraction, probe.scores_path, probe.seeds)
     return PruningPlan(
         score=node.score,
         strategy=node.strategy,
@@ -217,21 +162,6 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
         detector=detector,
         noise_threshold=threshold,
         noisy_extra_epochs=extra_epochs,
-    )
-
-
-def _auto_detects(node: DictConfig, probe: ProbePlan, keep_fraction: float) -> bool:
-    """Whether ``pruning.mislabelled=auto`` looks for wrong labels: only where a probe of this run scores the
-    examples anyway to choose among them. Keeping all data (the full-data reference, wrong labels included), a
-    score-free strategy (no probe to add), imported scores or subsets, dynamic pruning and averaged probe seeds
-    train as with ``null``."""
-    return (
-        keep_fraction < 1.0
-        and needs_scores(node.strategy)
-        and not node.get("subset_path")
-        and not probe.scores_path
-        and probe.seeds == 1
-        and pruning_mode(node.get("mode", "static")).selects_subset
     )
 
 
@@ -369,23 +299,3 @@ def read_loggers(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         elif logger_cfg is not None:
             raise ValueError(f"`logger.{name}` has no `_target_`: it is not a logger (`logger=csv|wandb|none`)")
     return loggers
-
-
-def count(value: Any, key: str, minimum: int = 1, what: str = "") -> int:
-    """``value`` as an integer >= ``minimum``, else an error naming ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        meaning = f" ({what})" if what else ""
-        raise ValueError(f"`{key}`{meaning} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def existing_file(path: Optional[str], key: str, what: str) -> Optional[str]:
-    """``path`` (``None`` when unset) if it is a file, else an error naming ``key``: a missing file would
-    otherwise surface only after the phases before it had trained."""
-    if path and not Path(path).is_file():
-        raise FileNotFoundError(f"`{key}={path}` does not exist: give {what}, or leave {key} unset")
-    return path or None
-
-
-def container(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True)

@@ -10,7 +10,7 @@ import copy
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import lightning.pytorch as pl
 from hydra.utils import instantiate
@@ -22,6 +22,7 @@ from datadiet.app.checkpointing import LAST, AtomicCheckpointIO, PhaseClock, pha
 from datadiet.app.quiet import expected_warnings
 from datadiet.app.reuse import PROBE_SETTINGS, irreducible_loss_settings, probe_provenance, probe_settings
 from datadiet.app.rundir import may_reuse, record_settings, recorded_settings
+from datadiet.app.user_code import make_model  # noqa: F401  (the phases import it from here)
 from datadiet.callbacks import DifficultyCallback
 from datadiet.callbacks.examples_seen import ExamplesSeen
 from datadiet.compute import scoring_pass_examples
@@ -34,15 +35,6 @@ if TYPE_CHECKING:
     from datadiet.app.plan import RunPlan
 
 log = logging.getLogger(__name__)
-
-
-def make_model(model_cfg: Mapping[str, Any], datamodule: PruningDataModule, **extra: Any) -> pl.LightningModule:
-    """Instantiates ``model_cfg`` for ``datamodule``'s input shape and classes."""
-    if datamodule.input_shape is None or datamodule.num_classes is None:
-        raise ValueError(
-            f"the data module {datamodule.name!r} must set `input_shape` and `num_classes` for the app's models"
-        )
-    return instantiate(model_cfg, input_shape=list(datamodule.input_shape), num_classes=datamodule.num_classes, **extra)
 
 
 def make_trainer(plan: "RunPlan", **arguments: Any) -> pl.Trainer:

@@ -1,4 +1,4 @@
-"""The full-data reference a run's accuracy is compared with (``baseline=true`` or the reference cache), and
+"""The full-data reference a run's test metric is compared with (``baseline=true`` or the reference cache), and
 the verdict against the early-stopped full-data run (all data for the fewest epochs that cost at least what
 the run cost: :func:`datadiet.app.accounting.early_stopped_epochs`)."""
 
@@ -20,7 +20,8 @@ def _path(plan: "RunPlan", key: str) -> Path:
 
 
 def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
-    """The recorded full-data run of this data/model/trainer/epochs/seed, or ``None``."""
+    """The recorded full-data run of this data/model/trainer/epochs/seed that measured the same test metric,
+    or ``None``."""
     path = _path(plan, key)
     if not path.is_file():
         return None
@@ -31,13 +32,19 @@ def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
     except UnreadableFileError as error:  # the full-data run is made again and recorded anew
         set_aside(path.parent.parent, [path], error, "full-data reference")
         return None
-    return record if record.get("reference_key") == key else None
+    record.setdefault("test_metric", "test/acc")  # records of older versions measured accuracy
+    record.setdefault("test_metric_value", record.get("test_accuracy"))
+    if record.get("reference_key") != key or record["test_metric"] != plan.test_metric.name:
+        return None
+    return record
 
 
 def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
     """Records a full-data run (keep_fraction 1, max_epochs epochs, no probe) for later comparisons."""
     record = {
         "reference_key": key,
+        "test_metric": summary["test_metric"],
+        "test_metric_value": summary["test_metric_value"],
         "test_accuracy": summary["test_accuracy"],
         "total_flops": summary["total_flops"],
         "max_epochs": plan.max_epochs,
@@ -47,23 +54,31 @@ def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
     atomic_write_json(_path(plan, key), record)
 
 
-def compare_early_stopped(summary: dict[str, Any], early: dict[str, Any], max_epochs: int) -> dict[str, Any]:
+def compare_early_stopped(
+    summary: dict[str, Any], early: dict[str, Any], max_epochs: int, plan: Optional["RunPlan"] = None
+) -> dict[str, Any]:
     """The summary's verdict against the early-stopped full-data run: did pruning pay at this compute?"""
+    from datadiet.app.user_code import TestMetric
+
+    metric = plan.test_metric if plan is not None else TestMetric()
     epochs = int(early["train_epochs"])
-    difference = 100.0 * (summary["test_accuracy"] - early["test_accuracy"])
+    difference = metric.better_by(summary["test_metric_value"], early["test_metric_value"])
     early_ratio = epochs / max_epochs
     paid = difference > 0
+    label = "test accuracy" if metric.is_accuracy else metric.name
     verdict = (
-        f"pruning paid: {signed(difference)} pt over all data for {epochs} epochs ({early_ratio:.2f}× compute)"
+        f"pruning paid: {metric.describe(difference)} over all data for {epochs} epochs ({early_ratio:.2f}× compute)"
         if paid
         else f"pruning did not pay: all data for {epochs} epochs ({early_ratio:.2f}× compute) reaches "
-        f"{early['test_accuracy']:.4f}, {signed(difference)} pt for this run"
+        f"{label} {early['test_metric_value']:.4f}, {metric.describe(difference)} for this run"
     )
     return {
         "early_stopped_epochs": epochs,
         "early_stopped_compute_ratio": early_ratio,
-        "early_stopped_test_accuracy": float(early["test_accuracy"]),
-        "accuracy_vs_early_stopped_pt": difference,
+        "early_stopped_test_metric_value": float(early["test_metric_value"]),
+        "test_metric_vs_early_stopped": difference,
+        "early_stopped_test_accuracy": early.get("test_accuracy"),
+        "accuracy_vs_early_stopped_pt": difference if metric.is_accuracy else None,
         "pruning_paid": paid,
         "vs_early_stopped": verdict,
     }

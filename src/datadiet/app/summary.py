@@ -42,7 +42,7 @@ def readable(summary: dict[str, Any]) -> dict[str, Any]:
         "examples kept": f"{summary['examples_kept']:,} / {summary['train_examples']:,} ({summary['keep_fraction']:.0%})",
         **({"dynamic pruning": _readable_dynamic(summary)} if "presentations_per_epoch" in summary else {}),
         **({"likely mislabelled": _readable_mislabelled(summary)} if "label_noise_estimate" in summary else {}),
-        "test accuracy": f"{summary['test_accuracy']:.4f}",
+        _metric_label(summary): f"{_metric_value(summary):.4f}",
         "probe wall time": f"{summary['probe_wall_time_s']:.1f} s",
         "probe examples seen": summary["probe_examples_seen"],
         "train wall time": f"{summary['train_wall_time_s']:.1f} s",
@@ -93,7 +93,7 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
         if summary["probe_flops_per_example"]
         else "no separate probe"
     )
-    reference = summary.get("reference_test_accuracy")
+    reference = summary.get("reference_test_metric_value")
     return {
         "training epochs": f"{summary['train_epochs']} (budget: {_budget(summary)}; probe: {summary['probe_mode']})",
         "FLOPs per example": f"model {_flops(summary['flops_per_example'])}, {probe} (forward)",
@@ -102,9 +102,27 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
             f"{_flops(summary['train_flops'])} = {summary['compute_ratio']:.2f}× full data"
         ),
         "vs full data": summary["vs_full_data"]
-        + ("" if reference is None else f" (full data: test accuracy {reference:.4f})"),
+        + ("" if reference is None else f" (full data: {_metric_label(summary)} {reference:.4f})"),
         **({"vs early-stopped": summary["vs_early_stopped"]} if "vs_early_stopped" in summary else {}),
     }
+
+
+def _metric_label(summary: dict[str, Any]) -> str:
+    name = summary.get("test_metric", "test/acc")
+    return "test accuracy" if name == "test/acc" else name
+
+
+def _metric_value(summary: dict[str, Any]) -> float:
+    return summary["test_metric_value"] if "test_metric_value" in summary else summary["test_accuracy"]
+
+
+def metric_text(summary: dict[str, Any]) -> str:
+    """``test accuracy 0.9730`` (or the run's own test metric), for one-line reports."""
+    return f"{_metric_label(summary)} {_metric_value(summary):.4f}"
+
+
+def _optional(metrics: dict[str, Any], name: str) -> Optional[float]:
+    return float(metrics[name]) if name in metrics else None
 
 
 def _budget(summary: dict[str, Any]) -> str:
@@ -123,7 +141,9 @@ def run_summary(
     """The run's ``summary.json`` entries, with its compute against full data and the full-data ``reference``
     (``None`` when there is none); and whether this run is itself the full-data reference."""
     kept, table, costs, pruning = subset.kept, subset.table, subset.costs, plan.pruning
-    test_accuracy = float(fit.test_metrics["test/acc"])
+    metric = plan.test_metric
+    value = metric.value(fit.test_metrics)
+    test_accuracy = _optional(fit.test_metrics, "test/acc")
     summary = {
         "dataset": datamodule.name,
         "train_examples": datamodule.num_examples,
@@ -136,9 +156,14 @@ def run_summary(
             else "all (no probe)"
         ),
         "class_balanced": pruning.class_balanced,
+        "test_metric": metric.name,
+        "test_metric_mode": metric.mode,
+        "test_metric_value": value,
+        "objective": metric.objective(value),
+        # the built-in models' metrics (None where the model does not log them)
         "test_accuracy": test_accuracy,
-        "test_error": 1.0 - test_accuracy,
-        "test_loss": float(fit.test_metrics["test/loss"]),
+        "test_error": None if test_accuracy is None else 1.0 - test_accuracy,
+        "test_loss": _optional(fit.test_metrics, "test/loss"),
         **costs,
         "train_wall_time_s": fit.wall_time_s,
         "train_examples_seen": fit.examples_seen,
@@ -160,7 +185,7 @@ def run_summary(
     is_reference = plan.may_be_reference(fit.epochs, account.probe_flops)
     summary.update(
         compute_summary(
-            account, plan, datamodule.num_examples, fit.epochs, test_accuracy,
+            account, plan, datamodule.num_examples, fit.epochs, value,
             None if is_reference else reference, is_reference,
         )
     )

@@ -51,6 +51,12 @@ class ScheduleStretch:
 
     After the ``k``-th optimizer step of the epoch a scheduler has been stepped ``⌊k·S/s⌋`` times in all
     (Lightning steps it once; the rest here), so it reaches ``S`` at the epoch's last step.
+
+    Under manual optimisation ``training_step`` steps its schedulers itself: each scheduler of
+    ``configure_optimizers`` declared ``"interval": "step"`` that advanced during the ``k``-th batch of an
+    epoch of ``s`` batches (``S`` on all data) is advanced ``⌊k·S/s⌋ − ⌊(k−1)·S/s⌋ − 1`` more times per step it
+    took, so a schedule stepped once per batch ends at its last step. A scheduler declared with the epoch
+    interval that advances before an epoch's last batch is refused (it would end early, silently).
     """
 
     def __init__(self) -> None:
@@ -58,6 +64,7 @@ class ScheduleStretch:
         self.epoch_steps = 0
         self.step_at_epoch_start = 0
         self.last_step = 0
+        self._positions: list[int] = []  # manual optimisation: each scheduler's `last_epoch` at batch start
 
     @staticmethod
     def check(trainer: "pl.Trainer") -> None:
@@ -82,21 +89,48 @@ class ScheduleStretch:
             self.full_steps = math.ceil(full_batches / accumulate)
             self.epoch_steps = math.ceil(batches / accumulate)
 
-    def after_batch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def _extra_steps(self, k: int) -> int:
+        """Scheduler steps owed after the ``k``-th of ``epoch_steps`` steps, beyond the one it took."""
+        if not self.epoch_steps or self.full_steps <= self.epoch_steps or not 0 < k <= self.epoch_steps:
+            return 0
+        return (k * self.full_steps) // self.epoch_steps - ((k - 1) * self.full_steps) // self.epoch_steps - 1
+
+    def before_batch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        if not pl_module.automatic_optimization:
+            self._positions = [config.scheduler.last_epoch for config in trainer.lr_scheduler_configs]
+
+    def after_batch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch_idx: int) -> None:
+        if not pl_module.automatic_optimization:
+            self._after_manual_batch(trainer, pl_module, batch_idx)
+            return
         step = trainer.global_step
         if step == self.last_step:
             return  # accumulating: no optimizer step, no scheduler step
         self.last_step = step
-        if not self.epoch_steps or self.full_steps <= self.epoch_steps or not pl_module.automatic_optimization:
-            return
-        k = step - self.step_at_epoch_start
-        if not 0 < k <= self.epoch_steps:
-            return
-        extra = (k * self.full_steps) // self.epoch_steps - ((k - 1) * self.full_steps) // self.epoch_steps - 1
+        extra = self._extra_steps(step - self.step_at_epoch_start)
         for config in trainer.lr_scheduler_configs:
             if config.interval == "step" and not config.reduce_on_plateau:
                 for _ in range(extra):
                     pl_module.lr_scheduler_step(config.scheduler, None)
+
+    def _after_manual_batch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch_idx: int) -> None:
+        last_batch = batch_idx + 1 >= trainer.num_training_batches
+        for config, before in zip(trainer.lr_scheduler_configs, self._positions):
+            taken = config.scheduler.last_epoch - before
+            if taken <= 0 or config.reduce_on_plateau:
+                continue
+            if config.interval != "step":
+                if not last_batch:
+                    raise ValueError(
+                        f"{type(config.scheduler).__name__} is stepped within epochs by training_step (manual "
+                        "optimisation) but declared with the epoch interval: DynamicPruning cannot tell it from "
+                        "an epoch schedule and it would end early on pruned epochs. Return it from "
+                        "configure_optimizers as {'scheduler': ..., 'interval': 'step'}, or pass "
+                        "DynamicPruning(stretch_step_schedules=False)"
+                    )
+                continue
+            for _ in range(taken * self._extra_steps(batch_idx + 1)):
+                pl_module.lr_scheduler_step(config.scheduler, None)
 
     def state_dict(self) -> dict[str, int]:
         return {"step_at_epoch_start": self.step_at_epoch_start}

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
+from torch import Tensor
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks.example_ledger import ExampleLedger
@@ -19,6 +20,13 @@ from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore
 from datadiet.scores.base import trainer_sync_min
 from datadiet.scores.context import FeatureCapture, find_feature_module
+
+
+def buffered(logits: Tensor, target: Optional[Tensor]) -> bool:
+    """Whether a batch goes through a :class:`PresentationBuffer`: one logits row and at most one label per
+    example. Sequences (and probability targets) are scored batch by batch: a batch of them holds many
+    tokens (label values) already."""
+    return logits.ndim == 2 and (target is None or target.ndim == 1)
 
 
 def update_from_buffer(scores: list[PerExampleScore], buffer: PresentationBuffer) -> None:
@@ -46,7 +54,7 @@ def scoring_pass(
         trainer: the fitting ``Trainer``; its data module is a ``PruningDataModule``.
         pl_module: the probe model, put in eval mode for the pass and back as it was after it.
         eval_scores: the eval-phase scores to update, then end (``end_scoring``).
-        adapter: reads inputs, labels and logits of a batch.
+        adapter: reads inputs, labels, logits and the per-example loss of a batch.
         ledger: records the labels the adapter reads.
         batch_size: the scoring batch size (default: the data module's eval batch size).
         feature_module: the submodule whose input is an example's features, for scores that need them.
@@ -58,8 +66,10 @@ def scoring_pass(
     bar = _progress_bar(trainer, len(loader))
     was_training = pl_module.training
     pl_module.eval()
+    # scores of the per-example loss read the adapter's loss when it is not cross-entropy
+    from_loss = [s for s in eval_scores if getattr(s, "from_example_loss", False) and not adapter.class_probabilities]
     # scores of logits and labels alone are updated from buffered batches, as in training
-    logits_only = [score for score in eval_scores if not score.needs]
+    logits_only = [score for score in eval_scores if not score.needs and score not in from_loss]
     needs = set().union(*(score.needs for score in eval_scores))
     capture = FeatureCapture(find_feature_module(pl_module, feature_module)) if "features" in needs else None
     try:
@@ -69,13 +79,15 @@ def scoring_pass(
                 batch = trainer.strategy.batch_to_device(trainer.precision_plugin.convert_input(indexed.batch))
                 index = indexed.original_index.to(pl_module.device, non_blocking=True)
                 inputs = adapter.input_fn(batch)
-                logits = adapter.logits_fn(pl_module(inputs))
-                target = adapter.target_fn(batch) if adapter.target_fn is not None else None
-                ledger.record_labels(index, target)
+                output = pl_module(inputs)
+                logits, target = adapter.read(output, batch)
+                ledger.record_labels(index, adapter.target_fn(batch) if adapter.target_fn is not None else None)
                 extras = {
                     "features": capture.take() if capture is not None else None,
                     "inputs": inputs,
                     "module": pl_module,
+                    "adapter": adapter,
+                    "batch": batch,
                 }
                 for score in eval_scores:
                     if score.needs:
@@ -83,7 +95,14 @@ def scoring_pass(
                         if "module" in score.needs:
                             wanted["logits_fn"] = adapter.logits_fn
                         score.update(index, logits, target, **wanted)
-                if logits_only:
+                if from_loss:
+                    losses = adapter.example_loss(output, batch)
+                    for score in from_loss:
+                        score.store(index, losses)
+                if logits_only and not buffered(logits, target):
+                    for score in logits_only:
+                        score.update(index, logits, target)
+                elif logits_only:
                     if not buffer.fits(len(index), logits.shape[-1]):
                         update_from_buffer(logits_only, buffer)
                     buffer.add(index, logits, target)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import weakref
-from typing import Any, Mapping, Optional, Sequence, Union
+from collections.abc import Mapping
+from typing import Any, Optional, Sequence, Union
 
 import lightning.pytorch as pl
 import numpy as np
@@ -11,11 +12,11 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import default_collate
 from typing_extensions import override
 
 from datadiet.adapter import Adapter, _second
-from datadiet.callbacks._scoring_pass import scoring_pass, update_from_buffer
+from datadiet.callbacks._checks import check_first_batch, check_labels
+from datadiet.callbacks._scoring_pass import buffered, scoring_pass, update_from_buffer
 from datadiet.callbacks.example_ledger import ExampleLedger
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import PerExampleScore, get_score
@@ -59,7 +60,8 @@ class DifficultyCallback(Callback):
     Args:
         scores: names of registered scores (see :func:`datadiet.list_scores`).
         adapter: how to read inputs, labels and logits when batches are not ``(x, y)`` or ``forward``
-            does not return logits alone (see :class:`~datadiet.Adapter`).
+            does not return logits alone, and the per-example loss of models not trained with cross-entropy
+            (see :class:`~datadiet.Adapter`).
         scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
         score_options: per-score constructor arguments, e.g. ``{"grand": {"exact": True},
             "prototype_distance": {"num_clusters": 20}}``.
@@ -67,8 +69,12 @@ class DifficultyCallback(Callback):
             closed form and ``prototype_distance``); default the module's last ``nn.Linear``.
 
     Raises:
-        ValueError: an unknown score name, or no scores at all; at ``setup``, a data module whose size differs
-            from the statistics of an earlier fit.
+        ValueError: an unknown score name, no scores at all, or a score the adapter's loss does not define
+            (class-probability scores with ``bce``, ``mse``, ``l1`` or a callable); at ``setup``, a data module
+            whose size differs from the statistics of an earlier fit; when training starts (one forward of
+            two examples, before the first step), outputs a score cannot be computed from — logits whose
+            first dimension is not the batch's, one output per example for a class-probability score, labels
+            of the wrong kind — with a message naming the score, the shapes and what would work.
         RuntimeError: at ``on_train_start``, a model other than the one whose statistics an earlier fit recorded.
 
     Example::
@@ -95,6 +101,8 @@ class DifficultyCallback(Callback):
         if scoring_batch_size is not None and (not isinstance(scoring_batch_size, int) or scoring_batch_size < 1):
             raise ValueError(f"`scoring_batch_size` must be a positive integer, got {scoring_batch_size!r}")
         self.adapter = adapter or Adapter()
+        for cls in self.score_classes.values():
+            cls.check_adapter(self.adapter)
         self.scoring_batch_size = scoring_batch_size
         self.score_options = {name: dict(options or {}) for name, options in (score_options or {}).items()}
         unknown = sorted(set(self.score_options) - set(self.score_classes))
@@ -158,7 +166,7 @@ class DifficultyCallback(Callback):
                 "`trainer.fit(model, datamodule=PruningDataModule(train_set, ...))` or wrap your data module "
                 "with `PruningDataModule.from_datamodule(dm)`"
             )
-        self._check_labels(datamodule)
+        check_labels(self.score_classes, self.adapter, datamodule)
         self._continuing = bool(self.scores)
         if self._continuing:  # an earlier fit recorded statistics: see the class docstring
             if self._num_examples != datamodule.num_examples:
@@ -169,13 +177,17 @@ class DifficultyCallback(Callback):
                 )
             return
         self._num_examples = datamodule.num_examples
-        # with the default adapter the labels are the data module's (`batch[1]` is the item's second element)
-        record_labels = self.adapter.target_fn not in (None, _second)
+        # with the default adapter and (x, y) items the labels are the data module's (the item's second element)
+        record_labels = self.adapter.target_fn is not None and (
+            self.adapter.target_fn is not _second or isinstance(datamodule.train_dataset[0], Mapping)
+        )
         self._ledger = ExampleLedger(datamodule.num_examples, record_labels=record_labels)
         self.scores = {
             name: cls(datamodule.num_examples, **self.score_options.get(name, {}))
             for name, cls in self.score_classes.items()
         }
+        for score in self.scores.values():
+            score.ignore_index = self.adapter.ignore_index
         self._train_scores = [score for score in self.scores.values() if score.phase == "train"]
         self._presentations = PresentationBuffer()
         self.epochs_recorded = 0
@@ -183,28 +195,6 @@ class DifficultyCallback(Callback):
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
             self._pending_state = None
-
-    def _check_labels(self, datamodule: Any) -> None:
-        needs_labels = [name for name, cls in self.score_classes.items() if cls.requires_labels]
-        if not needs_labels:
-            return
-        problem = None
-        if self.adapter.target_fn is None:
-            problem = "the adapter has no `target_fn`"
-        else:
-            collate = datamodule.collate_fn or default_collate
-            try:
-                target = self.adapter.target_fn(collate([datamodule.train_dataset[0]]))
-            except Exception as error:  # noqa: BLE001  any failure means "no labels here"
-                problem = f"reading labels from a batch failed ({type(error).__name__}: {error})"
-            else:
-                if not isinstance(target, Tensor) or target.ndim != 1 or target.is_floating_point():
-                    problem = f"the batch's labels are {type(target).__name__}, not a 1-D integer tensor"
-        if problem:
-            raise ValueError(
-                f"score(s) {needs_labels} need integer class labels, but {problem}. Use label-free scores, "
-                "give items as (x, y), or pass `adapter=Adapter(target_fn=...)`"
-            )
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -220,6 +210,10 @@ class DifficultyCallback(Callback):
         for score in self.scores.values():
             score.to(pl_module.device)
         self._ledger.to(pl_module.device)
+        check_first_batch(
+            trainer, pl_module, self.adapter, "DifficultyCallback", scores=self.scores.values(),
+            needs_loss=any(getattr(score, "from_example_loss", False) for score in self.scores.values()),
+        )
         if any(score.phase == "train" for score in self.scores.values()):
             self._hook_handle = pl_module.register_forward_hook(self._capture_output)
 
@@ -253,14 +247,17 @@ class DifficultyCallback(Callback):
                 "DifficultyCallback saw no call of the LightningModule's forward in `training_step`; call "
                 "`self(x)` there (not `self.net(x)`), or record only eval-phase scores such as el2n and margin"
             )
-        logits = self.adapter.logits_fn(self._captured)
-        target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+        logits, target = self.adapter.read(self._captured, batch)
         self._captured = None
         if self._batch_index is None:
             raise RuntimeError(
                 "DifficultyCallback got a training batch without original indices: the training loader must be "
                 "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
             )
+        if not buffered(logits, target):
+            for score in self._train_scores:
+                score.update(self._batch_index, logits.detach(), target)
+            return
         if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
             self._update_train_scores()
         self._presentations.add(self._batch_index, logits, target)

@@ -13,23 +13,27 @@ from torch import Tensor
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._checks import check_first_batch
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
+from datadiet.callbacks._epoch_losses import EpochLosses
+from datadiet.callbacks._weighted_forwards import WeightedForwards
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
-from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores.base import merge_seen, trainer_sync_min
-from datadiet.scores.functional import cross_entropy
 
 RULES = ("infobatch", "seta")
 #: Merged epoch losses folded into the scores this many at a time (the float64 conversion stays small).
 _MERGE_CHUNK = 1 << 20
 
 
-class DynamicPruning(Callback):
+class DynamicPruning(WeightedForwards, Callback):
     r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
 
-    Definition (``rule="infobatch"``). An example's score is its cross-entropy loss at its last training
-    presentation, read from the logits of the training forward pass (a forward hook on the
-    ``LightningModule``, as :class:`~datadiet.DifficultyCallback` reads them). At the start of each epoch, of
+    Definition (``rule="infobatch"``). An example's score is its loss at its last training presentation,
+    read from the output of the training forward pass (a forward hook on the ``LightningModule``, as
+    :class:`~datadiet.DifficultyCallback` reads it): cross-entropy by default, the mean over real tokens for
+    sequences (logits ``(B, T, K)``, labels ``(B, T)``), or the adapter's ``loss`` (``bce``, ``mse``, ``l1``, a
+    callable); a ``training_step`` that returns ``{"loss": ..., "example_loss": per_example}`` gives it
+    directly (e.g. the mixup loss of each row). At the start of each epoch, of
     the ``n`` examples whose score is below the mean score, a random ``n - ⌊(1 - r)·n⌋`` (``r =
     prune_ratio``) are skipped for that epoch and the kept ones get weight ``1 / (1 - r)``, so the expected
     gradient is the full-data one; every other example has weight 1. An example never presented is always
@@ -41,13 +45,15 @@ class DynamicPruning(Callback):
     its annealing epochs present the random sample alone.
 
     Weights reach the gradient without any change to ``training_step``: a tensor hook on the module's
-    output scales row ``i`` of ∂loss/∂logits by ``w_i``. That *is* the gradient of ``mean(w_i * loss_i)``
-    whenever the loss is a sum or mean of per-example terms, each depending on its own row of logits
-    (cross-entropy, per-example label smoothing). It is not when rows are coupled in the loss (in-batch
-    negatives, hard-example mining across the batch, normalisation by batch statistics), when part of the
-    loss does not come from the hooked output (auxiliary heads, regularisers), or under mixup / cutmix (row
-    ``i`` mixes two examples, and its recorded loss is not example ``i``'s): pass ``weight_gradients=False``
-    and multiply the per-example loss by :attr:`batch_weights` in ``training_step``.
+    output scales row ``i`` of ∂loss/∂logits by ``w_i`` — on every call of the module's ``forward`` in the
+    step (two views, two optimizers under manual optimisation), each of whose outputs must have one row
+    per example of the batch (refused otherwise). That *is* the gradient of the loss with example ``i``'s
+    terms weighted by ``w_i`` whenever the loss is a sum or mean of per-example (or per-token) terms, each
+    depending on its own row (cross-entropy, token-mean cross-entropy, MSE, BCE, label smoothing). It is not
+    when rows are coupled in the loss (in-batch negatives, hard-example mining across the batch,
+    normalisation by batch statistics), or when part of the loss does not come from the hooked output
+    (auxiliary heads, regularisers): pass ``weight_gradients=False`` and multiply the per-example loss by
+    :attr:`batch_weights` in ``training_step`` (refused at the first weighted step if it is never read).
 
     The data must come from a :class:`~datadiet.PruningDataModule`; its training sampler presents each
     epoch's kept examples in a (seed, epoch)-shuffled order, identical on every rank, and Lightning's epoch
@@ -67,13 +73,17 @@ class DynamicPruning(Callback):
         num_groups: ``seta``'s loss groups (k-means).
         window_scale: ``seta``'s share of the groups in the sliding window, in (0, 1].
         adapter: how to read labels and logits when batches are not ``(x, y)`` or ``forward`` does not
-            return logits alone; its ``logits_fn`` must return the tensor the loss is computed from.
+            return logits alone, and which per-example loss ranks the examples (``Adapter(loss="mse")``, ...);
+            its ``logits_fn`` must return the tensor the loss is computed from.
         weight_gradients: scale the gradient through the output hook; ``False`` leaves weighting to
             ``training_step`` (read :attr:`batch_weights`).
         stretch_step_schedules: advance step-interval schedulers by a full epoch's steps per pruned epoch.
 
     Raises:
-        ValueError: an argument out of range.
+        ValueError: an argument out of range; when training starts (one forward of two examples), outputs
+            whose first dimension is not the batch's or a per-example loss that cannot be computed from them;
+            at the first step, a forward whose output has another number of rows (weights on), or
+            ``weight_gradients=False`` with :attr:`batch_weights` never read in a weighted step.
 
     Example::
 
@@ -131,20 +141,15 @@ class DynamicPruning(Callback):
         self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
         self._num_candidates = 0  # examples in the current training set
         self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
-        self._epoch_loss: Optional[Tensor] = None
-        # each step's logits are copied here and their losses computed in bulk (per step: three copies)
-        self._presentations = PresentationBuffer()
+        self._losses = EpochLosses(self.adapter)
         self._weight: Optional[Tensor] = None
-        self._batch_index: Optional[Tensor] = None
-        self._batch_weights: Optional[Tensor] = None
+        self._reset_step()
         self._prepared_epoch: Optional[int] = None
         self._stretching = False
-        self._checked_shapes = False
         self._restored_epoch: Optional[int] = None
         self._datamodule: Any = None
         self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
-        self._capturing = False
-        self._captured: Any = None
+        self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
         self._served_at_epoch_start = 0
         self._pending_state: Optional[dict[str, Any]] = None
         self._schedule = ScheduleStretch()
@@ -153,15 +158,6 @@ class DynamicPruning(Callback):
     @override
     def state_key(self) -> str:
         return self._state_key
-
-    @property
-    def batch_weights(self) -> Optional[Tensor]:
-        """Weights of the current training batch's examples, in batch order, on the model's device.
-
-        ``None`` in an epoch where every weight is 1. Use it with ``weight_gradients=False``:
-        ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
-        """
-        return self._batch_weights
 
     @property
     def scores(self) -> np.ndarray:
@@ -196,8 +192,7 @@ class DynamicPruning(Callback):
         self._num_candidates = 0
         self._decided = None
         self._prepared_epoch = self._restored_epoch = None
-        self._epoch_loss = None
-        self._presentations = PresentationBuffer()
+        self._losses = EpochLosses(self.adapter)
         self._schedule = ScheduleStretch()
         self.kept_per_epoch, self.presentations_per_epoch = [], []
         if self._pending_state is not None:
@@ -208,26 +203,31 @@ class DynamicPruning(Callback):
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
         if stage != "fit":
             return
-        if self._hook_handle is not None:
-            self._hook_handle.remove()
-            self._hook_handle = None
+        for handle in (self._hook_handle, self._pre_hook_handle):
+            if handle is not None:
+                handle.remove()
+        self._hook_handle = self._pre_hook_handle = None
         if self._datamodule is not None and self._datamodule.epoch_subset_fn == self._epoch_subset:
             self._datamodule.epoch_subset_fn = None  # a later Trainer without this callback trains on all data
-        self._weight = self._batch_weights = self._batch_index = None
+        self._weight = None
+        self._reset_step()
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         device = pl_module.device
-        self._epoch_loss = (self._epoch_loss if self._epoch_loss is not None else
-                            torch.full((len(self._scores),), float("nan"))).to(device)
+        self._losses.start(len(self._scores), device)
+        check_first_batch(trainer, pl_module, self.adapter, "DynamicPruning", needs_loss=True)
         self._hook_handle = pl_module.register_forward_hook(self._capture_output)
+        self._pre_hook_handle = pl_module.register_forward_pre_hook(self._enter_forward)
         if self.stretch_step_schedules:
             self._schedule.check(trainer)
-        # per-step work only where it can matter: step-interval schedulers to stretch, a batch shape to check
+        # per-step work only where it can matter: step-interval schedulers to stretch (under manual
+        # optimisation every scheduler is watched: the user steps them), the first step to check
         self._stretching = self.stretch_step_schedules and any(
-            config.interval == "step" and not config.reduce_on_plateau for config in trainer.lr_scheduler_configs
+            (config.interval == "step" or not pl_module.automatic_optimization) and not config.reduce_on_plateau
+            for config in trainer.lr_scheduler_configs
         )
-        self._checked_shapes = False
+        self._odd_rows = None
 
     # Each epoch's choice ----------------------------------------------------------------------------
     def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
@@ -310,69 +310,30 @@ class DynamicPruning(Callback):
                 "DynamicPruning got a training batch without original indices: the training loader must be "
                 "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
             )
-        self._batch_index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
-        self._batch_weights = None if self._weight is None else self._weight.index_select(0, self._batch_index)
-        self._captured = None
-        self._capturing = True
-
-    def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if not self._capturing or self._captured is not None:
-            return
-        self._captured = output
-        weights = self._batch_weights
-        if weights is None or not self.weight_gradients:
-            return
-        logits = self.adapter.logits_fn(output)
-        if isinstance(logits, Tensor) and logits.requires_grad:
-            shape = (-1,) + (1,) * (logits.ndim - 1)
-            logits.register_hook(lambda grad: grad * weights.view(shape).to(grad.dtype))
+        index = index if index.device == pl_module.device else index.to(pl_module.device, non_blocking=True)
+        self._begin_step(index, None if self._weight is None else self._weight.index_select(0, index))
+        if self._stretching:
+            self._schedule.before_batch(trainer, pl_module)
 
     @override
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._capturing = False
-        if self._captured is None:
-            raise RuntimeError(
-                "DynamicPruning saw no call of the LightningModule's forward in `training_step`; call `self(x)` "
-                "there (not `self.net(x)`), so that each example's loss can be read"
-            )
-        logits = self.adapter.logits_fn(self._captured).detach()
-        self._captured = None
-        target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
-        if not self._checked_shapes:  # batches of one fit share their structure: checked once
-            self._check_shapes(logits, target)
-        if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
-            self._record_losses()
-        self._presentations.add(self._batch_index, logits, target)
+        captured = self._end_step()
+        self._losses.add(self._batch_index, captured, batch, outputs)
         if self._stretching:
-            self._schedule.after_batch(trainer, pl_module)
-
-    def _check_shapes(self, logits: Any, target: Any) -> None:
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor) or target.ndim != 1:
-            raise ValueError(
-                f"DynamicPruning scores examples by cross-entropy and needs logits (B, K) and labels (B,), got "
-                f"logits {tuple(logits.shape)} and labels {getattr(target, 'shape', type(target).__name__)}; "
-                "pass `adapter=Adapter(target_fn=..., logits_fn=...)`"
-            )
-        self._checked_shapes = True
-
-    def _record_losses(self) -> None:
-        """The buffered presentations' cross-entropy, into this epoch's loss buffer by original index."""
-        if len(self._presentations):
-            index, logits, target = self._presentations.take()
-            self._epoch_loss.scatter_(0, index, cross_entropy(logits, target))
+            self._schedule.after_batch(trainer, pl_module, batch_idx)
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._record_losses()
+        self._losses.flush()
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
-        merged = merge_seen(self._epoch_loss, trainer_sync_min(trainer))
+        merged = merge_seen(self._losses.values, trainer_sync_min(trainer))
         for start in range(0, len(self._scores), _MERGE_CHUNK):  # float32 → float64 a slice at a time
             part = merged[start : start + _MERGE_CHUNK].cpu().numpy()
             np.copyto(self._scores[start : start + _MERGE_CHUNK], part, where=~np.isnan(part))
         del merged
-        self._epoch_loss.fill_(float("nan"))
+        self._losses.values.fill_(float("nan"))
         served = torch.tensor(
             self._datamodule.train_examples_served - self._served_at_epoch_start, device=pl_module.device
         )
@@ -392,12 +353,13 @@ class DynamicPruning(Callback):
         """The state, sharing memory with the live scores (as ``nn.Module.state_dict`` does): a checkpoint
         costs no copy of them. Lightning's asynchronous checkpointing clones what it saves; to keep a state
         while training goes on, copy it."""
-        if self._epoch_loss is not None:
-            self._record_losses()  # a checkpoint taken mid-epoch holds every presentation so far
+        epoch_loss = self._losses.values
+        if epoch_loss is not None:
+            self._losses.flush()  # a checkpoint taken mid-epoch holds every presentation so far
         served = 0 if self._datamodule is None else self._datamodule.train_examples_served - self._served_at_epoch_start
         return {
             "scores": None if self._scores is None else torch.from_numpy(self._scores),
-            "epoch_loss": None if self._epoch_loss is None else self._epoch_loss.detach().cpu(),
+            "epoch_loss": None if epoch_loss is None else epoch_loss.detach().cpu(),
             "kept_per_epoch": list(self.kept_per_epoch),
             "presentations_per_epoch": list(self.presentations_per_epoch),
             "epoch": self._prepared_epoch,
@@ -422,7 +384,7 @@ class DynamicPruning(Callback):
                 )
             self._scores = scores.double().numpy().copy()  # a restored state is never shared
         epoch_loss = state_dict.get("epoch_loss")
-        self._epoch_loss = None if epoch_loss is None else epoch_loss.float().clone()
+        self._losses.values = None if epoch_loss is None else epoch_loss.float().clone()
         self.kept_per_epoch = list(state_dict.get("kept_per_epoch", []))
         self.presentations_per_epoch = list(state_dict.get("presentations_per_epoch", []))
         self._served_at_epoch_start = self._datamodule.train_examples_served - state_dict.get("served_this_epoch", 0)

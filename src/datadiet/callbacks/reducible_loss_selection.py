@@ -20,7 +20,6 @@ from datadiet.adapter import Adapter
 from datadiet.callbacks.batch_rows import take_rows
 from datadiet.callbacks.dynamic_pruning import DynamicPruning
 from datadiet.compute import ComputeAccount
-from datadiet.scores.functional import cross_entropy
 from datadiet.scores.rho_loss import IrreducibleLosses
 
 SELECTION_MODES = ("train", "eval")
@@ -33,7 +32,8 @@ class ReducibleLossSelection(Callback):
 
     Definition. The data module's training loader yields large batches of ``n_B`` examples (its
     ``batch_size``, per process). Before ``training_step`` sees one, the current model scores it in one
-    no-grad forward pass, each example's *reducible loss* is its cross-entropy under the model minus its
+    no-grad forward pass, each example's *reducible loss* is its training loss under the model (cross-entropy,
+    or the ``adapter``'s ``loss``: a regressor's MSE, a language model's token mean) minus its
     *irreducible loss* (the loss of a model trained on held-out data, computed once per example, before the
     fit: :func:`~datadiet.scores.rho_loss.fit_irreducible_losses`), and ``training_step`` receives the
     ``n_b = max(1, ⌊selected_fraction · n_B⌋)`` examples of largest reducible loss (ties: the earlier in the
@@ -241,31 +241,48 @@ class ReducibleLossSelection(Callback):
         if count == size:  # nothing to choose (selected_fraction 1, or a batch of one)
             self._record(index, size, scored=0)
             return batch, original_index
-        inputs, target = self._read(batch)
+        inputs = self._read(batch)
         with torch.no_grad(), self._trainer.precision_plugin.forward_context(), self._scoring_mode(pl_module):
-            logits = self.adapter.logits_fn(pl_module(inputs))
-        if not self._checked_shapes:
-            self._check_shapes(logits, target, size)
-        reducible = cross_entropy(logits, target) - self._device_losses.index_select(0, index)
+            output = pl_module(inputs)
+            losses = self._example_losses(output, batch, size)
+        reducible = losses - self._device_losses.index_select(0, index)
         rows = torch.argsort(reducible, descending=True, stable=True)[:count].sort().values
         selected = index[rows]
         self._record(selected, count, scored=size)
         cut = take_rows(batch, rows, size) if self.batch_subset_fn is None else self.batch_subset_fn(batch, rows)
         return cut, selected
 
-    def _read(self, batch: Any) -> tuple[Any, Any]:
-        """The batch's model input and labels, through the adapter; a clear error if the first batch has neither."""
+    def _read(self, batch: Any) -> Any:
+        """The batch's model input, through the adapter; a clear error if the first batch has none."""
         try:
-            inputs = self.adapter.input_fn(batch)
-            target = self.adapter.target_fn(batch) if self.adapter.target_fn is not None else None
+            return self.adapter.input_fn(batch)
         except (KeyError, IndexError, TypeError, AttributeError) as error:
             if self._checked_shapes:
                 raise
             raise ValueError(
-                f"ReducibleLossSelection could not read the model input and labels of a {type(batch).__name__} "
-                f"batch ({error!r}); pass `adapter=Adapter(input_fn=..., target_fn=..., logits_fn=...)`"
+                f"ReducibleLossSelection could not read the model input of a {type(batch).__name__} batch "
+                f"({error!r}); pass `adapter=Adapter(input_fn=..., target_fn=..., logits_fn=...)`"
             ) from error
-        return inputs, target
+
+    def _example_losses(self, output: Any, batch: Any, size: int) -> Tensor:
+        """Each large-batch example's training loss, by the adapter's ``loss`` (the IL model's own loss)."""
+        if self._checked_shapes:
+            return self.adapter.example_loss(output, batch).float()
+        try:
+            losses = self.adapter.example_loss(output, batch).float()
+        except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as error:
+            raise ValueError(
+                f"ReducibleLossSelection ranks a batch of {size} by each example's {self.adapter.loss_name} and could "
+                f"not compute it from this batch ({error}); pass `adapter=Adapter(target_fn=..., logits_fn=..., "
+                "loss=...)` matching the model the irreducible losses were fitted with"
+            ) from error
+        if tuple(losses.shape) != (size,):
+            raise ValueError(
+                f"ReducibleLossSelection ranks a batch of {size} and needs one loss per example, got losses of shape "
+                f"{tuple(losses.shape)} from {self.adapter.loss_name}; a callable `loss` must return a (batch,) tensor"
+            )
+        self._checked_shapes = True
+        return losses
 
     def _record(self, selected: Tensor, count: int, scored: int) -> None:
         self._times_selected.index_add_(0, selected, torch.ones_like(selected))
@@ -280,15 +297,6 @@ class ReducibleLossSelection(Callback):
             yield
         finally:
             pl_module.train(was_training)
-
-    def _check_shapes(self, logits: Any, target: Any, size: int) -> None:
-        if not isinstance(logits, Tensor) or logits.ndim != 2 or not isinstance(target, Tensor) or target.shape != (size,):
-            raise ValueError(
-                f"ReducibleLossSelection ranks a batch of {size} by cross-entropy and needs logits ({size}, K) and "
-                f"labels ({size},), got logits {tuple(getattr(logits, 'shape', ()))} and labels "
-                f"{getattr(target, 'shape', type(target).__name__)}; pass `adapter=Adapter(target_fn=..., logits_fn=...)`"
-            )
-        self._checked_shapes = True
 
     @override
     def on_train_batch_start(

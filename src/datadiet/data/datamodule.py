@@ -27,7 +27,7 @@ from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable fr
 )
 from datadiet.data.wrapping import forward_hooks, read_training_loader, training_loader_settings
 from datadiet.fingerprint import dataset_fingerprint
-from datadiet.selection import select
+from datadiet.selection import needs_scores, select, validate_keep_fraction
 from datadiet.store import ScoreTable
 
 #: ``prune`` refuses a score that is NaN (never scored) for more than this share of the training set.
@@ -65,10 +65,14 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             ``multiprocessing_context``, ``persistent_workers``, ``pin_memory_device``, ``in_order``).
             A ``generator``'s seed seeds the shuffle order (instead of ``PL_GLOBAL_SEED``).
             ``persistent_workers`` defaults to ``num_workers > 0`` for the training loader.
+        input_shape: shape of one model input, for models built from it (the app's ``Classifier`` nets);
+            the built-in sources set it.
+        num_classes: number of classes (or outputs), for models built from it and prototype k-means.
 
     Raises:
         ValueError: a non-positive ``batch_size``, negative ``num_workers``, ``sample_weights`` that are not
-            one non-negative finite weight per example, or ``loader_options`` naming another argument.
+            one non-negative finite weight per example, ``loader_options`` naming another argument, an
+            ``input_shape`` that is not a sequence of positive integers, or a ``num_classes`` below 1.
 
     Example::
 
@@ -95,6 +99,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         sample_weights: Optional[Sequence[float]] = None,
         sample_with_replacement: bool = True,
         loader_options: Optional[Mapping[str, Any]] = None,
+        input_shape: Optional[Sequence[int]] = None,
+        num_classes: Optional[int] = None,
     ) -> None:
         super().__init__()
         for arg_name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -121,9 +127,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         self.sample_weights = None if sample_weights is None else checked_sample_weights(sample_weights, train_dataset)
         self.sample_with_replacement = sample_with_replacement
         self.loader_options = checked_loader_options(loader_options, num_workers)
-        #: Shape of one input and number of classes, when known (the built-in sources set them).
-        self.input_shape: Optional[tuple[int, ...]] = None
-        self.num_classes: Optional[int] = None
+        #: Shape of one input and number of classes, when known (arguments; the built-in sources set them).
+        self.input_shape: Optional[tuple[int, ...]] = _checked_shape(input_shape)
+        self.num_classes: Optional[int] = _checked_count(num_classes)
         #: The injected label noise (:class:`~datadiet.data.label_noise.LabelNoise`: which training labels were
         #: replaced) when a built-in source was asked for it, else ``None``.
         self.label_noise: Optional[LabelNoise] = None
@@ -153,7 +159,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         Calls ``prepare_data()`` and ``setup("fit")`` on it and reads its training loader: dataset, batch
         size, shuffling, ``drop_last``, workers, ``pin_memory``, collate function and the
         :data:`LOADER_OPTIONS` (``worker_init_fn``, ``generator``, ``persistent_workers``,
-        ``prefetch_factor``, ``timeout``, ...). A ``WeightedRandomSampler`` keeps its weights, restricted
+        ``prefetch_factor``, ``timeout``, ...), and its ``input_shape`` / ``num_classes`` attributes when it
+        has them. A ``WeightedRandomSampler`` keeps its weights, restricted
         to the kept subset after pruning; a plain ``BatchSampler`` gives its batch size and ``drop_last``.
         Any other sampler or batch sampler draws from the full dataset's indices and cannot follow a
         pruned subset: it is refused, unless ``overrides`` choose the order (``shuffle`` or
@@ -174,6 +181,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         loader = read_training_loader(datamodule)
         settings = training_loader_settings(loader, overrides)
         settings["name"] = type(datamodule).__name__
+        for name in ("input_shape", "num_classes"):  # kept when the user's data module has them
+            if getattr(datamodule, name, None) is not None:
+                settings[name] = getattr(datamodule, name)
         settings.update(overrides)
         wrapper = cls(loader.dataset, **settings)
         wrapper._wrapped = datamodule
@@ -225,7 +235,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         ``metadata["dataset"]["fingerprint"]``) is not this training set's, and a score that is NaN
         (never scored) for every example or for more than ``max_unscored_fraction`` of them. Fewer NaN
         are accepted with a warning naming their count: they rank as hardest, so ``hard`` keeps them
-        first and ``easy`` drops them first (``random`` ignores scores). To use a table on other data on
+        first and ``easy`` drops them first (``random`` ignores scores). A score with one value for every
+        scored example ranks nothing (e.g. the entropy of a one-output model) and is refused too. To use a table on other data on
         purpose, pass its scores as an array (``table["el2n"]``), which carries no provenance.
 
         Args:
@@ -249,8 +260,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         Raises:
             ValueError: unknown score or strategy, ``keep_fraction`` outside (0, 1], scores that are not
                 1-D or whose length does not match the dataset, a table computed on another dataset,
-                too many NaN scores, or ``mislabelled="exclude"`` without a mislabel flag in the table.
+                too many NaN scores, a constant score, or ``mislabelled="exclude"`` without a mislabel
+                flag in the table.
         """
+        validate_keep_fraction(keep_fraction)  # the arguments first, then the table
         exclude = _mislabelled_mask(table, mislabelled)
         labels = None
         if isinstance(table, ScoreTable):
@@ -276,8 +289,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             )
         if not 0.0 <= max_unscored_fraction <= 1.0:
             raise ValueError(f"`max_unscored_fraction` must be in [0, 1], got {max_unscored_fraction!r}")
-        if strategy != "random":
+        if needs_scores(strategy):
             self._check_unscored(scores, score, max_unscored_fraction)
+            _check_not_constant(scores, score, strategy)
         if class_balanced and labels is None:
             labels = self.labels
             if labels is None:
@@ -432,3 +446,39 @@ def _mislabelled_mask(table: Any, mislabelled: str) -> Optional[np.ndarray]:
         predicted = table.columns["predicted_label"]
         mask = mask | ((predicted >= 0) & (predicted != table.labels))
     return mask
+
+
+def _check_not_constant(scores: np.ndarray, score: str, strategy: str) -> None:
+    """A constant score would keep an arbitrary subset under the name of the strategy: refused."""
+    if len(scores) < 2:
+        return
+    with np.errstate(invalid="ignore"):
+        low, high = np.nanmin(scores), np.nanmax(scores)  # reductions: no copy of the scores
+    if low == high:
+        raise ValueError(
+            f"score {score!r} is {float(low)!r} for every scored example ({len(scores)} in the table): strategy "
+            f"{strategy!r} would keep an arbitrary subset. A constant score measures nothing here (a one-output "
+            "model's entropy or margin, a frozen or untrained probe): choose a score that varies (for a regressor, "
+            "'loss' with `Adapter(loss='mse')`), or `strategy='random'`"
+        )
+
+
+def _checked_shape(shape: Optional[Sequence[int]]) -> Optional[tuple[int, ...]]:
+    if shape is None:
+        return None
+    dims = (shape,) if isinstance(shape, int) and not isinstance(shape, bool) else shape
+    try:
+        checked = tuple(int(d) for d in dims)
+    except (TypeError, ValueError):
+        checked = ()
+    if not checked or any(d < 1 for d in checked) or any(isinstance(d, bool) for d in dims):
+        raise ValueError(f"`input_shape` must be a sequence of positive integers, e.g. (1, 28, 28), got {shape!r}")
+    return checked
+
+
+def _checked_count(count: Optional[int]) -> Optional[int]:
+    if count is None:
+        return None
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"`num_classes` must be a positive integer, got {count!r}")
+    return int(count)

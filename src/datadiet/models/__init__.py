@@ -1,7 +1,8 @@
-"""The app's LightningModule and small networks for the built-in datasets."""
+"""The app's LightningModules and small networks for the built-in datasets."""
 
+from datadiet.models.causal_lm import CausalLM, TinyGPT
 from datadiet.models.classifier import Classifier
 from datadiet.models.nets import CNN1D, MLP
 from datadiet.models.resnet import resnet18
 
-__all__ = ["CNN1D", "Classifier", "MLP", "resnet18"]
+__all__ = ["CNN1D", "CausalLM", "Classifier", "MLP", "TinyGPT", "resnet18"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Optional, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -35,6 +35,9 @@ class Classifier(pl.LightningModule):
         ValueError: an unknown optimizer or schedule interval, or a negative learning rate.
     """
 
+    #: The label the accuracies leave out (padding of sequences; ``None``: every label counts).
+    ignore_index: ClassVar[Optional[int]] = None
+
     def __init__(
         self,
         net: Callable[..., nn.Module] | nn.Module,
@@ -57,9 +60,10 @@ class Classifier(pl.LightningModule):
             raise ValueError(f"`lr` must be >= 0, got {lr}")
         self.save_hyperparameters(ignore=["net"])
         self.net = net if isinstance(net, nn.Module) else net(input_shape=tuple(input_shape), num_classes=num_classes)
-        self.train_accuracy = MulticlassAccuracy(num_classes, average="micro")
-        self.val_accuracy = MulticlassAccuracy(num_classes, average="micro")
-        self.test_accuracy = MulticlassAccuracy(num_classes, average="micro")
+        options = {"average": "micro", "ignore_index": self.ignore_index}
+        self.train_accuracy = MulticlassAccuracy(num_classes, **options)
+        self.val_accuracy = MulticlassAccuracy(num_classes, **options)
+        self.test_accuracy = MulticlassAccuracy(num_classes, **options)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -190,7 +190,9 @@ def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarray, 
         errors_by_size: dict[int, list[float]] = {}
         for row in rows:
             if row["strategy"] == strategy:
-                errors_by_size.setdefault(int(row["examples_kept"]), []).append(float(row["test_error"]))
+                # a run whose test metric is not accuracy has no test error (None): not a point of the curve
+                error = row["test_error"]
+                errors_by_size.setdefault(int(row["examples_kept"]), []).append(float("nan") if error in (None, "") else float(error))
         sizes = np.array(sorted(errors_by_size))
         means = np.array([np.mean(errors_by_size[s]) for s in sizes])
         stds = np.array([np.std(errors_by_size[s]) for s in sizes])

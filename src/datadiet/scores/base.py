@@ -21,6 +21,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from datadiet.losses import nan_mean, token_mean, token_values
+
+#: What a score computes per example: a function of a batch's ``(B, K)`` logits and ``(B,)`` labels.
+Statistic = Callable[[Tensor, Optional[Tensor]], Tensor]
+
 #: ``sync_min(t)`` returns the elementwise minimum of ``t`` over all processes.
 SyncMin = Callable[[Tensor], Tensor]
 
@@ -59,11 +64,20 @@ class PerExampleScore(ABC):
 
     Orientation: :meth:`compute` returns ``(score, raw)`` where ``score`` is oriented so that
     larger = harder and ``raw`` is the published quantity (e.g. a margin, larger = easier).
+
+    Sequences: logits ``(B, T, K)`` with labels ``(B, T)`` are scored per token and averaged over each
+    example's tokens whose label is not :attr:`ignore_index` (the callbacks set it from their adapter).
     """
 
     name: ClassVar[str] = ""
     phase: ClassVar[str] = "train"
     requires_labels: ClassVar[bool] = True
+    #: Whether the score reads class probabilities ``softmax(z)`` (EL2N, margin, ...): it then needs a model
+    #: trained with cross-entropy (``Adapter(loss="cross_entropy")``), at least two classes and, when it
+    #: ``requires_labels``, integer labels. ``False`` for scores of the per-example loss or of features.
+    needs_class_probabilities: ClassVar[bool] = True
+    #: Sequence positions with this label do not count (set from the callback's ``Adapter``).
+    ignore_index: int = -100
     #: Bytes of state per example, documented in the README's memory table.
     bytes_per_example: ClassVar[int] = 0
     #: What the scoring pass passes to :meth:`update` besides logits, as keyword arguments:
@@ -77,6 +91,51 @@ class PerExampleScore(ABC):
             raise ValueError(f"`num_examples` must be >= 0, got {num_examples}")
         self.num_examples = int(num_examples)
         self._state_names: list[str] = []
+
+    @classmethod
+    def check_adapter(cls, adapter: Any) -> None:
+        """Refuses, before anything trains, an :class:`~datadiet.Adapter` whose loss this score cannot read."""
+        if cls.needs_class_probabilities and not adapter.class_probabilities:
+            raise ValueError(
+                f"score {cls.name!r} reads class probabilities softmax(z), which a model trained with "
+                f"{adapter.loss_name} does not have; with that loss use scores of the per-example loss "
+                "('loss', 'rho_loss', 'grand') or of features ('prototype_distance'), and DynamicPruning"
+            )
+
+    def check_batch(self, logits: Any, target: Any, adapter: Any) -> None:
+        """Refuses, before anything trains, what a first batch shows this score cannot be computed from.
+
+        ``logits`` and ``target`` are those of a batch of the training set, as ``adapter`` reads them.
+        """
+        if not self.needs_class_probabilities:
+            return
+        shape = tuple(logits.shape)
+        if logits.ndim not in (2, 3) or shape[-1] < 2:
+            raise ValueError(
+                f"score {self.name!r} reads class probabilities from logits (batch, classes) or (batch, tokens, "
+                f"classes) with at least 2 classes, got model outputs of shape {shape}"
+                + ("; one output per example is a regressor: pass `Adapter(loss='mse')` (or 'l1') and score "
+                   "by 'loss'" if shape[-1:] == (1,) or logits.ndim == 1 else "")
+            )
+        if not self.requires_labels or target is None:
+            return
+        expected = shape[:-1]
+        if not isinstance(target, Tensor) or target.is_floating_point() or tuple(target.shape) != expected:
+            raise ValueError(
+                f"score {self.name!r} needs integer class labels of shape {expected} beside logits {shape}, got "
+                f"labels {_describe(target)}; probability or multi-hot targets have no class label: score by "
+                "'loss' (with `Adapter(loss='bce')` for multi-label)"
+            )
+
+    def per_example(self, statistic: Statistic, logits: Tensor, target: Optional[Tensor]) -> Tensor:
+        """``statistic`` of each example: of its logits row, or the mean over its real tokens for sequences."""
+        logits = logits.detach()
+        if logits.ndim != 3:
+            return statistic(logits, target)
+        if target is None:  # label-free: every token counts
+            batch, tokens, classes = logits.shape
+            return statistic(logits.reshape(batch * tokens, classes), None).view(batch, tokens).float().mean(dim=1)
+        return token_mean(statistic, logits, target, self.ignore_index)
 
     def add_state(self, name: str, default: Tensor) -> None:
         """Registers an O(N) state tensor that moves with :meth:`to` and goes into checkpoints."""
@@ -156,9 +215,12 @@ class EvalPassScore(PerExampleScore):
     #: The statistic per example, a function from :mod:`datadiet.scores.functional`; scores that need
     #: more than logits (see ``needs``) override :meth:`update` instead and leave it ``None``.
     functional: ClassVar[Optional[Callable[[Tensor, Tensor], Tensor]]] = None
+    #: A score of the per-example loss: with a loss other than cross-entropy (``Adapter(loss=...)``) the
+    #: scoring pass hands it the adapter's per-example loss (:meth:`store`) instead of calling ``functional``.
+    from_example_loss: ClassVar[bool] = False
 
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        self.store(original_index, self.functional(logits, target))
+        self.store(original_index, self.per_example(self.functional, logits, target))
 
     def store(self, original_index: Tensor, values: Tensor) -> None:
         """Writes one value per example of the batch into the per-example state."""
@@ -177,15 +239,29 @@ class PresentationScore(PerExampleScore):
 
     Subclasses give :meth:`presentation_value` (per batch) and :meth:`fold` (per epoch, over the
     merged epoch buffer where NaN marks examples not presented this epoch).
+
+    Sequences: a score whose per-example value commutes with the mean over tokens (a mean over
+    presentations) folds each example's token mean. One that does not (forgetting events, the standard
+    deviation over epochs) sets :attr:`per_token`: its state then holds one entry per token (``(N, T)``,
+    sized by the longest sequence seen, NaN-free padding never counts as presented) and :meth:`compute`
+    averages each example's tokens.
     """
 
     phase = "train"
     #: Examples folded at a time: a slice's temporaries stay in cache (3-4x faster than whole-array folds at 10 M).
     fold_chunk: ClassVar[int] = 1 << 18
+    #: Keep per-token state for sequences (see the class docstring).
+    per_token: ClassVar[bool] = False
 
     def __init__(self, num_examples: int) -> None:
         super().__init__(num_examples)
+        self._fills: dict[str, Any] = {}  # each state's initial value, for tokens added to per-token state
+        self._sequences: Optional[bool] = None  # decided by the first batch: sequences or not
         self.add_state("epoch_value", torch.full((num_examples,), float("nan")))
+
+    def add_state(self, name: str, default: Tensor) -> None:
+        super().add_state(name, default)
+        self._fills[name] = default.flatten()[0].item() if default.numel() else 0
 
     @staticmethod
     @abstractmethod
@@ -197,16 +273,61 @@ class PresentationScore(PerExampleScore):
         """Accumulates one epoch's merged values of the examples ``part`` (NaN = not presented) into
         ``part`` of the running state, in place. ``epoch_value`` is the merged buffer's ``[part]``."""
 
+    @property
+    def tokens(self) -> int:
+        """Tokens per example held in the state (0: one value per example)."""
+        return self.epoch_value.shape[1] if self.epoch_value.ndim == 2 else 0
+
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
-        values = self.presentation_value(logits, target)
+        sequences = logits.ndim == 3
+        if self._sequences is None:
+            self._sequences = sequences
+        elif self._sequences != sequences:
+            raise ValueError(
+                f"score {self.name!r} got logits {tuple(logits.shape)} after batches of "
+                f"{'sequences' if self._sequences else 'one row per example'}: a probe's batches must all be one kind"
+            )
+        if sequences and self.per_token:
+            values = token_values(self.presentation_value, logits.detach(), target, self.ignore_index)
+            self.resize_tokens(values.shape[1])
+            if values.shape[1] < self.tokens:
+                values = torch.nn.functional.pad(values, (0, self.tokens - values.shape[1]), value=float("nan"))
+            self.epoch_value.index_copy_(0, original_index, values.to(self.epoch_value.device, self.epoch_value.dtype))
+            return
+        values = self.per_example(self.presentation_value, logits, target)
         self.epoch_value.scatter_(0, original_index, values.to(self.epoch_value.device, self.epoch_value.dtype))
 
+    def resize_tokens(self, tokens: int) -> None:
+        """Grows the per-token state to ``tokens`` per example (new tokens: never presented)."""
+        held = self.tokens
+        if tokens <= held:
+            return
+        for name in self._state_names:
+            state = getattr(self, name)
+            grown = torch.full((self.num_examples, tokens), self._fills[name], dtype=state.dtype, device=state.device)
+            if held:
+                grown[:, :held] = state
+            setattr(self, name, grown)
+
     def end_epoch(self, sync_min: SyncMin = single_process) -> None:
+        if self.tokens and sync_min is not single_process:  # every process's state to the longest sequence
+            self.resize_tokens(int(-sync_min(torch.tensor([-self.tokens], device=self.device)).item()))
         merged = merge_seen(self.epoch_value, sync_min)
         for start in range(0, self.num_examples, self.fold_chunk):
             part = slice(start, start + self.fold_chunk)
             self.fold(merged[part], part)
         self.epoch_value.fill_(float("nan"))
+
+    def example_mean(self, values: Tensor) -> Tensor:
+        """Per-token values (NaN where never presented) averaged over each example's tokens; as is otherwise."""
+        return nan_mean(values) if values.ndim == 2 else values
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("epoch_value")
+        if saved is not None and saved.ndim == 2:  # a checkpoint of sequences: per-token state
+            self.resize_tokens(saved.shape[1])
+            self._sequences = True
+        super().load_state_dict(state)
 
 
 class PresentationMean(PresentationScore):
@@ -237,3 +358,10 @@ class PresentationMean(PresentationScore):
             mean = self.value_sum[part].double() / count.clamp(min=1)
             raw[part] = torch.where(count > 0, mean, torch.full_like(mean, float("nan"))).cpu().numpy()
         return (-raw if self.raw_is_easiness else raw), raw
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        kind = "float" if value.is_floating_point() else str(value.dtype).replace("torch.", "")
+        return f"{kind} {tuple(value.shape)}"
+    return type(value).__name__

@@ -1,7 +1,8 @@
 """Dataset cartography (Swayamdipta et al. 2020): confidence, variability and correctness over epochs.
 
 All three read ``p_y`` (or ``argmax z = y``) from the training forward pass of each presentation, one
-value per example per epoch, before the optimizer step.
+value per example per epoch, before the optimizer step. For sequences each is the mean over the example's
+real tokens of the per-token statistic (per-token moments, since a standard deviation is not a mean).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class _LabelProbabilityMoments(PresentationScore):
     """Running mean and population variance of ``p_y`` over presentations (Welford, float32)."""
 
     bytes_per_example = 4 + 4 + 4 + 4
+    per_token = True
 
     def __init__(self, num_examples: int) -> None:
         super().__init__(num_examples)
@@ -41,7 +43,7 @@ class _LabelProbabilityMoments(PresentationScore):
 
     def _unseen_to_nan(self, values: Tensor) -> np.ndarray:
         values = torch.where(self.presentations > 0, values.double(), torch.full_like(values, float("nan"), dtype=torch.float64))
-        return values.cpu().numpy()
+        return self.example_mean(values).cpu().numpy()
 
 
 @register_score("confidence")

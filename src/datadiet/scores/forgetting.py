@@ -18,9 +18,16 @@ class Forgetting(PresentationScore):
     Correctness is ``argmax z = y`` on the logits the training step computed, before the optimizer
     step. An example never classified correctly is ranked hardest (+inf oriented score); the raw
     value is the plain event count.
+
+    Sequences: events are counted per token, and an example's raw value is the mean over its real tokens.
+    Its oriented score is the mean over tokens of the same count, where a token never predicted correctly
+    counts as forgotten at each of its presentations — more than a learned token can be (at most half of
+    them), so, as Toneva's +inf does for one token, never-learned tokens outrank any number of events,
+    while the mean still ranks examples that have a few of them.
     """
 
     bytes_per_example = 4 + 1 + 1 + 4 + 4
+    per_token = True
 
     def __init__(self, num_examples: int) -> None:
         super().__init__(num_examples)
@@ -40,12 +47,19 @@ class Forgetting(PresentationScore):
         self.presentations[part].add_(seen)
 
     def compute(self) -> tuple[np.ndarray, np.ndarray]:
-        # counts (and +inf, NaN) are exact in float32: half the memory of float64 columns; a slice at a time
-        score, raw = np.empty(self.num_examples, dtype=np.float32), np.empty(self.num_examples, dtype=np.float32)
+        # counts (and +inf, NaN) are exact in float32: half the memory of float64 columns; a slice at a time.
+        # Per token, an example's value is a mean over its tokens: float64.
+        dtype = np.float64 if self.tokens else np.float32
+        score, raw = np.empty(self.num_examples, dtype=dtype), np.empty(self.num_examples, dtype=dtype)
         for start in range(0, self.num_examples, self.fold_chunk):
             part = slice(start, start + self.fold_chunk)
             presented = self.presentations[part]
             count = self.forgetting_count[part]
-            score[part] = F.forgetting_score(count, self.ever_correct[part], presented).float().cpu().numpy()
-            raw[part] = torch.where(presented > 0, count.float(), float("nan")).cpu().numpy()
+            part_score = F.forgetting_score(count, self.ever_correct[part], presented)
+            part_raw = torch.where(presented > 0, count.double(), float("nan"))
+            if self.tokens:  # never learned counts as every presentation forgotten (see the class docstring)
+                part_score = self.example_mean(torch.where(torch.isinf(part_score), presented.double(), part_score))
+                part_raw = self.example_mean(part_raw)
+            score[part] = part_score.cpu().numpy()
+            raw[part] = part_raw.cpu().numpy()
         return score, raw

@@ -39,6 +39,14 @@ class LabelIssue(EvalPassScore):
         self.add_state("probabilities", torch.full((num_examples, 0), float("nan")))
         self.issues: Optional[LabelIssues] = None
 
+    def check_batch(self, logits: Any, target: Any, adapter: Any) -> None:
+        super().check_batch(logits, target, adapter)
+        if logits.ndim != 2:  # a token's wrong label is not an example's: nothing to flag or exclude
+            raise ValueError(
+                f"score 'label_issue' flags examples that have one class label each (logits (batch, classes)), got "
+                f"model outputs of shape {tuple(logits.shape)}: a sequence model's labels are per token"
+            )
+
     def update(self, original_index: Tensor, logits: Tensor, target: Optional[Tensor]) -> None:
         if target is None:
             raise ValueError("score 'label_issue' needs the batch's class labels")

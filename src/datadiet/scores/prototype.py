@@ -157,6 +157,7 @@ class PrototypeDistance(EvalPassScore):
     """
 
     requires_labels = False
+    needs_class_probabilities = False
     needs = frozenset({"features"})
 
     def __init__(

@@ -58,7 +58,8 @@ def per_example_loss(
     model: torch.nn.Module, dataset: Dataset, indices: np.ndarray, batch_size: int = 512, adapter: Optional[Adapter] = None,
     collate_fn: Optional[Callable] = None,
 ) -> np.ndarray:
-    """Cross-entropy of ``model`` (eval mode, on its own device) on ``dataset[indices]``, in that order."""
+    """The per-example loss of ``model`` (eval mode, on its own device) on ``dataset[indices]``, in that order:
+    the adapter's loss (cross-entropy by default; see :class:`~datadiet.Adapter`)."""
     adapter = adapter or Adapter()
     device = next(model.parameters()).device
     was_training = model.training
@@ -68,8 +69,7 @@ def per_example_loss(
         loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
         for batch in loader:
             batch = _to_device(batch, device)
-            logits = adapter.logits_fn(model(adapter.input_fn(batch)))
-            losses.append(F.cross_entropy(logits, adapter.target_fn(batch)).double().cpu())
+            losses.append(adapter.example_loss(model(adapter.input_fn(batch)), batch).double().cpu())
     finally:
         model.train(was_training)
     return torch.cat(losses).numpy() if losses else np.zeros(0)
@@ -234,7 +234,7 @@ def irreducible_losses(train_dataset: Dataset, model_factory: Callable[[], pl.Li
 
 @register_score("rho_loss")
 class RhoLoss(EvalPassScore):
-    """Reducible holdout loss: the probe's scoring-pass cross-entropy minus the IL model's.
+    """Reducible holdout loss: the probe's scoring-pass loss minus the IL model's (both the adapter's loss).
 
     Args:
         num_examples: training set size.
@@ -250,6 +250,8 @@ class RhoLoss(EvalPassScore):
         self.irreducible_source = irreducible_losses
         self.irreducible: Optional[np.ndarray] = None
 
+    needs_class_probabilities = False
+    from_example_loss = True
     functional = staticmethod(F.cross_entropy)
 
     def finalize(self, context: ScoreContext) -> None:

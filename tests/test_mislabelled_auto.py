@@ -151,3 +151,20 @@ def test_resume_during_the_extra_epoch_finishes_the_same_way(tmp_path):
     assert resumed.scored_examples == full.scored_examples == 2 * N
     for name, value in full_model.state_dict().items():
         assert torch.equal(resumed_model.state_dict()[name], value), name
+
+
+def test_auto_on_a_language_model_prunes_as_without_detection():
+    from _modules import TinyLM, token_data
+
+    data = token_data(num_examples=30)  # per-token labels: no example label for the detector to flag
+    kept = []
+    for mislabelled in (None, "auto"):
+        torch.manual_seed(0)
+        prune = PruneDuringFit(after_epochs=1, score="loss", keep_fraction=0.5, mislabelled=mislabelled)
+        quiet_trainer(max_epochs=2, callbacks=[prune]).fit(TinyLM(), datamodule=PruningDataModule(data, batch_size=8))
+        kept.append(prune.kept_indices)
+        assert prune.noise_decision is None and prune.label_issues is None
+    np.testing.assert_array_equal(kept[1], kept[0])
+    with pytest.raises(ValueError, match="a sequence model's labels are per token"):  # explicit: still refused
+        quiet_trainer(max_epochs=2, callbacks=[PruneDuringFit(after_epochs=1, score="loss", mislabelled="exclude")]).fit(
+            TinyLM(), datamodule=PruningDataModule(data, batch_size=8))

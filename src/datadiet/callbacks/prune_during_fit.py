@@ -15,6 +15,7 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
+    auto_detector_applies,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
     rescored_table,
@@ -57,7 +58,8 @@ class PruneDuringFit(Callback):
     data, scores again, excludes the flagged examples, and keeps a fraction lowered so that the planned compute
     is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which. A
     run too short to pay for the extra epochs (the lowered fraction under half the planned one, or no epoch left;
-    or no ``max_epochs``) waits fewer, down to none: then the flagged are excluded at ``after_epochs``.
+    or no ``max_epochs``) waits fewer, down to none: then the flagged are excluded at ``after_epochs``. Where the
+    detector does not apply (per-token labels of a language model), ``auto`` prunes as ``None``, saying why.
 
     Cost: the scoring pass is :attr:`scored_examples` forward passes of the model (global, DDP padding
     included), to be counted with :class:`datadiet.compute.ComputeAccount` (``in_run_scored``); the
@@ -172,6 +174,8 @@ class PruneDuringFit(Callback):
         #: With ``mislabelled="auto"``, what the noise estimate decided at ``after_epochs`` (else ``None``).
         self.noise_decision: Optional[NoiseDecision] = None
         self._first_table: Optional[ScoreTable] = None  # auto, noisy: the first scoring pass's, until pruning
+        self._auto_detects = mislabelled == "auto"  # False where the detector does not apply (see `setup`)
+        self._strategy_scores = needs_scores(strategy)
 
     @property
     @override
@@ -228,6 +232,7 @@ class PruneDuringFit(Callback):
         self.kept_indices, self.pruned_after_epoch, self._score_table = None, None, None
         self.scored_examples, self.scoring_wall_time_s = 0, 0.0
         self.noise_decision, self._first_table = None, None
+        self._auto_detects = self.mislabelled == "auto"
         if self._difficulty is not None:
             self._difficulty.reset()  # each fit scores its own model from scratch
             self._difficulty.setup(trainer, pl_module, stage)
@@ -247,6 +252,8 @@ class PruneDuringFit(Callback):
                 trainer.datamodule.kept_indices = self.kept_indices.copy()
                 self._reload_train_loader(trainer)
             return
+        if self._auto_detects and self.noise_decision is None:
+            self._auto_detects = auto_detector_applies(trainer, pl_module, self._difficulty, self._strategy_scores)
         if self._difficulty is not None:
             self._difficulty.on_train_start(trainer, pl_module)
         if trainer.current_epoch >= self._prune_epoch:  # resumed past the pruning point before it happened
@@ -302,10 +309,11 @@ class PruneDuringFit(Callback):
     def _prune(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         datamodule = trainer.datamodule
         start = time.perf_counter()
-        handling, keep_fraction = self.mislabelled or "keep", self.keep_fraction
+        handling = "keep" if self.mislabelled in (None, "auto") else self.mislabelled  # auto: decided below
+        keep_fraction = self.keep_fraction
         if self._difficulty is not None:
             table = self._score(trainer, pl_module)
-            if self.mislabelled == "auto":
+            if self._auto_detects:
                 if self.noise_decision is None:  # decided from the gathered table: the same on every rank
                     self.noise_decision = NoiseDecision.make(
                         float(table.metadata["label_noise_estimate"]), self.noise_threshold, self.keep_fraction,

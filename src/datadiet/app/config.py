@@ -25,6 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, SI, OmegaConf
 
+from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
 from datadiet.report.wandb_logging import sweep_name
 from datadiet.report.wandb_mode import wandb_offline
 
@@ -163,8 +164,8 @@ class PruningConfig:
     anneal_fraction: float = 0.125
     mislabelled: Optional[str] = "auto"
     detector: str = "both"
-    noise_threshold: float = 0.07
-    noisy_extra_epochs: int = 1
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD
+    noisy_extra_epochs: int = DEFAULT_NOISY_EXTRA_EPOCHS
 
 
 # trainer ------------------------------------------------------------------------------------------

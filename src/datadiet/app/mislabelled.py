@@ -13,7 +13,12 @@ from typing import Optional
 from omegaconf import DictConfig
 
 from datadiet.app.modes import pruning_mode
-from datadiet.callbacks._noisy_labels import validate_extra_epochs, validate_noise_threshold
+from datadiet.callbacks._noisy_labels import (
+    DEFAULT_NOISE_THRESHOLD,
+    DEFAULT_NOISY_EXTRA_EPOCHS,
+    validate_extra_epochs,
+    validate_noise_threshold,
+)
 from datadiet.data.datamodule import MISLABELLED_HANDLING
 from datadiet.detection import DETECTORS
 from datadiet.selection import needs_scores
@@ -35,8 +40,8 @@ def read_mislabelled(
         )
     DETECTORS.get(detector)
     try:
-        threshold = validate_noise_threshold(node.get("noise_threshold", 0.07))
-        extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", 1))
+        threshold = validate_noise_threshold(node.get("noise_threshold", DEFAULT_NOISE_THRESHOLD))
+        extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", DEFAULT_NOISY_EXTRA_EPOCHS))
     except ValueError as error:
         raise ValueError(f"pruning.{str(error).lstrip('`')}") from None
     detects = (

@@ -19,6 +19,7 @@ from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.config_checks import container, count, existing_file
 from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
+from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
 from datadiet.data.label_noise import validate_label_noise
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, select, validate_keep_fraction
@@ -83,8 +84,8 @@ class PruningPlan:
     mislabelled: Optional[str] = None
     detector: str = "both"
     #: ``mislabelled=auto``: the noise estimate above which labels count as noisy, and the extra epochs then.
-    noise_threshold: float = 0.07
-    noisy_extra_epochs: int = 1
+    noise_threshold: float = DEFAULT_NOISE_THRESHOLD
+    noisy_extra_epochs: int = DEFAULT_NOISY_EXTRA_EPOCHS
 
     def strategy_options(self, num_examples: int) -> dict[str, Any]:
         """``options`` for the strategy; ``auto`` reads the whole training set's size (its regime, also per class)."""

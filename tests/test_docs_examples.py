@@ -98,12 +98,13 @@ def _resolve(name: str):
 
 
 def _members(obj):
+    """The object, and what it defines itself (not what it imports or inherits): classes, functions, methods."""
     yield obj
     if inspect.ismodule(obj):
         names = getattr(obj, "__all__", None) or [n for n in vars(obj) if not n.startswith("_")]
         for name in names:
             member = getattr(obj, name)
-            if inspect.isclass(member) or inspect.isfunction(member):
+            if (inspect.isclass(member) or inspect.isfunction(member)) and member.__module__.startswith("datadiet"):
                 yield from _members(member)
     elif inspect.isclass(obj):
         for name, member in vars(obj).items():
@@ -116,7 +117,7 @@ def docstring_examples() -> dict[str, str]:
     found: dict[str, str] = {}
     for name in documented_modules():
         for member in _members(_resolve(name)):
-            doc = inspect.getdoc(member) or ""
+            doc = inspect.cleandoc(getattr(member, "__doc__", None) or "")  # its own, not an inherited one
             match = re.search(r"Example::\n\n((?:(?: {4}.*)?\n)+)", doc + "\n")
             if match:
                 owner = getattr(member, "__module__", None) or getattr(getattr(member, "fget", None), "__module__", "")
@@ -139,15 +140,15 @@ def _docstring_namespace() -> dict:
     from datadiet.data.sources import synthetic_datamodule
     from datadiet.models import MLP, Classifier
 
-    data = synthetic_datamodule(num_samples=400, num_features=20, num_classes=4, batch_size=32)
+    data = synthetic_datamodule(num_samples=400, num_features=40, num_classes=4, batch_size=32)  # MNIST-1D's shape
 
     def LitModel():  # noqa: N802  (the name the docstrings give "your LightningModule")
-        return Classifier(MLP, input_shape=(20,), num_classes=4)
+        return Classifier(MLP, input_shape=(40,), num_classes=4)
 
     namespace = {name: getattr(datadiet, name) for name in datadiet.__all__}
     namespace.update(L=L, Trainer=Trainer, np=np, torch=torch, LitModel=LitModel, model=LitModel(),
                      probe_model=LitModel(), train_set=data.train_dataset, val_set=data.val_dataset,
-                     test_set=data.test_dataset, x=torch.randn(8, 20))
+                     test_set=data.test_dataset, x=torch.randn(8, 40))
     return namespace
 
 

@@ -81,7 +81,7 @@ def test_a_failing_readme_block_fails(tmp_path, monkeypatch):
 # docstrings --------------------------------------------------------------------------------------------------
 def documented_modules() -> list[str]:
     """The modules and objects the API reference renders (``::: name`` lines of docs/api.md)."""
-    return re.findall(r"^::: *([\w.]+)", (ROOT / "docs" / "api.md").read_text(), flags=re.M)
+    return re.findall(r"^::: *([\w.]+)", (ROOT / "docs" / "api.md").read_text(), flags=re.MULTILINE)
 
 
 def _resolve(name: str):
@@ -142,7 +142,7 @@ def _docstring_namespace() -> dict:
 
     data = synthetic_datamodule(num_samples=400, num_features=40, num_classes=4, batch_size=32)  # MNIST-1D's shape
 
-    def LitModel():  # noqa: N802  (the name the docstrings give "your LightningModule")
+    def LitModel():
         return Classifier(MLP, input_shape=(40,), num_classes=4)
 
     namespace = {name: getattr(datadiet, name) for name in datadiet.__all__}

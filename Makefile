@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test test-fast bench bench-quality bench-cuda clean
+.PHONY: install demo test test-fast docs bench bench-quality bench-cuda clean
 
 install: $(STAMP)
 
@@ -24,6 +24,13 @@ test: install  ## the whole test suite (W&B offline, no downloads)
 test-fast: install  ## everything but the CLI / multi-process tests
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow"
 
+docs: $(VENV)/.docs-installed  ## the documentation site (mkdocs-material, API reference from the docstrings) into site/; a broken link fails
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+$(VENV)/.docs-installed: $(STAMP)
+	$(PIP) -e ".[docs]"
+	touch $@
+
 bench: install  ## the benchmark scripts that print ratios (see benchmarks/README.md)
 	$(BIN)/python -m benchmarks.overhead
 	$(BIN)/python -m benchmarks.overhead --model cnn1d
@@ -38,4 +45,4 @@ bench-cuda: install  ## overhead and pruned speed of a ResNet-18 on CUDA (needs 
 	$(BIN)/python -m benchmarks.pruned_speed --device cuda
 
 clean:
-	rm -rf outputs multirun wandb lightning_logs .pytest_cache
+	rm -rf outputs multirun wandb lightning_logs .pytest_cache site

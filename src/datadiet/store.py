@@ -85,7 +85,7 @@ class ScoreTable(Mapping[str, np.ndarray]):
 
     Example::
 
-        table = callback.score_table
+        table = ScoreTable({"el2n": np.random.rand(100)})   # or a callback's score_table
         hardest = np.argsort(table["el2n"])[::-1][:10]
         table.save("scores.npz")
         same = ScoreTable.load("scores.npz")

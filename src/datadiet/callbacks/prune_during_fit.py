@@ -52,14 +52,8 @@ class PruneDuringFit(Callback):
     ``predicted_label`` columns. The predictions are close to out-of-sample early in training, before the
     model memorises wrong labels: with the detector, ``after_epochs=3`` is a good choice on MNIST-1D.
 
-    ``mislabelled="auto"`` (recommended) lets the detector's noise estimate decide. At most ``noise_threshold``
-    (clean labels): the flags are recorded and the run is exactly that of ``mislabelled=None`` (same kept
-    subset, same training). Above it (noisy labels): the model trains ``noisy_extra_epochs`` more epochs on all
-    data, scores again, excludes the flagged examples, and keeps a fraction lowered so that the planned compute
-    is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which. A
-    run too short to pay for the extra epochs (the lowered fraction under half the planned one, or no epoch left;
-    or no ``max_epochs``) waits fewer, down to none: then the flagged are excluded at ``after_epochs``. Where the
-    detector does not apply (per-token labels of a language model), ``auto`` prunes as ``None``, saying why.
+    ``mislabelled="auto"`` (recommended) excludes the flagged examples only when the labels look noisy; what it
+    does and its threshold: docs/noisy_labels.md. :attr:`noise_decision` says what it decided.
 
     Cost: the scoring pass is :attr:`scored_examples` forward passes of the model (global, DDP padding
     included), to be counted with :class:`datadiet.compute.ComputeAccount` (``in_run_scored``); the
@@ -89,7 +83,7 @@ class PruneDuringFit(Callback):
             (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
             ``auto`` (exclude only when the labels look noisy, see above).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
-        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default 0.07).
+        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default: docs/noisy_labels.md).
         noisy_extra_epochs: with ``auto``, epochs on all data before the detector runs again on noisy labels
             (default 1).
 

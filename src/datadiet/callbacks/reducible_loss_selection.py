@@ -73,12 +73,15 @@ class ReducibleLossSelection(Callback):
 
     Example::
 
+        from datadiet.compute import forward_flops_per_example
+
         il = fit_irreducible_losses(train_set, lambda: LitModel(), holdout_fraction=0.1, cross_fit=False,
-                                    trainer_kwargs={"max_epochs": 10})
+                                    trainer_kwargs={"max_epochs": 3})
         selection = ReducibleLossSelection(il, selected_fraction=0.1)
         dm = PruningDataModule(train_set, val_set, batch_size=320)  # n_B = 320: training_step sees 32
-        L.Trainer(max_epochs=30, callbacks=[selection]).fit(LitModel(), datamodule=dm)
-        selection.compute_account(flops_per_example=forward_flops_per_example(model, x[:8])).total_flops
+        L.Trainer(max_epochs=3, callbacks=[selection]).fit(model := LitModel(), datamodule=dm)
+        x, y = train_set[:8]
+        selection.compute_account(flops_per_example=forward_flops_per_example(model, x)).total_flops
     """
 
     def __init__(

@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import Budget
-from datadiet.app.config_checks import check_known_keys, container, count, existing_file
+from datadiet.app.config_checks import check_known_keys, container, count, existing_file, keys_under
 from datadiet.app.plan_parts import (
     ALL_DATA,
     BY_SCORES,
@@ -157,7 +157,8 @@ class RunPlan:
         label_noise = read_label_noise(cfg)
         budget = read_budget(cfg, probe, pruning, max_epochs)
         check_in_run(probe, pruning, max_epochs)
-        pruning.mode.check(pruning, budget)
+        with keys_under("pruning"):  # e.g. DynamicPruning's own `prune_ratio` check
+            pruning.mode.check(pruning, budget)
         if selection(probe, pruning) in (BY_SCORES, IN_RUN):  # the strategy will select: its options must work
             check_strategy_options(pruning)
         return cls(

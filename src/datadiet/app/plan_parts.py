@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from datadiet.app.budget import BUDGETS, Budget
-from datadiet.app.config_checks import container, count, existing_file
+from datadiet.app.config_checks import container, count, existing_file, keys_under
 from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
 from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
@@ -139,7 +139,8 @@ def read_probe(cfg: DictConfig) -> ProbePlan:
 
 def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
     node = cfg.pruning
-    keep_fraction = validate_keep_fraction(node.keep_fraction)
+    with keys_under("pruning"):
+        keep_fraction = validate_keep_fraction(node.keep_fraction)
     STRATEGIES.get(node.strategy)
     if node.score not in probe.scores and not probe.scores_path:
         raise ValueError(

@@ -59,3 +59,11 @@ class SizedModule(UserModule):
 
 def not_a_datamodule():
     return [1, 2, 3]
+
+
+class DefaultClassesModule(UserModule):
+    """Takes ``num_classes`` with a default (as many users' modules do), and no ``input_shape``."""
+
+    def __init__(self, num_classes: int = 3, lr: float = 0.1):
+        super().__init__(classes=num_classes, lr=lr)
+        self.num_classes = num_classes

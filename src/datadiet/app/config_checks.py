@@ -86,8 +86,8 @@ def container(node: Any) -> Any:
 @contextmanager
 def keys_under(node: str) -> Iterator[None]:
     """A library check run inside names its key by the config's full dotted path: a ``ValueError`` or
-    ``TypeError`` whose message starts with a bare ``\`keep_fraction\``` is raised again as
-    ``\`pruning.keep_fraction\``` (same type, one line, no chained traceback)."""
+    ``TypeError`` whose message starts with a bare key in backquotes (``keep_fraction``) is raised again naming
+    ``pruning.keep_fraction`` (same type, one line, no chained traceback)."""
     try:
         yield
     except (ValueError, TypeError) as error:

@@ -128,7 +128,8 @@ def model_arguments(model_cfg: Mapping[str, Any], datamodule: PruningDataModule)
     wanted = [name for name in _MODEL_ARGUMENTS if name in parameters and name not in model_cfg]
     values = {"input_shape": datamodule.input_shape, "num_classes": datamodule.num_classes}
     # a constructor default is the model's own answer when the data module does not know the value
-    wanted = [name for name in wanted if values[name] is not None or parameters[name].default is inspect.Parameter.empty]
+    has_default = {name: parameters[name].default is not inspect.Parameter.empty for name in wanted}
+    wanted = [name for name in wanted if values[name] is not None or not has_default[name]]
     missing = [name for name in wanted if values[name] is None]
     if missing:
         raise SettingsError(

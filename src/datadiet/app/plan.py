@@ -38,6 +38,7 @@ from datadiet.app.plan_parts import (
     selection,
     with_label_issue,
 )
+from datadiet.app.user_callbacks import read_callbacks
 from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
@@ -73,6 +74,8 @@ class RunPlan:
     label_noise: Optional[dict[str, Any]] = None
     #: ``test_metric`` / ``test_metric_mode``: what the model logs in test_step that the run reports and compares.
     test_metric: TestMetric = field(default_factory=TestMetric)
+    #: ``callbacks``: your own callbacks' resolved ``_target_`` configs, by name (full training and comparison runs).
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -149,6 +152,7 @@ class RunPlan:
                 honoured together — each message names the key and what would be accepted.
         """
         check_known_keys(cfg)  # a `+key=value` the schema does not have would be silently ignored
+        loggers = read_loggers(cfg)
         max_epochs = full_training_epochs(cfg)
         seed = count(cfg.seed, "seed", minimum=0)
         probe = read_probe(cfg)
@@ -166,7 +170,7 @@ class RunPlan:
             data=container(cfg.data),
             model=container(cfg.model),
             trainer=container(cfg.trainer),
-            loggers=read_loggers(cfg),
+            loggers=loggers,
             paths=read_paths(cfg),
             seed=seed,
             max_epochs=max_epochs,
@@ -179,6 +183,7 @@ class RunPlan:
             selection=selection(probe, pruning),
             label_noise=label_noise,
             test_metric=TestMetric.read(cfg.get("test_metric", "test/acc"), cfg.get("test_metric_mode", "max")),
+            callbacks=read_callbacks(cfg, logged=bool(loggers)),  # each built once now: a bad one fails here
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
 

@@ -151,3 +151,11 @@ def test_the_app_writes_each_flagged_example_s_file_for_an_image_folder(tmp_path
         path = Path(row["path"])
         assert path.is_file() and path.parent.name == ("blue", "red")[int(row["given_label"])]
     assert any(Path(row["path"]).name.startswith("actually_red") for row in rows)
+
+
+def test_a_built_in_data_source_s_own_check_names_the_data_key_in_one_line(tmp_path):
+    from datadiet.app.config_checks import SettingsError
+
+    with pytest.raises(SettingsError, match=r"^`data.val_fraction` must be in \[0, 1\), got 1.5$"):
+        run(compose_small(tmp_path, "data.val_fraction=1.5"))
+    assert not (tmp_path / "probe").exists()

@@ -92,7 +92,12 @@ def keys_under(node: str) -> Iterator[None]:
         yield
     except (ValueError, TypeError) as error:
         message = str(error)
-        named = re.sub(r"^`([A-Za-z_]\w*)(?=[`=])", lambda match: f"`{node}.{match.group(1)}", message, count=1)
+        named = key_named_under(node, message)
         if named == message:
             raise
         raise type(error)(named) from None
+
+
+def key_named_under(node: str, message: str) -> str:
+    """``message`` with the bare key in backquotes it starts with named by its full path under ``node``."""
+    return re.sub(r"^`([A-Za-z_]\w*)(?=[`=])", lambda match: f"`{node}.{match.group(1)}", message, count=1)

@@ -188,10 +188,8 @@ def read_label_noise(cfg: DictConfig) -> Optional[dict[str, Any]]:
     """``data.label_noise*``: the injected label noise the data source is asked for (``None``: none)."""
     rate = cfg.data.get("label_noise", 0.0)
     kind, seed = cfg.data.get("label_noise_kind", "symmetric"), cfg.data.get("label_noise_seed", 0)
-    try:
+    with keys_under("data"):
         validate_label_noise(rate, kind, seed)
-    except ValueError as error:
-        raise ValueError(f"data.{str(error).lstrip('`')}") from None
     return {"rate": float(rate), "kind": kind, "seed": int(seed)} if rate > 0 else None
 
 

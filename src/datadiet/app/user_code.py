@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.utilities.seed import isolate_rng
 
-from datadiet.app.config_checks import SettingsError, SettingsTypeError
+from datadiet.app.config_checks import SettingsError, SettingsTypeError, key_named_under
 from datadiet.data import PruningDataModule
 
 if TYPE_CHECKING:
@@ -101,7 +102,14 @@ def make_datamodule(data_cfg: Mapping[str, Any]) -> PruningDataModule:
     Raises:
         SettingsTypeError: ``data._target_`` built something else (a ``TypeError``).
     """
-    built = instantiate(data_cfg)
+    try:
+        built = instantiate(data_cfg)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ValueError) and str(data_cfg.get("_target_", "")).startswith("datadiet."):
+            # a built-in source's own argument check: one line naming `data.<key>` (yours keep their traceback)
+            raise SettingsError(key_named_under("data", str(cause))) from None
+        raise
     if isinstance(built, PruningDataModule):
         return built
     if isinstance(built, pl.LightningDataModule):

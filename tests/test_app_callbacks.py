@@ -4,14 +4,13 @@ comparison runs (not the probe), each checked before anything trains."""
 from pathlib import Path
 
 import pytest
+from _app_overrides import SMALL
+from _user_code import RecordingCallback
 from hydra import compose, initialize_config_dir
 
 from datadiet.app import config_dir, run
 from datadiet.app.config_checks import SettingsError
 from datadiet.app.plan import RunPlan
-
-from _app_overrides import SMALL
-from _user_code import RecordingCallback
 
 TRAIN_EXAMPLES = 288  # data.num_samples=400: 20 % test, then 10 % of the rest for validation
 

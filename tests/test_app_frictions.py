@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _app_overrides import SMALL
+from _user_code import DefaultClassesModule, UserDataModule
 from hydra import compose, initialize_config_dir
 from torch.utils.data import Subset
 
@@ -16,9 +18,6 @@ from datadiet.app import config_dir, run
 from datadiet.app.user_code import model_arguments
 from datadiet.data.labels import dataset_paths
 from datadiet.detection import find_label_issues
-
-from _app_overrides import SMALL
-from _user_code import DefaultClassesModule, UserDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +57,7 @@ def _datadiet(tmp_path, *overrides, **env):
     environment.update(env)
     return subprocess.run(
         [sys.executable, "-m", "datadiet.app", *SMALL, f"hydra.run.dir={tmp_path}", *overrides],
-        capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path, check=False,
     )  # fmt: skip
 
 
@@ -69,8 +68,22 @@ def test_a_bad_setting_prints_one_line_naming_its_full_key(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [line]  # one line, no traceback
     assert not (tmp_path / "summary.json").exists()
-    full = _datadiet(tmp_path, "pruning.keep_fraction=1.5", HYDRA_FULL_ERROR="1")  # the traceback, when asked for
-    assert full.returncode == 1 and "Traceback" in full.stderr and line.removeprefix("datadiet: error: ") in full.stderr
+
+
+def test_one_line_errors_prints_the_message_and_exits_2_unless_the_traceback_is_asked_for(capsys, monkeypatch):
+    from datadiet.app.cli import one_line_errors
+    from datadiet.app.config_checks import SettingsError
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as done, one_line_errors(SettingsError):
+        raise SettingsError("`callbacks.mine._target_=x.Y` cannot be imported")
+    assert done.value.code == 2
+    assert capsys.readouterr().err == "datadiet: error: `callbacks.mine._target_=x.Y` cannot be imported\n"
+    with pytest.raises(RuntimeError), one_line_errors(SettingsError):  # not a settings error: as it was
+        raise RuntimeError("a bug")
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(SettingsError), one_line_errors(SettingsError):  # HYDRA_FULL_ERROR=1: the traceback
+        raise SettingsError("shown with its traceback")
 
 
 @pytest.mark.parametrize(
@@ -117,7 +130,7 @@ def test_dataset_paths_reads_image_folder_samples_a_subset_and_a_paths_attribute
     assert [Path(p).name for p in dataset_paths(Subset(folder, [3, 0]))] == ["red_0.png", "actually_red_0.png"]
 
     class WithPaths(list):
-        paths = ["a.wav", "b.wav"]
+        paths = ("a.wav", "b.wav")
 
     assert dataset_paths(WithPaths([0, 1])) == ["a.wav", "b.wav"]
     assert dataset_paths(WithPaths([0, 1, 2])) is None  # not one per example: not trusted

@@ -7,7 +7,7 @@ so :class:`~datadiet.PruneDuringFit` and :class:`~datadiet.DynamicPruning` can b
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningCLI
@@ -54,7 +54,7 @@ class PruningCLI(LightningCLI):
             PruningCLI()  # model and data given by class_path in the config
     """
 
-    def __init__(self, *args: Any, wrap_options: Optional[dict[str, Any]] = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, wrap_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self.wrap_options = dict(wrap_options or {})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(*args, **kwargs)
@@ -65,7 +65,7 @@ class PruningCLI(LightningCLI):
         self.datamodule = wrap_datamodule(self.datamodule, **self.wrap_options)
 
 
-def wrap_datamodule(datamodule: Optional[pl.LightningDataModule], **options: Any) -> Optional[PruningDataModule]:
+def wrap_datamodule(datamodule: pl.LightningDataModule | None, **options: Any) -> PruningDataModule | None:
     """``datamodule`` wrapped in a :class:`~datadiet.PruningDataModule` (``None`` and a ``PruningDataModule``
     are returned as they are), carrying its hyperparameters, so that Lightning logs and checkpoints them as the
     data module's, as it would without the wrapper."""

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from datadiet.app import config_dir, run
 from datadiet.app.config_checks import SettingsError
 from datadiet.app.plan import RunPlan
+from datadiet.app.user_callbacks import make_callbacks
 
 TRAIN_EXAMPLES = 288  # data.num_samples=400: 20 % test, then 10 % of the rest for validation
 
@@ -75,12 +76,15 @@ def test_a_callback_can_be_removed_from_a_composed_list(tmp_path):
 
 
 def test_logging_only_callbacks_are_left_out_of_the_unlogged_comparison_runs(tmp_path):
-    from lightning.pytorch.callbacks import LearningRateMonitor
+    plan = RunPlan.from_config(compose_small(tmp_path, "callbacks=[early_stopping,lr_monitor]", "baseline=true"))
+    assert list(plan.callbacks) == ["early_stopping", "lr_monitor"]
+    assert list(plan.full_data().callbacks) == list(plan.full_data(epochs=1).callbacks) == ["early_stopping"]
+    assert make_callbacks(plan.callbacks)[0] is not make_callbacks(plan.callbacks)[0]  # fresh for every training
 
-    from datadiet.app.user_callbacks import make_callbacks
 
-    plan = RunPlan.from_config(compose_small(tmp_path, "callbacks=[early_stopping,lr_monitor]"))
-    logged = make_callbacks(plan.callbacks, logged=True)
-    assert [type(c).__name__ for c in logged] == ["EarlyStopping", "LearningRateMonitor"]
-    assert not any(isinstance(c, LearningRateMonitor) for c in make_callbacks(plan.callbacks, logged=False))
-    assert make_callbacks(plan.callbacks, logged=True)[0] is not logged[0]  # fresh instances for every training
+def test_a_run_with_baseline_and_a_learning_rate_monitor_logs_the_rate_of_its_own_training(tmp_path):
+    summary = run(compose_small(tmp_path, "callbacks=lr_monitor", "baseline=true", "pruning.keep_fraction=1.0",
+                                "probe.skip_when_keeping_all=false"))
+    assert summary["examples_kept"] == TRAIN_EXAMPLES
+    logged = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert any(column.startswith("lr-") for column in logged)

@@ -38,7 +38,7 @@ from datadiet.app.plan_parts import (
     selection,
     with_label_issue,
 )
-from datadiet.app.user_callbacks import read_callbacks
+from datadiet.app.user_callbacks import logging_only, read_callbacks
 from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
@@ -121,7 +121,8 @@ class RunPlan:
     def full_data(self, epochs: Optional[int] = None) -> "RunPlan":
         """A comparison run of ``baseline=true``: the same model on all data, unlogged, for ``max_epochs``
         (in ``<run dir>/baseline``) or, stopped early, for ``epochs`` (in ``<run dir>/early_stopped``) with
-        its learning-rate schedule fitted to that length."""
+        its learning-rate schedule fitted to that length. Your ``callbacks`` join it (it trains as this run
+        does), except those that only write to loggers (a ``LearningRateMonitor``), which it has none of."""
         folder = "baseline" if epochs is None else "early_stopped"
         overrides: dict[str, Any] = {
             "baseline": False,
@@ -131,6 +132,8 @@ class RunPlan:
                         "subset_path": None, "mode": "static"},
             "probe": {"mode": "separate", "skip_when_keeping_all": True},
         }
+        if logging_only(self.callbacks):
+            overrides["callbacks"] = dict.fromkeys(logging_only(self.callbacks))  # null: left out
         if epochs is not None:
             overrides["max_epochs"] = int(epochs)
             if self._source.trainer.get("max_epochs") is not None:

@@ -85,7 +85,7 @@ def train(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger],
             train_seen := ExamplesSeen(),
             clock := PhaseClock(),
             phase_checkpoint(train_dir),
-            *make_callbacks(plan.callbacks, logged=bool(loggers)),  # yours (`callbacks` group)
+            *make_callbacks(plan.callbacks),  # yours (the `callbacks` group)
         ],
         plugins=[AtomicCheckpointIO()],
         logger=loggers or False,

@@ -13,13 +13,13 @@ from typing import Any
 
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import Callback, DeviceStatsMonitor, LearningRateMonitor
-from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from omegaconf import DictConfig
 
 from datadiet.app.config_checks import SettingsError, container
 
 #: Callbacks that only write to the run's loggers: refused when the run has none, and left out of the unlogged
-#: comparison runs of ``baseline=true`` (where they would have nothing to write to), with a line saying so.
+#: comparison runs of ``baseline=true`` (:meth:`RunPlan.full_data <datadiet.app.plan.RunPlan.full_data>`), where
+#: they would have nothing to write to.
 LOGGING_ONLY = (LearningRateMonitor, DeviceStatsMonitor)
 
 
@@ -63,17 +63,20 @@ def read_callbacks(cfg: DictConfig, logged: bool) -> dict[str, dict[str, Any]]:
     return entries
 
 
-def make_callbacks(entries: dict[str, dict[str, Any]], logged: bool) -> list[Callback]:
-    """Fresh instances of the plan's callbacks for one training. In an unlogged run (the comparison runs of
-    ``baseline=true``) the :data:`LOGGING_ONLY` ones are left out, and a line says so."""
-    callbacks = []
-    for key, entry in entries.items():
-        callback = _build(f"callbacks.{key}", entry)
-        if isinstance(callback, LOGGING_ONLY) and not logged:
-            rank_zero_info(f"[datadiet] callbacks.{key} ({type(callback).__name__}) is left out of this unlogged run")
-            continue
-        callbacks.append(callback)
-    return callbacks
+def make_callbacks(entries: dict[str, dict[str, Any]]) -> list[Callback]:
+    """Fresh instances of the plan's callbacks, for one training."""
+    return [_build(f"callbacks.{key}", entry) for key, entry in entries.items()]
+
+
+def logging_only(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The names of the entries whose class only writes to loggers (:data:`LOGGING_ONLY`): the unlogged comparison
+    runs of ``baseline=true`` leave them out, having nothing for them to write to."""
+    names = []
+    for name, entry in entries.items():
+        target = get_object(entry["_target_"])
+        if isinstance(target, type) and issubclass(target, LOGGING_ONLY):
+            names.append(name)
+    return names
 
 
 def _build(key: str, entry: dict[str, Any]) -> Callback:

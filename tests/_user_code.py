@@ -59,3 +59,23 @@ class SizedModule(UserModule):
 
 def not_a_datamodule():
     return [1, 2, 3]
+
+
+class DefaultClassesModule(UserModule):
+    """Takes ``num_classes`` with a default (as many users' modules do), and no ``input_shape``."""
+
+    def __init__(self, num_classes: int = 3, lr: float = 0.1):
+        super().__init__(classes=num_classes, lr=lr)
+        self.num_classes = num_classes
+
+
+class RecordingCallback(L.Callback):
+    """A user's own callback: records the folder of every fit it joins (class-wide, for the test to read)."""
+
+    fits: list = []
+
+    def __init__(self, tag: str = "mine"):
+        self.tag = tag
+
+    def on_fit_start(self, trainer, pl_module):
+        RecordingCallback.fits.append((self.tag, trainer.default_root_dir))

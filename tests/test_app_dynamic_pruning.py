@@ -68,7 +68,7 @@ def test_both_mode_with_the_in_run_probe_prunes_dynamically_inside_the_subset_on
     "overrides, match",
     [
         (["pruning.mode=sometimes"], r"`pruning.mode` can be static, dynamic, both, got 'sometimes'"),
-        (["pruning.mode=dynamic", "pruning.prune_ratio=1.0"], r"`prune_ratio` must be a number in \[0, 1\), got 1.0"),
+        (["pruning.mode=dynamic", "pruning.prune_ratio=1.0"], r"`pruning.prune_ratio` must be a number in \[0, 1\), got 1.0"),
         (["pruning.mode=dynamic", "pruning.budget=steps"], r"pruning.budget=steps.*use pruning.budget=epochs"),
     ],
 )

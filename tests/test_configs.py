@@ -43,14 +43,15 @@ GROUP_OPTIONS = {
     "model@probe.model": ["mlp", "cnn1d", "resnet18"],
     "trainer": ["default", "cpu", "gpu"] + (["ddp"] if (ROOT / "conf/trainer/ddp.yaml").exists() else []),
     "logger": ["default", "csv", "wandb", "none"],
+    "callbacks": ["default", "early_stopping", "lr_monitor", "model_checkpoint", "none"],
 }
 
 
 @pytest.mark.parametrize("group, option", [(g, o) for g, options in GROUP_OPTIONS.items() for o in options])
 def test_every_option_composes(group, option):
     cfg = compose_with(f"{group}={option}")
-    node = OmegaConf.select(cfg, group.split("@")[-1]) if group != "logger" else cfg.logger
-    assert option == "none" or node is not None
+    node = OmegaConf.select(cfg, group.split("@")[-1]) if group not in ("logger", "callbacks") else cfg[group]
+    assert option in ("none", "default") and group == "callbacks" or option == "none" or node is not None
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", "submitit_slurm"])

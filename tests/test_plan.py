@@ -38,6 +38,7 @@ HONOURED = {
     "model": (["model.lr=0.5"], lambda p: p.model["lr"], 0.5),
     "trainer": (["trainer.precision=64-true"], lambda p: p.trainer["precision"], "64-true"),
     "logger": (["logger=none"], lambda p: p.loggers, {}),
+    "callbacks": (["callbacks=early_stopping"], lambda p: list(p.callbacks), ["early_stopping"]),
     "paths": (["paths.cache_dir=/tmp/shared"], lambda p: str(p.paths.cache_dir), "/tmp/shared"),
     "probe.model": (["probe.model.lr=0.5"], lambda p: p.probe.model["lr"], 0.5),
     "probe.mode": (["probe.epochs=1", "probe.mode=in_run"], lambda p: (p.probe.mode, p.selection, p.budget.in_run_epochs),

@@ -238,7 +238,8 @@ class PathsConfig:
 
 @dataclass
 class DataDietConfig:
-    """The whole app config; ``data``, ``model`` and ``logger`` are typed by their options' own schemas."""
+    """The whole app config; ``data``, ``model`` and ``logger`` are typed by their options' own schemas;
+    ``callbacks`` is free-form (each entry a ``_target_`` config, checked when the plan is built)."""
 
     data: Any = MISSING
     model: Any = MISSING
@@ -246,6 +247,8 @@ class DataDietConfig:
     pruning: PruningConfig = field(default_factory=PruningConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)  # type: ignore[valid-type]
     logger: Optional[Dict[str, Any]] = None
+    #: Your own Lightning callbacks (``_target_`` entries) for the full training and the comparison runs.
+    callbacks: Optional[Dict[str, Any]] = None
     paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = 0
     max_epochs: int = 30

@@ -4,11 +4,22 @@ counts, files that must exist. Each raises naming the key and what would be acce
 from __future__ import annotations
 
 import difflib
+import re
+from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
+
+class SettingsError(ValueError):
+    """A setting that cannot work, found before anything trains (a ``ValueError``): the ``datadiet`` command
+    prints its message as one line, without a traceback."""
+
+
+class SettingsTypeError(SettingsError, TypeError):
+    """A :class:`SettingsError` that is also a ``TypeError`` (a setting that built the wrong kind of object)."""
+
 
 #: Config nodes whose keys are free-form (a strategy's or a score's own keyword arguments): ``+`` may add keys there.
 FREE_FORM = ("pruning.options", "probe.score_options")
@@ -70,3 +81,23 @@ def existing_file(path: Optional[str], key: str, what: str) -> Optional[str]:
 
 def container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True)
+
+
+@contextmanager
+def keys_under(node: str) -> Iterator[None]:
+    """A library check run inside names its key by the config's full dotted path: a ``ValueError`` or
+    ``TypeError`` whose message starts with a bare key in backquotes (``keep_fraction``) is raised again naming
+    ``pruning.keep_fraction`` (same type, one line, no chained traceback)."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        named = key_named_under(node, message)
+        if named == message:
+            raise
+        raise type(error)(named) from None
+
+
+def key_named_under(node: str, message: str) -> str:
+    """``message`` with the bare key in backquotes it starts with named by its full path under ``node``."""
+    return re.sub(r"^`([A-Za-z_]\w*)(?=[`=])", lambda match: f"`{node}.{match.group(1)}", message, count=1)

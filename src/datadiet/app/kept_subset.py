@@ -27,6 +27,7 @@ from datadiet.app.rundir import may_reuse, set_aside
 from datadiet.callbacks import PruneDuringFit
 from datadiet.callbacks._noisy_labels import NoiseDecision
 from datadiet.data import PruningDataModule
+from datadiet.data.labels import dataset_paths
 from datadiet.detection import LabelIssues
 from datadiet.diagnostics import save_correlations
 from datadiet.store import ScoreTable
@@ -196,7 +197,8 @@ def finish_in_run(plan: "RunPlan", prune: PruneDuringFit, datamodule: PruningDat
 
 
 # Mislabelled examples ---------------------------------------------------------------------------
-#: The flagged examples' file in the run directory (original index, given label, predicted label, score).
+#: The flagged examples' file in the run directory (original index, given label, predicted label, score, and the
+#: example's file where the dataset knows it: ``ImageFolder.samples`` or a ``paths`` attribute).
 FLAGGED_FILE = "flagged_examples.csv"
 #: The injected label noise's record in the run directory (``data.label_noise > 0``).
 NOISE_FILE = "label_noise.npz"
@@ -239,7 +241,9 @@ def save_label_records(plan: "RunPlan", datamodule: PruningDataModule, subset: K
         entries["mislabel_precision"] = hits / max(issues.num_flagged, 1)
         entries["mislabel_recall"] = hits / max(noise.num_flipped, 1)
     if _rank_zero():
-        issues.save_flagged(plan.paths.output_dir / FLAGGED_FILE, table.labels if table.labels is not None else datamodule.labels)
+        issues.save_flagged(plan.paths.output_dir / FLAGGED_FILE,
+                            table.labels if table.labels is not None else datamodule.labels,
+                            paths=dataset_paths(datamodule.train_dataset))  # ImageFolder's files, or `paths`
     return entries
 
 

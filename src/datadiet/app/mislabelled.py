@@ -12,6 +12,7 @@ from typing import Optional
 
 from omegaconf import DictConfig
 
+from datadiet.app.config_checks import keys_under
 from datadiet.app.modes import pruning_mode
 from datadiet.callbacks._noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
@@ -39,11 +40,9 @@ def read_mislabelled(
             f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, auto, got {mislabelled!r}"
         )
     DETECTORS.get(detector)
-    try:
+    with keys_under("pruning"):
         threshold = validate_noise_threshold(node.get("noise_threshold", DEFAULT_NOISE_THRESHOLD))
         extra_epochs = validate_extra_epochs(node.get("noisy_extra_epochs", DEFAULT_NOISY_EXTRA_EPOCHS))
-    except ValueError as error:
-        raise ValueError(f"pruning.{str(error).lstrip('`')}") from None
     detects = (
         keep_fraction < 1.0
         and needs_scores(node.strategy)

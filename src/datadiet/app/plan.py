@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from datadiet.app.budget import Budget
-from datadiet.app.config_checks import check_known_keys, container, count, existing_file
+from datadiet.app.config_checks import check_known_keys, container, count, existing_file, keys_under
 from datadiet.app.plan_parts import (
     ALL_DATA,
     BY_SCORES,
@@ -38,6 +38,7 @@ from datadiet.app.plan_parts import (
     selection,
     with_label_issue,
 )
+from datadiet.app.user_callbacks import logging_only, read_callbacks
 from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
@@ -73,6 +74,8 @@ class RunPlan:
     label_noise: Optional[dict[str, Any]] = None
     #: ``test_metric`` / ``test_metric_mode``: what the model logs in test_step that the run reports and compares.
     test_metric: TestMetric = field(default_factory=TestMetric)
+    #: ``callbacks``: your own callbacks' resolved ``_target_`` configs, by name (full training and comparison runs).
+    callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -118,7 +121,8 @@ class RunPlan:
     def full_data(self, epochs: Optional[int] = None) -> "RunPlan":
         """A comparison run of ``baseline=true``: the same model on all data, unlogged, for ``max_epochs``
         (in ``<run dir>/baseline``) or, stopped early, for ``epochs`` (in ``<run dir>/early_stopped``) with
-        its learning-rate schedule fitted to that length."""
+        its learning-rate schedule fitted to that length. Your ``callbacks`` join it (it trains as this run
+        does), except those that only write to loggers (a ``LearningRateMonitor``), which it has none of."""
         folder = "baseline" if epochs is None else "early_stopped"
         overrides: dict[str, Any] = {
             "baseline": False,
@@ -128,6 +132,8 @@ class RunPlan:
                         "subset_path": None, "mode": "static"},
             "probe": {"mode": "separate", "skip_when_keeping_all": True},
         }
+        if logging_only(self.callbacks):
+            overrides["callbacks"] = dict.fromkeys(logging_only(self.callbacks))  # null: left out
         if epochs is not None:
             overrides["max_epochs"] = int(epochs)
             if self._source.trainer.get("max_epochs") is not None:
@@ -149,6 +155,7 @@ class RunPlan:
                 honoured together — each message names the key and what would be accepted.
         """
         check_known_keys(cfg)  # a `+key=value` the schema does not have would be silently ignored
+        loggers = read_loggers(cfg)
         max_epochs = full_training_epochs(cfg)
         seed = count(cfg.seed, "seed", minimum=0)
         probe = read_probe(cfg)
@@ -157,7 +164,8 @@ class RunPlan:
         label_noise = read_label_noise(cfg)
         budget = read_budget(cfg, probe, pruning, max_epochs)
         check_in_run(probe, pruning, max_epochs)
-        pruning.mode.check(pruning, budget)
+        with keys_under("pruning"):  # e.g. DynamicPruning's own `prune_ratio` check
+            pruning.mode.check(pruning, budget)
         if selection(probe, pruning) in (BY_SCORES, IN_RUN):  # the strategy will select: its options must work
             check_strategy_options(pruning)
         return cls(
@@ -165,7 +173,7 @@ class RunPlan:
             data=container(cfg.data),
             model=container(cfg.model),
             trainer=container(cfg.trainer),
-            loggers=read_loggers(cfg),
+            loggers=loggers,
             paths=read_paths(cfg),
             seed=seed,
             max_epochs=max_epochs,
@@ -178,6 +186,7 @@ class RunPlan:
             selection=selection(probe, pruning),
             label_noise=label_noise,
             test_metric=TestMetric.read(cfg.get("test_metric", "test/acc"), cfg.get("test_metric_mode", "max")),
+            callbacks=read_callbacks(cfg, logged=bool(loggers)),  # each built once now: a bad one fails here
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
 

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from datadiet.app.budget import BUDGETS, Budget
-from datadiet.app.config_checks import container, count, existing_file
+from datadiet.app.config_checks import container, count, existing_file, keys_under
 from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
 from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
@@ -139,7 +139,8 @@ def read_probe(cfg: DictConfig) -> ProbePlan:
 
 def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
     node = cfg.pruning
-    keep_fraction = validate_keep_fraction(node.keep_fraction)
+    with keys_under("pruning"):
+        keep_fraction = validate_keep_fraction(node.keep_fraction)
     STRATEGIES.get(node.strategy)
     if node.score not in probe.scores and not probe.scores_path:
         raise ValueError(
@@ -187,10 +188,8 @@ def read_label_noise(cfg: DictConfig) -> Optional[dict[str, Any]]:
     """``data.label_noise*``: the injected label noise the data source is asked for (``None``: none)."""
     rate = cfg.data.get("label_noise", 0.0)
     kind, seed = cfg.data.get("label_noise_kind", "symmetric"), cfg.data.get("label_noise_seed", 0)
-    try:
+    with keys_under("data"):
         validate_label_noise(rate, kind, seed)
-    except ValueError as error:
-        raise ValueError(f"data.{str(error).lstrip('`')}") from None
     return {"rate": float(rate), "kind": kind, "seed": int(seed)} if rate > 0 else None
 
 

@@ -85,6 +85,8 @@ def train_settings(
         ),
         "train_epochs": epochs,
     }
+    if plan.callbacks:  # yours change the training (EarlyStopping); none: the settings recorded before they existed
+        settings["callbacks"] = plan.callbacks
     # only modes that add settings add keys: static runs keep the settings they recorded before modes existed
     return {**settings, **plan.pruning.mode.train_settings(plan.pruning)}
 
@@ -92,13 +94,14 @@ def train_settings(
 def reference_key(plan: "RunPlan", datamodule: "PruningDataModule") -> str:
     """Fingerprint of what a full-data run's accuracy depends on: data, model, trainer, max_epochs, seed."""
     trainer = {key: value for key, value in trainer_settings(plan).items() if key not in _DISPLAY_ONLY}
-    return config_fingerprint(
-        {
-            "dataset": {"fingerprint": datamodule.fingerprint(), "num_examples": datamodule.num_examples},
-            "data_config": plan.data,
-            "model": plan.model,
-            "trainer": trainer,
-            "max_epochs": plan.max_epochs,
-            "seed": plan.seed,
-        }
-    )
+    key = {
+        "dataset": {"fingerprint": datamodule.fingerprint(), "num_examples": datamodule.num_examples},
+        "data_config": plan.data,
+        "model": plan.model,
+        "trainer": trainer,
+        "max_epochs": plan.max_epochs,
+        "seed": plan.seed,
+    }
+    if plan.callbacks:  # the reference trains with your callbacks too (an EarlyStopping changes its accuracy)
+        key["callbacks"] = plan.callbacks
+    return config_fingerprint(key)

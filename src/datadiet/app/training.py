@@ -18,6 +18,7 @@ from datadiet.app.probe import make_model, make_trainer
 from datadiet.app.quiet import expected_warnings
 from datadiet.app.reuse import train_settings
 from datadiet.app.rundir import may_reuse, record_settings, recorded_settings
+from datadiet.app.user_callbacks import make_callbacks
 from datadiet.callbacks import PruneDuringFit
 from datadiet.callbacks.examples_seen import ExamplesSeen
 from datadiet.compute import run_flops
@@ -84,6 +85,7 @@ def train(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger],
             train_seen := ExamplesSeen(),
             clock := PhaseClock(),
             phase_checkpoint(train_dir),
+            *make_callbacks(plan.callbacks),  # yours (the `callbacks` group)
         ],
         plugins=[AtomicCheckpointIO()],
         logger=loggers or False,
@@ -98,6 +100,7 @@ def train(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger],
     wall_time = clock.earlier_s + time.perf_counter() - start  # earlier sessions included
     if ckpt_path is not None:
         subset.resumed.append("training")
+    epochs = min(epochs, trainer.current_epoch)  # fewer when a callback of yours (EarlyStopping) stopped the fit
     if prune is not None:  # the subset and scores were chosen during the fit
         finish_in_run(plan, prune, datamodule, subset)
     test_metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]

@@ -5,7 +5,8 @@
   dataset factories) or any ``LightningDataModule`` (wrapped with ``PruningDataModule.from_datamodule``).
 - ``model._target_`` is any ``LightningModule``. The app passes it ``input_shape`` and ``num_classes`` (from
   the data module) only when its constructor takes them and the config does not set them — as the
-  built-in ``Classifier`` does.
+  built-in ``Classifier`` does; where the data module does not know one, the constructor's default stands
+  (one without a default is refused, naming what to set).
 - The model logs the test metric the app reports, ``test_metric`` (``test/acc`` by default), in its
   ``test_step``; ``test_metric_mode`` says whether larger (``max``) or smaller (``min``) is better. One test
   batch of the untrained model shows it does, before the probe or the training start.
@@ -18,9 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 import lightning.pytorch as pl
+from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from lightning.pytorch.utilities.seed import isolate_rng
 
+from datadiet.app.config_checks import SettingsError, SettingsTypeError, key_named_under
 from datadiet.data import PruningDataModule
 
 if TYPE_CHECKING:
@@ -97,14 +100,21 @@ def make_datamodule(data_cfg: Mapping[str, Any]) -> PruningDataModule:
     """Instantiates ``data``: a :class:`PruningDataModule`, or a ``LightningDataModule`` it wraps.
 
     Raises:
-        TypeError: ``data._target_`` built something else.
+        SettingsTypeError: ``data._target_`` built something else (a ``TypeError``).
     """
-    built = instantiate(data_cfg)
+    try:
+        built = instantiate(data_cfg)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ValueError) and str(data_cfg.get("_target_", "")).startswith("datadiet."):
+            # a built-in source's own argument check: one line naming `data.<key>` (yours keep their traceback)
+            raise SettingsError(key_named_under("data", str(cause))) from None
+        raise
     if isinstance(built, PruningDataModule):
         return built
     if isinstance(built, pl.LightningDataModule):
         return PruningDataModule.from_datamodule(built)
-    raise TypeError(
+    raise SettingsTypeError(
         f"`data._target_={data_cfg.get('_target_')}` built a {type(built).__name__}; the app needs a LightningDataModule "
         "(or a function returning one). For datasets, use `data=custom data._target_=datadiet.PruningDataModule` with "
         "`+data.train_dataset._target_=...` and `+data.test_dataset._target_=...` (factories of map-style datasets)"
@@ -115,18 +125,22 @@ def model_arguments(model_cfg: Mapping[str, Any], datamodule: PruningDataModule)
     """``input_shape`` / ``num_classes`` from the data module, for a model that takes them and is not given them.
 
     Raises:
-        ValueError: the model takes them, the config does not set them, and the data module does not know them.
+        SettingsError: the model takes them without a default, the config does not set them, and the data module
+            does not know them (a ``ValueError``).
     """
     target = model_cfg.get("_target_")
     try:
         parameters = inspect.signature(get_object(target)).parameters if target else {}
     except (ImportError, AttributeError, ValueError, TypeError) as error:
-        raise ValueError(f"`model._target_={target}` cannot be imported: {error}") from error
+        raise SettingsError(f"`model._target_={target}` cannot be imported: {error}") from error
     wanted = [name for name in _MODEL_ARGUMENTS if name in parameters and name not in model_cfg]
     values = {"input_shape": datamodule.input_shape, "num_classes": datamodule.num_classes}
+    # a constructor default is the model's own answer when the data module does not know the value
+    has_default = {name: parameters[name].default is not inspect.Parameter.empty for name in wanted}
+    wanted = [name for name in wanted if values[name] is not None or not has_default[name]]
     missing = [name for name in wanted if values[name] is None]
     if missing:
-        raise ValueError(
+        raise SettingsError(
             f"the model {target} takes {' and '.join(missing)}, which the app reads from the data module, but "
             f"{datamodule.name!r} does not set them: add them to the data (`+data.input_shape=[...]`, "
             "`+data.num_classes=...` with datadiet.PruningDataModule, or `input_shape` / `num_classes` attributes on "
@@ -142,7 +156,7 @@ def make_model(model_cfg: Mapping[str, Any], datamodule: PruningDataModule, **ex
     extra = {name: value for name, value in extra.items() if name in parameters}
     model = instantiate(model_cfg, **model_arguments(model_cfg, datamodule), **extra)
     if not isinstance(model, pl.LightningModule):
-        raise TypeError(f"`{model_cfg.get('_target_')}` built a {type(model).__name__}, not a LightningModule")
+        raise SettingsTypeError(f"`{model_cfg.get('_target_')}` built a {type(model).__name__}, not a LightningModule")
     return model
 
 
@@ -151,8 +165,8 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
     fails here, before the probe or the training start (with the random state left as it was).
 
     Raises:
-        ValueError: a model that cannot be built for this data, or a test metric the model does not log.
-        TypeError: a model that is not a LightningModule.
+        SettingsError: a model that cannot be built for this data, or a test metric the model does not log.
+        SettingsTypeError: a model that is not a LightningModule (a ``TypeError``).
     """
     with isolate_rng():  # building models draws their initial weights: the run's own draws stay as they were
         if plan.probe_source == "probe":
@@ -166,9 +180,12 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
         try:
             metrics = trainer.test(model, datamodule=datamodule, verbose=False)
         except Exception as error:
-            raise ValueError(
+            raise SettingsError(
                 f"testing the model on one batch before training failed ({type(error).__name__}: {error}); the app "
                 f"tests the trained model and reports `test_metric={plan.test_metric.name}`: the data needs a test set "
                 "and the model a test_step that logs it"
             ) from error
-    plan.test_metric.value(metrics[0] if metrics else {})
+    try:
+        plan.test_metric.value(metrics[0] if metrics else {})
+    except ValueError as error:
+        raise SettingsError(str(error)) from None

@@ -1,7 +1,9 @@
-"""Reading per-example class labels from common dataset shapes without loading inputs when possible."""
+"""Reading per-example class labels (and file paths, where a dataset knows them) from common dataset shapes
+without loading inputs."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Optional
 
 import numpy as np
@@ -33,6 +35,29 @@ def dataset_labels(dataset: Dataset) -> Optional[np.ndarray]:
             return None
         collected.append(item[1])
     return _integer_labels(collected)
+
+
+def dataset_paths(dataset: Dataset) -> Optional[list[str]]:
+    """The file each example was read from, or ``None`` when the dataset does not say.
+
+    Read from a ``paths`` attribute (one path per example), torchvision's ``ImageFolder`` / ``DatasetFolder``
+    ``samples`` (``(path, class)`` pairs), and a ``Subset`` of those; no item is loaded.
+    """
+    if isinstance(dataset, Subset):
+        parent = dataset_paths(dataset.dataset)
+        return None if parent is None else [parent[int(i)] for i in dataset.indices]
+    paths = getattr(dataset, "paths", None)
+    if paths is None:
+        samples = getattr(dataset, "samples", None)
+        if isinstance(samples, (list, tuple)) and all(isinstance(s, (tuple, list)) and s for s in samples):
+            paths = [sample[0] for sample in samples]
+    if paths is None or isinstance(paths, (str, bytes)):
+        return None
+    try:
+        paths = [os.fspath(path) for path in paths]
+    except TypeError:  # not paths after all
+        return None
+    return paths if len(paths) == len(dataset) else None  # type: ignore[arg-type]
 
 
 def _integer_labels(values: Any) -> Optional[np.ndarray]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -57,15 +59,22 @@ class LabelIssues:
         indices = np.flatnonzero(self.flagged)
         return indices[np.argsort(-self.score[indices], kind="stable")]
 
-    def save_flagged(self, path: str | os.PathLike, labels: np.ndarray) -> Path:
+    def save_flagged(
+        self, path: str | os.PathLike, labels: np.ndarray, paths: Optional[Sequence[str]] = None
+    ) -> Path:
         """Writes the flagged examples as CSV (atomically), most likely wrong first, so labels can be fixed.
 
-        Columns: ``original_index``, ``given_label``, ``predicted_label``, ``score`` (:attr:`score`).
+        Columns: ``original_index``, ``given_label``, ``predicted_label``, ``score`` (:attr:`score`), and
+        ``path`` (the example's file) when ``paths`` (one per original index) are given.
         """
         indices = self.flagged_indices
-        lines = ["original_index,given_label,predicted_label,score"]
-        lines += [f"{i},{int(labels[i])},{int(self.predicted_label[i])},{self.score[i]:.6f}" for i in indices]
-        return atomic_write_text(path, "\n".join(lines) + "\n")
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")  # quotes a path with a comma in it
+        writer.writerow(["original_index", "given_label", "predicted_label", "score", *(["path"] if paths else [])])
+        for i in indices:
+            row = [i, int(labels[i]), int(self.predicted_label[i]), f"{self.score[i]:.6f}"]
+            writer.writerow(row + ([paths[i]] if paths else []))
+        return atomic_write_text(path, text.getvalue())
 
 
 def find_label_issues(

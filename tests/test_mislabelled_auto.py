@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet import PruneDuringFit, PruningDataModule
-from datadiet.callbacks._noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
+from datadiet.callbacks.noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
 
 from _modules import LitClassifier, quiet_trainer
 from test_label_issues import D, K, N, noisy_data, reference_issues

@@ -6,7 +6,7 @@ Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`Dyn
 """
 
 from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)
-from datadiet._io import UnreadableFileError
+from datadiet.files import UnreadableFileError
 from datadiet.adapter import Adapter
 from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit, ReducibleLossSelection
 from datadiet.data import PruningDataModule

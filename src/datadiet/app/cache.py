@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 from filelock import FileLock
 
-from datadiet._io import UnreadableFileError
+from datadiet.files import UnreadableFileError
 from datadiet.app.rundir import supersede
 from datadiet.store import ScoreTable
 

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 
-from datadiet._io import atomic_write_json
+from datadiet.files import atomic_write_json
 from datadiet.app.accounting import early_stopped_epochs
 from datadiet.app.kept_subset import KEPT_FILE, choose_subset, save_label_records
 from datadiet.app.plan import RunPlan

@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 
-from datadiet._io import UnreadableFileError
+from datadiet.files import UnreadableFileError
 from datadiet.app.cache import cache_probe
 from datadiet.app.checkpointing import LAST, AtomicCheckpointIO, PhaseClock, phase_checkpoint, resume_path
 from datadiet.app.quiet import expected_warnings

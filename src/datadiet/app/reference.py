@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from datadiet import __version__
-from datadiet._io import UnreadableFileError, atomic_write_json, read_json
+from datadiet.files import UnreadableFileError, atomic_write_json, read_json
 from datadiet.app.rundir import set_aside
 
 if TYPE_CHECKING:
@@ -55,12 +55,10 @@ def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
 
 
 def compare_early_stopped(
-    summary: dict[str, Any], early: dict[str, Any], max_epochs: int, plan: Optional["RunPlan"] = None
+    summary: dict[str, Any], early: dict[str, Any], max_epochs: int, plan: "RunPlan"
 ) -> dict[str, Any]:
     """The summary's verdict against the early-stopped full-data run: did pruning pay at this compute?"""
-    from datadiet.app.user_code import TestMetric
-
-    metric = plan.test_metric if plan is not None else TestMetric()
+    metric = plan.test_metric
     epochs = int(early["train_epochs"])
     difference = metric.better_by(summary["test_metric_value"], early["test_metric_value"])
     early_ratio = epochs / max_epochs
@@ -83,8 +81,3 @@ def compare_early_stopped(
         "vs_early_stopped": verdict,
     }
 
-
-def signed(value: float) -> str:
-    """``+0.5`` / ``−0.3`` (a true minus sign) / ``±0.0``, to one decimal."""
-    text = f"{value:+.1f}"
-    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")

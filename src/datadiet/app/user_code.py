@@ -81,8 +81,6 @@ class TestMetric:
     def describe(self, difference: float) -> str:
         """A :meth:`better_by` difference in words: ``+0.5 pt`` for accuracy, else ``0.031 better in test/bpb``."""
         if self.is_accuracy:
-            from datadiet.app.reference import signed
-
             return f"{signed(difference)} pt"
         return f"{abs(difference):.4g} {'better' if difference > 0 else 'worse'} in {self.name}"
 
@@ -172,3 +170,9 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
                 "and the model a test_step that logs it"
             ) from error
     plan.test_metric.value(metrics[0] if metrics else {})
+
+
+def signed(value: float) -> str:
+    """``+0.5`` / ``−0.3`` (a true minus sign) / ``±0.0``, to one decimal."""
+    text = f"{value:+.1f}"
+    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")

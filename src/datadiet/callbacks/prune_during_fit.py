@@ -13,7 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
-from datadiet.callbacks._noisy_labels import (
+from datadiet.callbacks.noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
     auto_detector_applies,
     DEFAULT_NOISY_EXTRA_EPOCHS,

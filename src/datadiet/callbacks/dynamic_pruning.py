@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import lightning.pytorch as pl
 import numpy as np
@@ -14,18 +15,18 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_first_batch
+from datadiet.callbacks._deferred_state import DeferredState
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks._epoch_losses import EpochLosses
 from datadiet.callbacks._weighted_forwards import WeightedForwards
-from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
+from datadiet.callbacks.dynamic_rules import RULES
 from datadiet.scores.base import merge_seen, trainer_sync_min
 
-RULES = ("infobatch", "seta")
 #: Merged epoch losses folded into the scores this many at a time (the float64 conversion stays small).
 _MERGE_CHUNK = 1 << 20
 
 
-class DynamicPruning(WeightedForwards, Callback):
+class DynamicPruning(WeightedForwards, DeferredState, Callback):
     r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
 
     Definition (``rule="infobatch"``). An example's score is its loss at its last training presentation,
@@ -69,9 +70,12 @@ class DynamicPruning(WeightedForwards, Callback):
             all examples left out of the random sample (``seta``).
         anneal_fraction: share of the last epochs (of ``trainer.max_epochs``) that are not pruned, in [0, 1].
         seed: seeds each epoch's draws (with the epoch number).
-        rule: ``"infobatch"`` or ``"seta"``.
+        rule: a registered rule (:func:`~datadiet.callbacks.dynamic_rules.list_rules`): ``"infobatch"`` or
+            ``"seta"`` built in.
         num_groups: ``seta``'s loss groups (k-means).
         window_scale: ``seta``'s share of the groups in the sliding window, in (0, 1].
+        rule_options: further keyword arguments of the rule (a rule registered with
+            :func:`~datadiet.callbacks.dynamic_rules.register_rule`).
         adapter: how to read labels and logits when batches are not ``(x, y)`` or ``forward`` does not
             return logits alone, and which per-example loss ranks the examples (``Adapter(loss="mse")``, ...);
             its ``logits_fn`` must return the tensor the loss is computed from.
@@ -104,6 +108,7 @@ class DynamicPruning(WeightedForwards, Callback):
         adapter: Optional[Adapter] = None,
         weight_gradients: bool = True,
         stretch_step_schedules: bool = True,
+        rule_options: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__()
         if not _is_number(prune_ratio) or not 0 <= prune_ratio < 1:
@@ -113,7 +118,7 @@ class DynamicPruning(WeightedForwards, Callback):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
         if rule not in RULES:
-            raise ValueError(f"`rule` can be {' or '.join(RULES)}, got {rule!r}")
+            raise ValueError(f"`rule` can be {' or '.join(RULES.names())}, got {rule!r}")
         if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
             raise ValueError(f"`num_groups` must be a positive integer, got {num_groups!r}")
         if not _is_number(window_scale) or not 0 < window_scale <= 1:
@@ -122,6 +127,17 @@ class DynamicPruning(WeightedForwards, Callback):
             if not isinstance(value, bool):
                 raise ValueError(f"`{name}` must be True or False, got {value!r}")
         self.rule = rule
+        accepted = inspect.signature(RULES.get(rule)).parameters
+        options = [name for name in accepted if name not in ("scores", "prune_ratio", "rng", "step")]
+        unknown = sorted(set(rule_options or {}) - set(options))
+        if unknown:
+            raise ValueError(f"`rule_options` {unknown} are not options of the rule {rule!r}; it takes {options}")
+        #: The keyword arguments the rule is called with each epoch.
+        self.rule_options = {
+            **{name: value for name, value in (("num_groups", num_groups), ("window_scale", float(window_scale)))
+               if name in accepted},
+            **dict(rule_options or {}),
+        }
         self.num_groups = num_groups
         self.window_scale = float(window_scale)
         self.prune_ratio = float(prune_ratio)
@@ -151,7 +167,6 @@ class DynamicPruning(WeightedForwards, Callback):
         self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
         self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
         self._served_at_epoch_start = 0
-        self._pending_state: Optional[dict[str, Any]] = None
         self._schedule = ScheduleStretch()
 
     @property
@@ -195,9 +210,7 @@ class DynamicPruning(WeightedForwards, Callback):
         self._losses = EpochLosses(self.adapter)
         self._schedule = ScheduleStretch()
         self.kept_per_epoch, self.presentations_per_epoch = [], []
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-            self._pending_state = None
+        self._apply_pending_state()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
@@ -250,16 +263,11 @@ class DynamicPruning(WeightedForwards, Callback):
         trainer = self._datamodule.trainer
         annealed = self.anneal_fraction > 0 and epoch >= self.first_anneal_epoch(trainer.max_epochs)
         rng = np.random.default_rng([self.seed, epoch])
-        keep = None
-        if self.rule == "seta":
-            step = None if annealed else epoch
-            keep, candidate_weights = seta_subset(
-                scores, self.prune_ratio, rng, step, self.num_groups, self.window_scale
-            )
-        elif not annealed:
-            keep, candidate_weights = infobatch_subset(scores, self.prune_ratio, rng)
+        keep, candidate_weights = RULES.get(self.rule)(
+            scores, self.prune_ratio, rng, None if annealed else epoch, **self.rule_options
+        )
         del scores
-        if keep is not None and not keep.all():
+        if not keep.all():
             subset = np.flatnonzero(keep) if candidates is None else np.asarray(candidates)[keep]
             if len(self._scores) < 2**31:
                 subset = subset.astype(np.int32)  # held through the epoch: half of numpy's int64
@@ -367,12 +375,9 @@ class DynamicPruning(WeightedForwards, Callback):
             "schedule": self._schedule.state_dict(),
         }
 
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self._scores is not None:
-            self._apply_state(state_dict)
-        else:  # restored before `setup` knew the dataset's size: apply it there
-            self._pending_state = state_dict
+    def _state_built(self) -> bool:
+        return self._scores is not None
+
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         scores = state_dict.get("scores")

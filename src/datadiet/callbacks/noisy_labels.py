@@ -135,7 +135,7 @@ class NoiseDecision:
                 f"{self.planned_keep_fraction:.0%} to stay at the planned compute")
 
 
-def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_scores: bool) -> bool:
+def auto_detector_applies(trainer: Any, pl_module: Any, scorer: Any, needs_scores: bool) -> bool:
     """Whether ``auto``'s detector can read this model's outputs (one forward of the first examples). Per-token
     labels (a language model) have no example label to flag: ``auto`` then drops the detector and prunes as
     ``mislabelled=None`` (said in the log); a score-free strategy would have nothing left to score with, so the
@@ -144,15 +144,15 @@ def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_s
 
     from datadiet.callbacks._checks import check_first_batch
 
-    detector = difficulty.scores.get("label_issue")
+    detector = scorer.scores.get("label_issue")
     if detector is None:
         return False
     try:
-        check_first_batch(trainer, pl_module, difficulty.adapter, "PruneDuringFit(mislabelled='auto')", [detector])
+        check_first_batch(trainer, pl_module, scorer.adapter, "PruneDuringFit(mislabelled='auto')", [detector])
     except ValueError as error:
         if not needs_scores:
             raise
-        del difficulty.scores["label_issue"]  # this fit only: `setup` builds the scores anew
+        scorer.drop("label_issue")  # this fit only: `setup` builds the scores anew
         rank_zero_info(f"PruneDuringFit(mislabelled='auto'): no mislabel detection here ({error}); pruning as "
                        "with mislabelled=None")
         return False

@@ -24,7 +24,7 @@ from datadiet.callbacks.noisy_labels import (
     validate_extra_epochs,
     validate_noise_threshold,
 )
-from datadiet.callbacks.difficulty import DifficultyCallback
+from datadiet.callbacks.scorer import Scorer
 from datadiet.compute import scoring_pass_examples
 from datadiet.detection import DETECTORS, LabelIssues
 from datadiet.scores import get_score
@@ -36,9 +36,9 @@ class PruneDuringFit(Callback):
     r"""Prunes the training set in the middle of ``trainer.fit``, from the model's own early scores.
 
     The model trains ``after_epochs`` epochs on all data; then, at the end of that epoch, one eval-mode
-    scoring pass of the current model over the whole training set computes ``score`` (through a
-    :class:`DifficultyCallback` it drives, so the scores are exactly those a probe of the same model
-    stopped at that epoch would give), :meth:`PruningDataModule.prune` keeps ``keep_fraction`` of the
+    scoring pass of the current model over the whole training set computes ``score`` (through the
+    :class:`~datadiet.callbacks.scorer.Scorer` a :class:`DifficultyCallback` records with, so the scores are exactly
+    those a probe of the same model stopped at that epoch would give), :meth:`PruningDataModule.prune` keeps ``keep_fraction`` of the
     examples with ``strategy``, and the same fit continues on the kept subset from the next epoch on.
     No separate probe: the first epochs were useful training anyway, and EL2N is defined early in
     training (Paul et al. 2021). A strategy that needs no scores (``random``) runs no scoring pass, unless
@@ -148,15 +148,15 @@ class PruneDuringFit(Callback):
         self.class_balanced = bool(class_balanced)
         self.seed = int(seed)
         self.strategy_options = dict(strategy_options or {})
-        self._difficulty: Optional[DifficultyCallback] = None
+        self._scorer: Optional[Scorer] = None
         if needs_scores(strategy) or mislabelled is not None:
             recorded = [score] if needs_scores(strategy) else []
             options = {score: dict(score_options)} if score_options and recorded else {}
             if mislabelled is not None:
                 recorded = list(dict.fromkeys([*recorded, "label_issue"]))
                 options.setdefault("label_issue", {}).setdefault("detector", detector)
-            self._difficulty = DifficultyCallback(
-                scores=recorded, adapter=adapter, scoring_batch_size=scoring_batch_size, score_options=options or None
+            self._scorer = Scorer(
+                recorded, adapter=adapter, scoring_batch_size=scoring_batch_size, score_options=options or None
             )
         self._state_key = self._generate_state_key(
             after_epochs=after_epochs, score=score, keep_fraction=self.keep_fraction, strategy=strategy,
@@ -207,7 +207,7 @@ class PruneDuringFit(Callback):
         if self._score_table is None:
             raise RuntimeError(
                 "no scores yet: `score_table` is available once the data was pruned"
-                + ("" if self._difficulty is not None else f" (strategy {self.strategy!r} uses none)")
+                + ("" if self._scorer is not None else f" (strategy {self.strategy!r} uses none)")
             )
         return self._score_table
 
@@ -233,9 +233,9 @@ class PruneDuringFit(Callback):
         self.scored_examples, self.scoring_wall_time_s = 0, 0.0
         self.noise_decision, self._first_table = None, None
         self._auto_detects = self.mislabelled == "auto"
-        if self._difficulty is not None:
-            self._difficulty.reset()  # each fit scores its own model from scratch
-            self._difficulty.setup(trainer, pl_module, stage)
+        if self._scorer is not None:
+            self._scorer.reset()  # each fit scores its own model from scratch
+            self._scorer.build(datamodule)
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -253,9 +253,9 @@ class PruneDuringFit(Callback):
                 self._reload_train_loader(trainer)
             return
         if self._auto_detects and self.noise_decision is None:
-            self._auto_detects = auto_detector_applies(trainer, pl_module, self._difficulty, self._strategy_scores)
-        if self._difficulty is not None:
-            self._difficulty.on_train_start(trainer, pl_module)
+            self._auto_detects = auto_detector_applies(trainer, pl_module, self._scorer, self._strategy_scores)
+        if self._scorer is not None:
+            self._scorer.start(trainer, pl_module, "PruneDuringFit")
         if trainer.current_epoch >= self._prune_epoch:  # resumed past the pruning point before it happened
             self._prune(trainer, pl_module)
 
@@ -264,21 +264,21 @@ class PruneDuringFit(Callback):
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
     ) -> None:
         if self._recording:
-            self._difficulty.on_train_batch_start(trainer, pl_module, batch, batch_idx)
+            self._scorer.batch_start(trainer, pl_module)
 
     @override
     def on_train_batch_end(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self._recording:
-            self._difficulty.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+            self._scorer.batch_end(batch)
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.pruned:
             return
         if self._recording:
-            self._difficulty.on_train_epoch_end(trainer, pl_module)
+            self._scorer.end_epoch(trainer)
         # `current_epoch` is still the 0-based index of the epoch that just ended
         if trainer.current_epoch + 1 >= self._prune_epoch:
             self._prune(trainer, pl_module)
@@ -286,7 +286,7 @@ class PruneDuringFit(Callback):
     @property
     def _recording(self) -> bool:
         """Whether training presentations feed the scores (until the first scoring pass)."""
-        return self._difficulty is not None and not self.pruned and self.noise_decision is None
+        return self._scorer is not None and not self.pruned and self.noise_decision is None
 
     @property
     def _prune_epoch(self) -> int:
@@ -297,9 +297,8 @@ class PruneDuringFit(Callback):
     def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         if self.pruned:
             return
-        if self._difficulty is not None and self._difficulty._hook_handle is not None:
-            self._difficulty._hook_handle.remove()
-            self._difficulty._hook_handle = None
+        if self._scorer is not None:
+            self._scorer.stop()
         rank_zero_warn(
             f"PruneDuringFit never pruned: training ended after {trainer.current_epoch} epoch(s), before "
             f"`after_epochs={self.after_epochs}`; the model trained on all data"
@@ -311,7 +310,7 @@ class PruneDuringFit(Callback):
         start = time.perf_counter()
         handling = "keep" if self.mislabelled in (None, "auto") else self.mislabelled  # auto: decided below
         keep_fraction = self.keep_fraction
-        if self._difficulty is not None:
+        if self._scorer is not None:
             table = self._score(trainer, pl_module)
             if self._auto_detects:
                 if self.noise_decision is None:  # decided from the gathered table: the same on every rank
@@ -364,28 +363,11 @@ class PruneDuringFit(Callback):
         )
 
     def _score(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> ScoreTable:
-        """The scoring pass (through the driven :class:`DifficultyCallback`, which folds the presentations first).
-        The second pass of ``auto`` on noisy labels recomputes the eval-phase scores only: the training-phase
-        ones keep what the first ``after_epochs`` epochs recorded."""
-        difficulty = self._difficulty
-        second = self.noise_decision is not None
-        saved = difficulty.scores, difficulty._train_scores
-        if second:
-            num_examples = trainer.datamodule.num_examples
-            difficulty.scores = {
-                name: difficulty.score_classes[name](num_examples, **difficulty.score_options.get(name, {}))
-                for name, score in saved[0].items() if score.phase == "eval"
-            }
-            difficulty._train_scores = []
-            for score in difficulty.scores.values():
-                score.to(pl_module.device)
-        try:
-            difficulty.on_train_end(trainer, pl_module)
-        finally:
-            difficulty.scores, difficulty._train_scores = saved
-        table = difficulty.score_table
+        """The scoring pass. The second pass of ``auto`` on noisy labels recomputes the eval-phase scores only:
+        the training-phase ones keep what the first ``after_epochs`` epochs recorded."""
+        table = self._scorer.score(trainer, pl_module, eval_only=self.noise_decision is not None)
         table.metadata["pruned_after_epoch"] = trainer.current_epoch + 1
-        if any(score.phase == "eval" for score in saved[0].values()):
+        if self._scorer.has_eval_scores:
             self.scored_examples += scoring_pass_examples(trainer.datamodule.num_examples, trainer.world_size)
         return table
 
@@ -409,8 +391,8 @@ class PruneDuringFit(Callback):
         if self.noise_decision is not None:
             state["noise_decision"] = self.noise_decision.as_dict()
             state["first_table"] = table_state(self._first_table)
-        if self._difficulty is not None and not self.pruned:
-            state["difficulty"] = self._difficulty.state_dict()
+        if self._scorer is not None and not self.pruned:
+            state["difficulty"] = self._scorer.state_dict()
         return state
 
     @override
@@ -424,5 +406,5 @@ class PruneDuringFit(Callback):
         decision = state_dict.get("noise_decision")
         self.noise_decision = None if decision is None else NoiseDecision.from_dict(decision)
         self._first_table = table_from_state(state_dict.get("first_table"))
-        if self._difficulty is not None and "difficulty" in state_dict:
-            self._difficulty.load_state_dict(state_dict["difficulty"])
+        if self._scorer is not None and "difficulty" in state_dict:
+            self._scorer.load_state_dict(state_dict["difficulty"])

@@ -17,6 +17,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._deferred_state import DeferredState
 from datadiet.callbacks.batch_rows import take_rows
 from datadiet.callbacks.dynamic_pruning import DynamicPruning
 from datadiet.compute import ComputeAccount
@@ -26,7 +27,7 @@ SELECTION_MODES = ("train", "eval")
 IrreducibleSource = Union[IrreducibleLosses, np.ndarray, Tensor, str, os.PathLike]
 
 
-class ReducibleLossSelection(Callback):
+class ReducibleLossSelection(DeferredState, Callback):
     r"""Online RHO-LOSS (Mindermann et al., ICML 2022): each step trains on the points of a large batch that are
     learnable, worth learning and not yet learnt.
 
@@ -123,7 +124,6 @@ class ReducibleLossSelection(Callback):
         self._restored_partial: Optional[Tensor] = None
         self._selected_this_step = False
         self._checked_shapes = False
-        self._pending_state: Optional[dict[str, Any]] = None
 
     @property
     @override
@@ -199,9 +199,7 @@ class ReducibleLossSelection(Callback):
         self._selected_before = np.zeros(len(self._irreducible), dtype=np.int64)
         self._counts[:] = 0
         self._candidates = None
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-            self._pending_state = None
+        self._apply_pending_state()
 
     @override
     def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
@@ -342,12 +340,9 @@ class ReducibleLossSelection(Callback):
             "saved_by_rank": rank,
         }
 
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self._datamodule is not None:
-            self._apply_state(state_dict)
-        else:  # restored before `setup` knew the data module: apply it there
-            self._pending_state = state_dict
+    def _state_built(self) -> bool:
+        return self._datamodule is not None
+
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         digest = state_dict.get("irreducible_sha1", self._digest)

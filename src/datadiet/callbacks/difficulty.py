@@ -12,6 +12,7 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_labels
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks.scorer import Scorer
 from datadiet.scores import PerExampleScore
 from datadiet.store import ScoreTable
@@ -204,10 +205,35 @@ class DifficultyCallback(Callback):
             self._score_table = self.scorer.score(trainer, pl_module)
 
     # Checkpointing --------------------------------------------------------------------------------
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments the statistics depend on (saved in checkpoints, compared when resuming)."""
+        return {"scores": tuple(self.score_classes), "score_options": self.scorer.score_options,
+                "feature_module": self.scorer.feature_module}
+
     @override
     def state_dict(self) -> dict[str, Any]:
-        return self.scorer.state_dict()
+        return {**self.scorer.state_dict(), "arguments": self.arguments}
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+    ) -> None:
+        # statistics saved under another `state_key` (other scores) that no callback of this fit takes would be
+        # silently left out, and this one would record from the resumed epoch on only: refused
+        if self.state_key in (checkpoint.get("callbacks") or {}):
+            return
+        taken = {callback.state_key for callback in trainer.callbacks}
+        for key, state in states_of(checkpoint, "DifficultyCallback", self.state_key).items():
+            if key not in taken:
+                self._check_arguments(saved_arguments(key, state))
+
+    def _check_arguments(self, saved: Optional[Mapping[str, Any]]) -> None:
+        changed = changed_arguments(saved or {}, self.arguments)
+        if changed:
+            raise refusal("DifficultyCallback", changed, "The checkpoint's statistics were recorded with its arguments.")
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._check_arguments(state_dict.get("arguments"))
         self.scorer.load_state_dict(state_dict)

@@ -16,6 +16,7 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_first_batch
 from datadiet.callbacks._deferred_state import DeferredState
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks._epoch_losses import EpochLosses
 from datadiet.callbacks._weighted_forwards import WeightedForwards
@@ -373,13 +374,35 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
             "epoch": self._prepared_epoch,
             "served_this_epoch": int(served),
             "schedule": self._schedule.state_dict(),
+            "arguments": self.arguments,
         }
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments that decide each epoch's examples (saved in checkpoints, compared when resuming)."""
+        return {"rule": self.rule, "prune_ratio": self.prune_ratio, "anneal_fraction": self.anneal_fraction,
+                "seed": self.seed, "rule_options": self.rule_options}
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+    ) -> None:
+        # a state saved under another `state_key` (other arguments) would be silently left out: refused here
+        if self.state_key in (checkpoint.get("callbacks") or {}):
+            return
+        for key, state in states_of(checkpoint, "DynamicPruning", self.state_key).items():
+            self._check_arguments(saved_arguments(key, state))
+
+    def _check_arguments(self, saved: Optional[Mapping[str, Any]]) -> None:
+        changed = changed_arguments(saved or {}, self.arguments)
+        if changed:
+            raise refusal("DynamicPruning", changed, "The checkpoint's epochs chose their examples with its arguments.")
 
     def _state_built(self) -> bool:
         return self._scores is not None
 
-
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        self._check_arguments(state_dict.get("arguments"))
         scores = state_dict.get("scores")
         if scores is not None:
             if len(scores) != len(self._scores):

@@ -24,12 +24,19 @@ from datadiet.callbacks.noisy_labels import (
     validate_extra_epochs,
     validate_noise_threshold,
 )
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks.scorer import Scorer
 from datadiet.compute import scoring_pass_examples
 from datadiet.detection import DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
+
+
+#: Arguments a resumed fit may change while nothing is decided yet: they are read at pruning only.
+_CHOSEN_AT_PRUNING = frozenset(
+    {"keep_fraction", "strategy", "class_balanced", "seed", "strategy_options", "noise_threshold", "noisy_extra_epochs"}
+)
 
 
 class PruneDuringFit(Callback):
@@ -148,6 +155,7 @@ class PruneDuringFit(Callback):
         self.class_balanced = bool(class_balanced)
         self.seed = int(seed)
         self.strategy_options = dict(strategy_options or {})
+        self.score_options = dict(score_options or {})
         self._scorer: Optional[Scorer] = None
         if needs_scores(strategy) or mislabelled is not None:
             recorded = [score] if needs_scores(strategy) else []
@@ -174,6 +182,8 @@ class PruneDuringFit(Callback):
         #: With ``mislabelled="auto"``, what the noise estimate decided at ``after_epochs`` (else ``None``).
         self.noise_decision: Optional[NoiseDecision] = None
         self._first_table: Optional[ScoreTable] = None  # auto, noisy: the first scoring pass's, until pruning
+        self._presented_before_pruning = 0  # training presentations on this rank until pruning
+        self._smoke_run = False  # `fast_dev_run`: checks only, no pruning
         self._auto_detects = mislabelled == "auto"  # False where the detector does not apply (see `setup`)
         self._strategy_scores = needs_scores(strategy)
 
@@ -231,6 +241,7 @@ class PruneDuringFit(Callback):
         # a new fit starts unpruned; a resumed one gets its decision back from `load_state_dict`, called after `setup`
         self.kept_indices, self.pruned_after_epoch, self._score_table = None, None, None
         self.scored_examples, self.scoring_wall_time_s = 0, 0.0
+        self._presented_before_pruning = 0
         self.noise_decision, self._first_table = None, None
         self._auto_detects = self.mislabelled == "auto"
         if self._scorer is not None:
@@ -239,6 +250,16 @@ class PruneDuringFit(Callback):
 
     @override
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+        self._smoke_run = bool(trainer.fast_dev_run)
+        if self._smoke_run:  # Lightning's smoke test: one batch, so no epoch is left to train on a kept subset
+            rank_zero_info(
+                f"PruneDuringFit: `fast_dev_run` trains {int(trainer.fast_dev_run)} batch(es) of one epoch: the checks of "
+                f"the data and the model's outputs ran, pruning is skipped (it needs after_epochs={self.after_epochs} "
+                "epoch(s) on all data, then more epochs)"
+            )
+            if self._scorer is not None:
+                self._scorer.start(trainer, pl_module, "PruneDuringFit")
+            return
         max_epochs = trainer.max_epochs
         if max_epochs is not None and max_epochs >= 0 and self.after_epochs >= max_epochs:
             raise ValueError(
@@ -252,6 +273,13 @@ class PruneDuringFit(Callback):
                 trainer.datamodule.kept_indices = self.kept_indices.copy()
                 self._reload_train_loader(trainer)
             return
+        if trainer.datamodule.kept_indices is not None:  # restored pruned, without this callback's decision
+            raise ValueError(
+                f"the checkpoint's data module is pruned to {len(trainer.datamodule.kept_indices):,} of "
+                f"{trainer.datamodule.num_examples:,} examples, but it holds no PruneDuringFit state of these "
+                "arguments: scoring now would rank the examples it dropped (never scored) as the hardest. Resume "
+                "with the callbacks and arguments of the checkpoint's fit, or start a fresh fit (no `ckpt_path`)"
+            )
         if self._auto_detects and self.noise_decision is None:
             self._auto_detects = auto_detector_applies(trainer, pl_module, self._scorer, self._strategy_scores)
         if self._scorer is not None:
@@ -263,6 +291,9 @@ class PruneDuringFit(Callback):
     def on_train_batch_start(
         self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
     ) -> None:
+        if not self.pruned:
+            index = trainer.datamodule.batch_original_index
+            self._presented_before_pruning += 0 if index is None else len(index)
         if self._recording:
             self._scorer.batch_start(trainer, pl_module)
 
@@ -275,7 +306,7 @@ class PruneDuringFit(Callback):
 
     @override
     def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        if self.pruned:
+        if self.pruned or self._smoke_run:
             return
         if self._recording:
             self._scorer.end_epoch(trainer)
@@ -299,6 +330,8 @@ class PruneDuringFit(Callback):
             return
         if self._scorer is not None:
             self._scorer.stop()
+        if self._smoke_run:
+            return
         rank_zero_warn(
             f"PruneDuringFit never pruned: training ended after {trainer.current_epoch} epoch(s), before "
             f"`after_epochs={self.after_epochs}`; the model trained on all data"
@@ -308,6 +341,9 @@ class PruneDuringFit(Callback):
     def _prune(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
         datamodule = trainer.datamodule
         start = time.perf_counter()
+        presented = self._presented_before_pruning
+        if trainer.world_size > 1:  # every rank prunes at the same epoch end: a collective on all of them
+            presented = int(trainer.strategy.reduce(torch.tensor(presented), reduce_op="sum").item())
         handling = "keep" if self.mislabelled in (None, "auto") else self.mislabelled  # auto: decided below
         keep_fraction = self.keep_fraction
         if self._scorer is not None:
@@ -324,7 +360,8 @@ class PruneDuringFit(Callback):
                         rank_zero_info(
                             f"PruneDuringFit: likely mislabelled {self.noise_decision.estimate:.1%} after "
                             f"{self.after_epochs} epoch(s), above noise_threshold={self.noise_threshold}: "
-                            f"{self.noise_decision.extra_epochs} more epoch(s) on all data before the detector runs again"
+                            f"{self.noise_decision.extra_epochs} more epoch(s) {self._trained_on(trainer, None)} before "
+                            "the detector runs again"
                         )
                         return
                 else:  # the second scoring pass of noisy labels
@@ -354,12 +391,27 @@ class PruneDuringFit(Callback):
         self._reload_train_loader(trainer)
         issues = self.label_issues
         rank_zero_info(
-            f"PruneDuringFit: after {self.pruned_after_epoch} epoch(s) on all data, kept {len(kept):,} of "
+            f"PruneDuringFit: after {self.pruned_after_epoch} epoch(s) {self._trained_on(trainer, presented)}, kept "
+            f"{len(kept):,} of "
             f"{datamodule.num_examples:,} examples ({self.score} / {self.strategy}) for the remaining epochs"
             + ("" if issues is None else
                f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
                f"{'kept' if handling == 'keep' else 'excluded'}")
             + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
+        )
+
+    def _trained_on(self, trainer: "pl.Trainer", presented: Optional[int]) -> str:
+        """What the epochs before pruning trained on, in words: all data, or what dynamic pruning presented of it."""
+        datamodule = trainer.datamodule
+        if datamodule.epoch_subset_fn is None:
+            return "on all data"
+        if presented is None:
+            return "on all data less what dynamic pruning skips"
+        epochs = trainer.current_epoch + 1
+        return (
+            f"on all data less what dynamic pruning skipped ({presented:,} presentations of "
+            f"{datamodule.num_examples:,} examples over {epochs} epoch(s), "
+            f"{presented / max(1, datamodule.num_examples * epochs):.0%} of all data)"
         )
 
     def _score(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> ScoreTable:
@@ -385,6 +437,8 @@ class PruneDuringFit(Callback):
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
             "scoring_wall_time_s": self.scoring_wall_time_s,
+            "presented_before_pruning": self._presented_before_pruning,
+            "arguments": self.arguments,
         }
         if self._score_table is not None:
             state["score_table"] = table_state(self._score_table)
@@ -395,8 +449,49 @@ class PruneDuringFit(Callback):
             state["difficulty"] = self._scorer.state_dict()
         return state
 
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments that decide what this callback prunes (saved in checkpoints, compared when resuming)."""
+        return {
+            "after_epochs": self.after_epochs, "score": self.score, "keep_fraction": self.keep_fraction,
+            "strategy": self.strategy, "class_balanced": self.class_balanced, "seed": self.seed,
+            "strategy_options": self.strategy_options, "score_options": self.score_options,
+            "mislabelled": self.mislabelled, "detector": self.detector, "noise_threshold": self.noise_threshold,
+            "noisy_extra_epochs": self.noisy_extra_epochs,
+        }
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+    ) -> None:
+        # Lightning finds the state by `state_key`, which holds some of the arguments: a state saved with others
+        # would be silently left out. Found here, it is loaded (and refused below unless it can be honoured).
+        if self.state_key in (checkpoint.get("callbacks") or {}):
+            return
+        for key, state in states_of(checkpoint, "PruneDuringFit", self.state_key).items():
+            self._load(state, saved_arguments(key, state))
+            return
+
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._load(state_dict, state_dict.get("arguments"))
+
+    def _load(self, state_dict: dict[str, Any], saved: Optional[Mapping[str, Any]]) -> None:
+        changed = changed_arguments(saved or {}, self.arguments)
+        kept = state_dict.get("kept_indices")
+        decided = kept is not None or state_dict.get("noise_decision") is not None
+        # before the decision, the selection's arguments (and auto's) are honoured exactly: nothing was chosen yet
+        # a strategy that needs scores where the checkpoint's needed none has no statistics of the first epochs
+        scores_changed = "strategy" in changed and needs_scores(changed["strategy"][0]) != self._strategy_scores
+        if changed and (decided or scores_changed or not set(changed) <= _CHOSEN_AT_PRUNING):
+            if kept is not None:
+                what = (f"The checkpoint's fit pruned to {len(kept):,} examples after epoch "
+                        f"{state_dict.get('pruned_after_epoch')} with its arguments.")
+            elif decided:
+                what = "The checkpoint's fit decided on its labels' noise with its arguments."
+            else:
+                what = "The checkpoint's statistics were recorded for its arguments."
+            raise refusal("PruneDuringFit", changed, what)
         kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
         self.kept_indices = None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
@@ -406,5 +501,6 @@ class PruneDuringFit(Callback):
         decision = state_dict.get("noise_decision")
         self.noise_decision = None if decision is None else NoiseDecision.from_dict(decision)
         self._first_table = table_from_state(state_dict.get("first_table"))
+        self._presented_before_pruning = int(state_dict.get("presented_before_pruning", 0))
         if self._scorer is not None and "difficulty" in state_dict:
             self._scorer.load_state_dict(state_dict["difficulty"])

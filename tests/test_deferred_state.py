@@ -20,7 +20,7 @@ class Order(Callback):
         self.events = []
 
     def setup(self, trainer, pl_module, stage):
-        self.events.append(f"setup:{stage}")
+        self.events.append(f"setup:{stage.value if hasattr(stage, 'value') else stage}")
 
     def state_dict(self):
         return {"saved": 1}
@@ -29,9 +29,15 @@ class Order(Callback):
         self.events.append("load_state_dict")
 
 
+class WithValidation(LitClassifier):
+    def validation_step(self, batch, batch_idx):
+        return None
+
+
 def fit_and_checkpoint(tmp_path):
-    dm = PruningDataModule(TensorDataset(torch.randn(16, 3), torch.randint(0, 2, (16,))), batch_size=8)
-    model = LitClassifier(nn.Linear(3, 2))
+    data = TensorDataset(torch.randn(16, 3), torch.randint(0, 2, (16,)))
+    dm = PruningDataModule(data, data, batch_size=8)
+    model = WithValidation(nn.Linear(3, 2))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, filename="last")
     quiet_trainer(max_epochs=1, callbacks=[Order(), checkpoint], enable_checkpointing=True).fit(model, datamodule=dm)
     return model, dm, tmp_path / "last.ckpt"

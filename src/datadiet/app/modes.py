@@ -141,4 +141,5 @@ class Dynamic(_WithDynamicPruning):
 
 @register_mode("both")
 class Both(_WithDynamicPruning):
-    """Dynamic pruning inside the selected subset (with the in-run probe: on all data until it prunes)."""
+    """Dynamic pruning inside the selected subset (with the in-run probe: dynamic pruning over all data until it
+    prunes, then inside the kept subset)."""

@@ -63,7 +63,7 @@ def run(rule, ckpt_path=None, run_dir=None, rule_options=None):
     return pruning, record
 
 
-@pytest.mark.parametrize("name", BUILT_IN)
+@pytest.mark.parametrize("name", list_rules())
 def test_a_resumed_fit_of_every_rule_presents_what_an_uninterrupted_one_does(name, tmp_path):
     full, full_record = run(name, run_dir=tmp_path)
     resumed, record = run(name, ckpt_path=tmp_path / "epoch=1.ckpt")

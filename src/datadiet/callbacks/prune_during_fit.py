@@ -343,7 +343,8 @@ class PruneDuringFit(Callback):
         start = time.perf_counter()
         presented = self._presented_before_pruning
         if trainer.world_size > 1:  # every rank prunes at the same epoch end: a collective on all of them
-            presented = int(trainer.strategy.reduce(torch.tensor(presented), reduce_op="sum").item())
+            presented = torch.tensor(presented, device=pl_module.device)
+            presented = int(trainer.strategy.reduce(presented, reduce_op="sum").item())
         handling = "keep" if self.mislabelled in (None, "auto") else self.mislabelled  # auto: decided below
         keep_fraction = self.keep_fraction
         if self._scorer is not None:

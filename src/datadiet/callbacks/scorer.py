@@ -238,10 +238,7 @@ class Scorer(DeferredState):
                 score.to(pl_module.device)
         eval_scores = [score for score in scores.values() if score.phase == "eval"]
         if eval_scores:
-            scoring_pass(
-                trainer, pl_module, eval_scores, self.adapter, self._ledger, batch_size=self.scoring_batch_size,
-                feature_module=self.feature_module, buffer=PresentationBuffer(),
-            )
+            self.scoring_pass(trainer, pl_module, eval_scores)
         datamodule = trainer.datamodule
         labels = self._ledger.merged_labels(
             trainer, datamodule.train_dataset, datamodule.collate_fn, self.adapter.target_fn
@@ -257,6 +254,15 @@ class Scorer(DeferredState):
         for score in scores.values():
             score.finalize(context)
         return self._build_table(trainer, scores, labels, self._ledger.never_presented(trainer))
+
+    def scoring_pass(
+        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
+    ) -> None:
+        """One eval-mode pass of the model over the training set, updating ``eval_scores``."""
+        scoring_pass(
+            trainer, pl_module, eval_scores, self.adapter, self._ledger, batch_size=self.scoring_batch_size,
+            feature_module=self.feature_module, buffer=PresentationBuffer(),
+        )
 
     def _build_table(
         self,

@@ -4,7 +4,7 @@ optionally DynamicPruning's weights of each batch and the model's weights at eac
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
@@ -19,7 +19,7 @@ class BatchRecorder(Callback):
         model_states: ``{epoch: state_dict at the epoch's end}`` when ``keep_model_states``.
     """
 
-    def __init__(self, pruning: Optional[Any] = None, keep_model_states: bool = False):
+    def __init__(self, pruning: Any | None = None, keep_model_states: bool = False):
         self.pruning = pruning
         self.keep_model_states = keep_model_states
         self.presented: dict[int, list[int]] = {}

@@ -4,15 +4,14 @@ a resume; a new rule is one registered function."""
 import numpy as np
 import pytest
 import torch
+from _modules import LitClassifier, quiet_trainer
+from _recorder import BatchRecorder
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet import DynamicPruning, PruningDataModule
 from datadiet.callbacks.dynamic_rules import RULES, list_rules, register_rule
-
-from _modules import LitClassifier, quiet_trainer
-from _recorder import BatchRecorder
 
 BUILT_IN = ["infobatch", "seta"]
 
@@ -82,7 +81,7 @@ def test_a_new_rule_is_one_registered_function():
         return keep, np.ones(len(scores), dtype=np.float32)
 
     try:
-        pruning, record = run("every_other_test_rule", rule_options={"offset": 1})
+        _, record = run("every_other_test_rule", rule_options={"offset": 1})
         assert sorted(record.presented[1]) == list(range(0, 48, 2))  # epoch 0 too, but nothing is known then
         assert sorted(record.presented[3]) == list(range(48))  # annealed
     finally:

@@ -6,14 +6,13 @@ import logging
 import numpy as np
 import pytest
 import torch
+from _modules import LitClassifier, quiet_trainer
+from _recorder import BatchRecorder
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet import DynamicPruning, PruneDuringFit, PruningDataModule
-
-from _modules import LitClassifier, quiet_trainer
-from _recorder import BatchRecorder
 
 N, D, K = 60, 5, 3
 FIRST = {"after_epochs": 2, "keep_fraction": 0.5, "seed": 1}
@@ -45,8 +44,9 @@ def first_run(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "changed, was, now",
-    [({"keep_fraction": 0.3}, "0.5", "0.3"), ({"after_epochs": 1}, "2", "1"), ({"score": "margin"}, "'el2n'", "'margin'"),
-     ({"strategy": "easy"}, "'hard'", "'easy'"), ({"class_balanced": True}, "False", "True"), ({"seed": 2}, "1", "2")],
+    [({"keep_fraction": 0.3}, "0.5", "0.3"), ({"after_epochs": 1}, "2", "1"),
+     ({"score": "margin"}, "'el2n'", "'margin'"), ({"strategy": "easy"}, "'hard'", "'easy'"),
+     ({"class_balanced": True}, "False", "True"), ({"seed": 2}, "1", "2")],
 )
 def test_a_resume_after_pruning_with_other_arguments_is_refused(first_run, tmp_path, changed, was, now):
     run_dir, _ = first_run
@@ -103,7 +103,8 @@ def test_fast_dev_run_goes_through_one_batch(make, caplog):
     callback, record = make(), BatchRecorder()
     dm = PruningDataModule(data(), batch_size=16)
     with caplog.at_level(logging.INFO):
-        quiet_trainer(fast_dev_run=True, callbacks=[record, callback]).fit(LitClassifier(nn.Linear(D, K)), datamodule=dm)
+        trainer = quiet_trainer(fast_dev_run=True, callbacks=[record, callback])
+        trainer.fit(LitClassifier(nn.Linear(D, K)), datamodule=dm)
     assert [len(batch) for batch in record.batches[0]] == [16]
     said = [r.getMessage() for r in caplog.records if "fast_dev_run` trains 1 batch" in r.getMessage()]
     if isinstance(callback, PruneDuringFit):
@@ -130,5 +131,6 @@ def test_difficulty_callback_resumed_with_other_scores_is_refused(tmp_path):
     from datadiet import DifficultyCallback
 
     fit(tmp_path, [DifficultyCallback(scores=("el2n", "forgetting"))], max_epochs=2)
-    with pytest.raises(ValueError, match=r"`scores` was \('el2n', 'forgetting'\) in the checkpoint, \('forgetting',\) now"):
+    refused = r"`scores` was \('el2n', 'forgetting'\) in the checkpoint, \('forgetting',\) now"
+    with pytest.raises(ValueError, match=refused):
         fit(tmp_path, [DifficultyCallback(scores=("forgetting",))], ckpt_path=tmp_path / "epoch=0.ckpt")

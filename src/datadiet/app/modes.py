@@ -9,7 +9,8 @@ probe) and ``both`` (dynamic pruning inside the selected subset) are registered 
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 from lightning.pytorch.callbacks import Callback
 
@@ -22,12 +23,12 @@ class PruningSettings(Protocol):
     """What a mode reads of the plan's ``pruning`` part (a :class:`datadiet.app.plan_parts.PruningPlan`)."""
 
     keep_fraction: float
-    subset_path: Optional[str]
+    subset_path: str | None
     seed: int
     prune_ratio: float
     anneal_fraction: float
 
-MODES: Registry["PruningMode"] = Registry("pruning mode")
+MODES: Registry[PruningMode] = Registry("pruning mode")
 _ORDER: list[str] = []  # registration order, for messages
 
 

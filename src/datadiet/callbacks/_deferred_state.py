@@ -9,13 +9,14 @@ callbacks skip) and a ``load_state_dict`` called by hand before ``fit``: the sta
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 
 class DeferredState:
-    """Mixin: ``load_state_dict`` applies the state at once when :meth:`_state_built`, else at :meth:`_apply_pending_state`."""
+    """Mixin: ``load_state_dict`` applies the state at once when :meth:`_state_built`, else holds it for
+    :meth:`_apply_pending_state` (called at the end of ``setup``)."""
 
-    _pending_state: Optional[dict[str, Any]] = None
+    _pending_state: dict[str, Any] | None = None
 
     def _state_built(self) -> bool:
         """Whether the structures the state is loaded into exist (``setup`` of a fit built them)."""

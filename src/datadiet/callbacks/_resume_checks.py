@@ -10,7 +10,8 @@ argument with its value in the checkpoint and now.
 from __future__ import annotations
 
 import ast
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 
 def states_of(checkpoint: Mapping[str, Any], class_name: str, own_key: str) -> dict[str, Any]:
@@ -47,5 +48,5 @@ def refusal(who: str, changed: Mapping[str, tuple[Any, Any]], decided: str) -> V
     )
 
 
-def first_state(states: Mapping[str, Any]) -> Optional[tuple[str, Any]]:
+def first_state(states: Mapping[str, Any]) -> tuple[str, Any] | None:
     return next(iter(states.items()), None)

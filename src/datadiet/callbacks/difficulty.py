@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -80,19 +80,19 @@ class DifficultyCallback(Callback):
 
     def __init__(
         self,
-        scores: Union[str, Sequence[str]] = ("el2n", "forgetting", "margin"),
-        adapter: Optional[Adapter] = None,
-        scoring_batch_size: Optional[int] = None,
-        score_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-        feature_module: Optional[str] = None,
+        scores: str | Sequence[str] = ("el2n", "forgetting", "margin"),
+        adapter: Adapter | None = None,
+        scoring_batch_size: int | None = None,
+        score_options: Mapping[str, Mapping[str, Any]] | None = None,
+        feature_module: str | None = None,
     ) -> None:
         super().__init__()
         #: The :class:`~datadiet.callbacks.scorer.Scorer` this callback drives: the statistics and the scoring pass.
         self.scorer = Scorer(scores, adapter, scoring_batch_size, score_options, feature_module)
         # Lightning reads `state_key` at every hook call: computed once (the score names are fixed).
         self._state_key = self._generate_state_key(scores=tuple(self.scorer.score_classes))
-        self._score_table: Optional[ScoreTable] = None
-        self._model_ref: Optional[weakref.ref] = None
+        self._score_table: ScoreTable | None = None
+        self._model_ref: weakref.ref | None = None
         self._continuing = False
 
     @property
@@ -138,7 +138,7 @@ class DifficultyCallback(Callback):
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         self.scorer.restored = False
@@ -163,7 +163,7 @@ class DifficultyCallback(Callback):
         self.scorer.build(datamodule)
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         previous_model = self._model_ref() if self._model_ref is not None else None
         if self._continuing and not self.scorer.restored and previous_model is not pl_module:
             raise RuntimeError(
@@ -178,26 +178,26 @@ class DifficultyCallback(Callback):
     # Training presentations -----------------------------------------------------------------------
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self.scorer.batch_start(trainer, pl_module)
 
     @override
     def on_train_batch_end(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self.scorer.batch_end(batch)
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scorer.end_epoch(trainer)
 
     @override
-    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._score_table = self.scorer.score(trainer, pl_module)
 
     @override
-    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Resuming from a checkpoint of the last epoch skips the training loop and `on_train_end` with it
         # (a run killed during the scoring pass): finish the restored state here.
         if self._score_table is None and self.scorer.built:
@@ -217,7 +217,7 @@ class DifficultyCallback(Callback):
 
     @override
     def on_load_checkpoint(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # statistics saved under another `state_key` (other scores) that no callback of this fit takes would be
         # silently left out, and this one would record from the resumed epoch on only: refused
@@ -228,10 +228,11 @@ class DifficultyCallback(Callback):
             if key not in taken:
                 self._check_arguments(saved_arguments(key, state))
 
-    def _check_arguments(self, saved: Optional[Mapping[str, Any]]) -> None:
+    def _check_arguments(self, saved: Mapping[str, Any] | None) -> None:
         changed = changed_arguments(saved or {}, self.arguments)
         if changed:
-            raise refusal("DifficultyCallback", changed, "The checkpoint's statistics were recorded with its arguments.")
+            decided = "The checkpoint's statistics were recorded with its arguments."
+            raise refusal("DifficultyCallback", changed, decided)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -16,9 +17,9 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_first_batch
 from datadiet.callbacks._deferred_state import DeferredState
-from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks._epoch_losses import EpochLosses
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks._weighted_forwards import WeightedForwards
 from datadiet.callbacks.dynamic_rules import RULES
 from datadiet.scores.base import merge_seen, trainer_sync_min
@@ -106,10 +107,10 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         rule: str = "infobatch",
         num_groups: int = 5,
         window_scale: float = 0.9,
-        adapter: Optional[Adapter] = None,
+        adapter: Adapter | None = None,
         weight_gradients: bool = True,
         stretch_step_schedules: bool = True,
-        rule_options: Optional[Mapping[str, Any]] = None,
+        rule_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not _is_number(prune_ratio) or not 0 <= prune_ratio < 1:
@@ -126,7 +127,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
             raise ValueError(f"`window_scale` must be a number in (0, 1], got {window_scale!r}")
         for name, value in (("weight_gradients", weight_gradients), ("stretch_step_schedules", stretch_step_schedules)):
             if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be True or False, got {value!r}")
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")  # noqa: TRY004 (the house error)
         self.rule = rule
         accepted = inspect.signature(RULES.get(rule)).parameters
         options = [name for name in accepted if name not in ("scores", "prune_ratio", "rng", "step")]
@@ -155,18 +156,18 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         #: Training examples presented in each epoch, summed over ranks (DDP padding and
         #: ``limit_train_batches`` included): the compute figure.
         self.presentations_per_epoch: list[int] = []
-        self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
+        self._scores: np.ndarray | None = None  # float64, NaN = never presented; merged over ranks
         self._num_candidates = 0  # examples in the current training set
-        self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
+        self._decided: tuple[int, np.ndarray | None, np.ndarray | None] | None = None
         self._losses = EpochLosses(self.adapter)
-        self._weight: Optional[Tensor] = None
+        self._weight: Tensor | None = None
         self._reset_step()
-        self._prepared_epoch: Optional[int] = None
+        self._prepared_epoch: int | None = None
         self._stretching = False
-        self._restored_epoch: Optional[int] = None
+        self._restored_epoch: int | None = None
         self._datamodule: Any = None
-        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
-        self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._hook_handle: torch.utils.hooks.RemovableHandle | None = None
+        self._pre_hook_handle: torch.utils.hooks.RemovableHandle | None = None
         self._served_at_epoch_start = 0
         self._schedule = ScheduleStretch()
 
@@ -188,7 +189,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = trainer.datamodule
@@ -214,7 +215,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         self._apply_pending_state()
 
     @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         for handle in (self._hook_handle, self._pre_hook_handle):
@@ -227,7 +228,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         self._reset_step()
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         device = pl_module.device
         self._losses.start(len(self._scores), device)
         check_first_batch(trainer, pl_module, self.adapter, "DynamicPruning", needs_loss=True)
@@ -244,14 +245,14 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         self._odd_rows = None
 
     # Each epoch's choice ----------------------------------------------------------------------------
-    def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
+    def _epoch_subset(self, epoch: int) -> np.ndarray | None:
         """The original indices ``epoch`` presents (``None``: all); the data module's sampler asks for it."""
         trainer = self._datamodule.trainer
         if trainer is None or self not in trainer.callbacks:  # a later fit without this callback
             return None
         return self._decide(epoch)[1]
 
-    def _decide(self, epoch: int) -> tuple[int, Optional[np.ndarray], Optional[np.ndarray]]:
+    def _decide(self, epoch: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
         if self._decided is not None and self._decided[0] == epoch:
             return self._decided
         self._decided = None  # the previous epoch's subset and weights are not needed any more
@@ -281,10 +282,10 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         return self._decided
 
     @override
-    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._prepare_epoch(trainer, pl_module, epoch_start=True)
 
-    def _prepare_epoch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", epoch_start: bool) -> None:
+    def _prepare_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch_start: bool) -> None:
         epoch = trainer.current_epoch
         _, _, weights = self._decide(epoch)
         self._weight = None if weights is None else torch.from_numpy(weights).to(pl_module.device)
@@ -297,7 +298,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         if self.stretch_step_schedules:
             self._schedule.set_lengths(trainer, full_batches=self._full_epoch_batches(trainer))
 
-    def _full_epoch_batches(self, trainer: "pl.Trainer") -> Optional[int]:
+    def _full_epoch_batches(self, trainer: pl.Trainer) -> int | None:
         """Training batches of this epoch had it presented the whole current training set."""
         loader = trainer.train_dataloader
         if loader is None or getattr(loader, "batch_size", None) is None:
@@ -309,7 +310,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
     # Training presentations -----------------------------------------------------------------------
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self._prepared_epoch != trainer.current_epoch:  # resumed mid-epoch: no epoch-start hook ran
             self._prepare_epoch(trainer, pl_module, epoch_start=False)
@@ -326,7 +327,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
 
     @override
     def on_train_batch_end(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         captured = self._end_step()
         self._losses.add(self._batch_index, captured, batch, outputs)
@@ -334,7 +335,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
             self._schedule.after_batch(trainer, pl_module, batch_idx)
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._losses.flush()
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
         merged = merge_seen(self._losses.values, trainer_sync_min(trainer))
@@ -352,7 +353,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         self.kept_per_epoch.append(self._num_candidates if subset is None else len(subset))
         self.presentations_per_epoch.append(int(served.item()))
         # the figures are global already (merged above): logged once, from rank 0
-        log = dict(on_epoch=True, rank_zero_only=True)
+        log = {"on_epoch": True, "rank_zero_only": True}
         pl_module.log("dynamic_pruning/presentations", float(self.presentations_per_epoch[-1]), **log)
         pl_module.log("dynamic_pruning/kept_fraction", self.kept_per_epoch[-1] / self._num_candidates, **log)
 
@@ -385,7 +386,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
 
     @override
     def on_load_checkpoint(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # a state saved under another `state_key` (other arguments) would be silently left out: refused here
         if self.state_key in (checkpoint.get("callbacks") or {}):
@@ -393,7 +394,7 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         for key, state in states_of(checkpoint, "DynamicPruning", self.state_key).items():
             self._check_arguments(saved_arguments(key, state))
 
-    def _check_arguments(self, saved: Optional[Mapping[str, Any]]) -> None:
+    def _check_arguments(self, saved: Mapping[str, Any] | None) -> None:
         changed = changed_arguments(saved or {}, self.arguments)
         if changed:
             raise refusal("DynamicPruning", changed, "The checkpoint's epochs chose their examples with its arguments.")

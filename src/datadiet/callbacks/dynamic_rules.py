@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def _count(fraction: float, total: int) -> int:
 
 @register_rule("infobatch")
 def infobatch_subset(
-    scores: np.ndarray, prune_ratio: float, rng: np.random.Generator, step: Optional[int] = 0
+    scores: np.ndarray, prune_ratio: float, rng: np.random.Generator, step: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """InfoBatch (Qin et al., ICLR 2024): skip a random share of the below-mean examples, re-weight the rest.
 
@@ -84,7 +84,7 @@ def seta_subset(
     scores: np.ndarray,
     prune_ratio: float,
     rng: np.random.Generator,
-    step: Optional[int],
+    step: int | None,
     num_groups: int = 5,
     window_scale: float = 0.9,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -13,25 +14,24 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks.noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
-    auto_detector_applies,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
+    auto_detector_applies,
     rescored_table,
     table_from_state,
     table_state,
     validate_extra_epochs,
     validate_noise_threshold,
 )
-from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks.scorer import Scorer
 from datadiet.compute import scoring_pass_examples
 from datadiet.detection import DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
-
 
 #: Arguments a resumed fit may change while nothing is decided yet: they are read at pruning only.
 _CHOSEN_AT_PRUNING = frozenset(
@@ -44,9 +44,10 @@ class PruneDuringFit(Callback):
 
     The model trains ``after_epochs`` epochs on all data; then, at the end of that epoch, one eval-mode
     scoring pass of the current model over the whole training set computes ``score`` (through the
-    :class:`~datadiet.callbacks.scorer.Scorer` a :class:`DifficultyCallback` records with, so the scores are exactly
-    those a probe of the same model stopped at that epoch would give), :meth:`PruningDataModule.prune` keeps ``keep_fraction`` of the
-    examples with ``strategy``, and the same fit continues on the kept subset from the next epoch on.
+    :class:`~datadiet.callbacks.scorer.Scorer` a :class:`DifficultyCallback` records with, so the scores are
+    exactly those a probe of the same model stopped at that epoch would give), :meth:`PruningDataModule.prune`
+    keeps ``keep_fraction`` of the examples with ``strategy``, and the same fit continues on the kept subset from
+    the next epoch on.
     No separate probe: the first epochs were useful training anyway, and EL2N is defined early in
     training (Paul et al. 2021). A strategy that needs no scores (``random``) runs no scoring pass, unless
     mislabelled examples are looked for.
@@ -121,14 +122,14 @@ class PruneDuringFit(Callback):
         strategy: str = "hard",
         class_balanced: bool = False,
         seed: int = 0,
-        strategy_options: Optional[Mapping[str, Any]] = None,
-        adapter: Optional[Adapter] = None,
-        scoring_batch_size: Optional[int] = None,
-        score_options: Optional[Mapping[str, Any]] = None,
-        mislabelled: Optional[str] = None,
+        strategy_options: Mapping[str, Any] | None = None,
+        adapter: Adapter | None = None,
+        scoring_batch_size: int | None = None,
+        score_options: Mapping[str, Any] | None = None,
+        mislabelled: str | None = None,
         detector: str = "both",
-        noise_threshold: Optional[float] = None,
-        noisy_extra_epochs: Optional[int] = None,
+        noise_threshold: float | None = None,
+        noisy_extra_epochs: int | None = None,
     ) -> None:
         super().__init__()
         if mislabelled not in (None, "keep", "exclude", "exclude_disagreeing", "auto"):
@@ -138,7 +139,9 @@ class PruneDuringFit(Callback):
         for name, value in (("noise_threshold", noise_threshold), ("noisy_extra_epochs", noisy_extra_epochs)):
             if value is not None and mislabelled != "auto":
                 raise ValueError(f"`{name}={value!r}` applies only with mislabelled='auto', got {mislabelled!r}")
-        self.noise_threshold = validate_noise_threshold(DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold)
+        self.noise_threshold = validate_noise_threshold(
+            DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold
+        )
         self.noisy_extra_epochs = validate_extra_epochs(
             DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs)
         DETECTORS.get(detector)
@@ -156,7 +159,7 @@ class PruneDuringFit(Callback):
         self.seed = int(seed)
         self.strategy_options = dict(strategy_options or {})
         self.score_options = dict(score_options or {})
-        self._scorer: Optional[Scorer] = None
+        self._scorer: Scorer | None = None
         if needs_scores(strategy) or mislabelled is not None:
             recorded = [score] if needs_scores(strategy) else []
             options = {score: dict(score_options)} if score_options and recorded else {}
@@ -171,17 +174,17 @@ class PruneDuringFit(Callback):
             **({"mislabelled": mislabelled} if mislabelled is not None else {}),
         )
         #: Original indices of the kept examples once pruned (sorted), else ``None``.
-        self.kept_indices: Optional[np.ndarray] = None
+        self.kept_indices: np.ndarray | None = None
         #: The epoch (1-based count of epochs on all data) after which the data was pruned.
-        self.pruned_after_epoch: Optional[int] = None
+        self.pruned_after_epoch: int | None = None
         #: Forward passes of the scoring pass, summed over ranks (0 before pruning, or without scores).
         self.scored_examples = 0
         #: Wall time of the scoring pass and the selection, in seconds.
         self.scoring_wall_time_s = 0.0
-        self._score_table: Optional[ScoreTable] = None
+        self._score_table: ScoreTable | None = None
         #: With ``mislabelled="auto"``, what the noise estimate decided at ``after_epochs`` (else ``None``).
-        self.noise_decision: Optional[NoiseDecision] = None
-        self._first_table: Optional[ScoreTable] = None  # auto, noisy: the first scoring pass's, until pruning
+        self.noise_decision: NoiseDecision | None = None
+        self._first_table: ScoreTable | None = None  # auto, noisy: the first scoring pass's, until pruning
         self._presented_before_pruning = 0  # training presentations on this rank until pruning
         self._smoke_run = False  # `fast_dev_run`: checks only, no pruning
         self._auto_detects = mislabelled == "auto"  # False where the detector does not apply (see `setup`)
@@ -198,7 +201,7 @@ class PruneDuringFit(Callback):
         return self.kept_indices is not None
 
     @property
-    def label_issues(self) -> Optional[LabelIssues]:
+    def label_issues(self) -> LabelIssues | None:
         """The mislabel detector's flags once pruned with ``mislabelled`` set, else ``None``."""
         table = self._score_table
         if table is None or "mislabelled" not in table.columns:
@@ -223,7 +226,7 @@ class PruneDuringFit(Callback):
 
     # Hooks ---------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = trainer.datamodule
@@ -249,16 +252,16 @@ class PruneDuringFit(Callback):
             self._scorer.build(datamodule)
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._smoke_run = bool(trainer.fast_dev_run)
         if self._smoke_run:  # Lightning's smoke test: one batch, so no epoch is left to train on a kept subset
-            rank_zero_info(
-                f"PruneDuringFit: `fast_dev_run` trains {int(trainer.fast_dev_run)} batch(es) of one epoch: the checks of "
-                f"the data and the model's outputs ran, pruning is skipped (it needs after_epochs={self.after_epochs} "
-                "epoch(s) on all data, then more epochs)"
-            )
             if self._scorer is not None:
                 self._scorer.start(trainer, pl_module, "PruneDuringFit")
+            rank_zero_info(
+                f"PruneDuringFit: `fast_dev_run` trains {int(trainer.fast_dev_run)} batch(es) of one epoch: the "
+                "checks of the data and the model's outputs ran, pruning is skipped (it needs "
+                f"after_epochs={self.after_epochs} epoch(s) on all data, then more epochs)"
+            )
             return
         max_epochs = trainer.max_epochs
         if max_epochs is not None and max_epochs >= 0 and self.after_epochs >= max_epochs:
@@ -289,7 +292,7 @@ class PruneDuringFit(Callback):
 
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if not self.pruned:
             index = trainer.datamodule.batch_original_index
@@ -299,13 +302,13 @@ class PruneDuringFit(Callback):
 
     @override
     def on_train_batch_end(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if self._recording:
             self._scorer.batch_end(batch)
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.pruned or self._smoke_run:
             return
         if self._recording:
@@ -325,7 +328,7 @@ class PruneDuringFit(Callback):
         return self.after_epochs if self.noise_decision is None else self.noise_decision.prune_epoch
 
     @override
-    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.pruned:
             return
         if self._scorer is not None:
@@ -338,7 +341,7 @@ class PruneDuringFit(Callback):
         )
 
     # Pruning -------------------------------------------------------------------------------------
-    def _prune(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def _prune(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         datamodule = trainer.datamodule
         start = time.perf_counter()
         presented = self._presented_before_pruning
@@ -361,8 +364,8 @@ class PruneDuringFit(Callback):
                         rank_zero_info(
                             f"PruneDuringFit: likely mislabelled {self.noise_decision.estimate:.1%} after "
                             f"{self.after_epochs} epoch(s), above noise_threshold={self.noise_threshold}: "
-                            f"{self.noise_decision.extra_epochs} more epoch(s) {self._trained_on(trainer, None)} before "
-                            "the detector runs again"
+                            f"{self.noise_decision.extra_epochs} more epoch(s) {self._trained_on(trainer, None)} "
+                            "before the detector runs again"
                         )
                         return
                 else:  # the second scoring pass of noisy labels
@@ -401,7 +404,7 @@ class PruneDuringFit(Callback):
             + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
         )
 
-    def _trained_on(self, trainer: "pl.Trainer", presented: Optional[int]) -> str:
+    def _trained_on(self, trainer: pl.Trainer, presented: int | None) -> str:
         """What the epochs before pruning trained on, in words: all data, or what dynamic pruning presented of it."""
         datamodule = trainer.datamodule
         if datamodule.epoch_subset_fn is None:
@@ -415,7 +418,7 @@ class PruneDuringFit(Callback):
             f"{presented / max(1, datamodule.num_examples * epochs):.0%} of all data)"
         )
 
-    def _score(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> ScoreTable:
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> ScoreTable:
         """The scoring pass. The second pass of ``auto`` on noisy labels recomputes the eval-phase scores only:
         the training-phase ones keep what the first ``after_epochs`` epochs recorded."""
         table = self._scorer.score(trainer, pl_module, eval_only=self.noise_decision is not None)
@@ -425,7 +428,7 @@ class PruneDuringFit(Callback):
         return table
 
     @staticmethod
-    def _reload_train_loader(trainer: "pl.Trainer") -> None:
+    def _reload_train_loader(trainer: pl.Trainer) -> None:
         # The fit loop rebuilds its train loader at the next epoch start when it has none; this is what
         # `reload_dataloaders_every_n_epochs` does, for one epoch only.
         trainer.fit_loop._combined_loader = None
@@ -434,7 +437,10 @@ class PruneDuringFit(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
+            "kept_indices": (
+                None if self.kept_indices is None
+                else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64))
+            ),
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
             "scoring_wall_time_s": self.scoring_wall_time_s,
@@ -463,7 +469,7 @@ class PruneDuringFit(Callback):
 
     @override
     def on_load_checkpoint(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", checkpoint: dict[str, Any]
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # Lightning finds the state by `state_key`, which holds some of the arguments: a state saved with others
         # would be silently left out. Found here, it is loaded (and refused below unless it can be honoured).
@@ -477,7 +483,7 @@ class PruneDuringFit(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._load(state_dict, state_dict.get("arguments"))
 
-    def _load(self, state_dict: dict[str, Any], saved: Optional[Mapping[str, Any]]) -> None:
+    def _load(self, state_dict: dict[str, Any], saved: Mapping[str, Any] | None) -> None:
         changed = changed_arguments(saved or {}, self.arguments)
         kept = state_dict.get("kept_indices")
         decided = kept is not None or state_dict.get("noise_decision") is not None
@@ -494,7 +500,9 @@ class PruneDuringFit(Callback):
                 what = "The checkpoint's statistics were recorded for its arguments."
             raise refusal("PruneDuringFit", changed, what)
         kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
-        self.kept_indices = None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
+        if isinstance(kept, torch.Tensor):
+            kept = kept.numpy()
+        self.kept_indices = None if kept is None else np.array(kept, dtype=np.int64)
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
         self.scored_examples = int(state_dict.get("scored_examples", 0))
         self.scoring_wall_time_s = float(state_dict.get("scoring_wall_time_s", 0.0))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -24,7 +25,7 @@ from datadiet.compute import ComputeAccount
 from datadiet.scores.rho_loss import IrreducibleLosses
 
 SELECTION_MODES = ("train", "eval")
-IrreducibleSource = Union[IrreducibleLosses, np.ndarray, Tensor, str, os.PathLike]
+IrreducibleSource = IrreducibleLosses | np.ndarray | Tensor | str | os.PathLike
 
 
 class ReducibleLossSelection(DeferredState, Callback):
@@ -87,8 +88,8 @@ class ReducibleLossSelection(DeferredState, Callback):
         irreducible_losses: IrreducibleSource,
         selected_fraction: float = 0.1,
         selection_mode: str = "train",
-        adapter: Optional[Adapter] = None,
-        batch_subset_fn: Optional[Callable[[Any, Tensor], Any]] = None,
+        adapter: Adapter | None = None,
+        batch_subset_fn: Callable[[Any, Tensor], Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(selected_fraction, (int, float)) or isinstance(selected_fraction, bool) or not (
@@ -114,14 +115,14 @@ class ReducibleLossSelection(DeferredState, Callback):
         self.scored_per_epoch: list[int] = []
         #: Examples trained on (handed to ``training_step``) per epoch, all ranks together.
         self.presentations_per_epoch: list[int] = []
-        self._times_selected: Optional[Tensor] = None  # this epoch's selections on this rank, by original index
+        self._times_selected: Tensor | None = None  # this epoch's selections on this rank, by original index
         self._selected_before = np.zeros(0, dtype=np.int64)  # all ranks, the epochs before this one
         self._counts = np.zeros(2, dtype=np.int64)  # this epoch on this rank: scored, presented
-        self._device_losses: Optional[Tensor] = None
+        self._device_losses: Tensor | None = None
         self._datamodule: Any = None
-        self._trainer: Optional[pl.Trainer] = None
-        self._candidates: Optional[tuple[Optional[np.ndarray], np.ndarray]] = None  # (kept subset, candidates)
-        self._restored_partial: Optional[Tensor] = None
+        self._trainer: pl.Trainer | None = None
+        self._candidates: tuple[np.ndarray | None, np.ndarray] | None = None  # (kept subset, candidates)
+        self._restored_partial: Tensor | None = None
         self._selected_this_step = False
         self._checked_shapes = False
 
@@ -171,7 +172,7 @@ class ReducibleLossSelection(DeferredState, Callback):
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = trainer.datamodule
@@ -191,7 +192,9 @@ class ReducibleLossSelection(DeferredState, Callback):
             raise ValueError("every irreducible loss is NaN: no example can be selected")
         excluded = int(np.isnan(self._irreducible).sum())
         if excluded:
-            rank_zero_info(f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on")
+            rank_zero_info(
+                f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on"
+            )
             datamodule.epoch_subset_fn = self._epoch_subset
         self._datamodule, self._trainer = datamodule, trainer
         datamodule.train_batch_fn = self._select
@@ -202,7 +205,7 @@ class ReducibleLossSelection(DeferredState, Callback):
         self._apply_pending_state()
 
     @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self._datamodule is None:
             return
         if self._datamodule.train_batch_fn == self._select:  # a later Trainer without this callback trains on all
@@ -212,7 +215,7 @@ class ReducibleLossSelection(DeferredState, Callback):
         self._device_losses = self._times_selected = None
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._device_losses = torch.from_numpy(self._irreducible).to(pl_module.device, torch.float32)
         self._times_selected = torch.zeros(len(self._irreducible), dtype=torch.int64, device=pl_module.device)
         if self._restored_partial is not None:  # resumed mid-epoch: this rank's selections of the epoch so far
@@ -220,7 +223,7 @@ class ReducibleLossSelection(DeferredState, Callback):
             self._restored_partial = None
         self._checked_shapes = False
 
-    def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
+    def _epoch_subset(self, epoch: int) -> np.ndarray | None:
         """The examples with an irreducible loss, within the data module's kept subset."""
         kept = self._datamodule.kept_indices
         if self._candidates is None or self._candidates[0] is not kept:  # the same array: asked twice per epoch
@@ -287,7 +290,7 @@ class ReducibleLossSelection(DeferredState, Callback):
         self._counts += (scored, count)
 
     @contextmanager
-    def _scoring_mode(self, pl_module: "pl.LightningModule") -> Iterator[None]:
+    def _scoring_mode(self, pl_module: pl.LightningModule) -> Iterator[None]:
         was_training = pl_module.training
         if self.selection_mode == "eval":
             pl_module.eval()
@@ -298,7 +301,7 @@ class ReducibleLossSelection(DeferredState, Callback):
 
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if not self._selected_this_step:
             raise RuntimeError(
@@ -309,7 +312,7 @@ class ReducibleLossSelection(DeferredState, Callback):
         self._selected_this_step = False
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         counts = torch.from_numpy(self._counts.copy()).to(pl_module.device)
         selected = self._times_selected
         if trainer.world_size > 1:
@@ -321,7 +324,7 @@ class ReducibleLossSelection(DeferredState, Callback):
         self._selected_before = self._selected_before + selected.cpu().numpy()
         self._times_selected.zero_()
         self._counts[:] = 0
-        log = dict(on_epoch=True, rank_zero_only=True)  # global figures already: logged once
+        log = {"on_epoch": True, "rank_zero_only": True}  # global figures already: logged once
         pl_module.log("rho_loss/presentations", float(presented), **log)
         pl_module.log("rho_loss/scored", float(scored), **log)
 

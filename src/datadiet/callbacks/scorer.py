@@ -7,8 +7,8 @@ holds its own and stops it at the pruning epoch. Both call the same public metho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -45,15 +45,30 @@ class Scorer(DeferredState):
     Raises:
         ValueError: no scores, an unknown score, a bad ``scoring_batch_size``, options of a score not named, or
             a score the adapter's loss does not define.
+
+    Example::
+
+        class EL2NEachEpoch(Callback):  # the model's EL2N after every epoch, through the same public surface
+            def __init__(self):
+                self.scorer, self.tables = Scorer(["el2n"]), []
+
+            def setup(self, trainer, pl_module, stage):
+                self.scorer.build(trainer.datamodule)
+
+            def on_train_start(self, trainer, pl_module):
+                self.scorer.start(trainer, pl_module, "EL2NEachEpoch")
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                self.tables.append(self.scorer.score(trainer, pl_module, eval_only=True))
     """
 
     def __init__(
         self,
-        scores: Union[str, Sequence[str]],
-        adapter: Optional[Adapter] = None,
-        scoring_batch_size: Optional[int] = None,
-        score_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-        feature_module: Optional[str] = None,
+        scores: str | Sequence[str],
+        adapter: Adapter | None = None,
+        scoring_batch_size: int | None = None,
+        score_options: Mapping[str, Mapping[str, Any]] | None = None,
+        feature_module: str | None = None,
     ) -> None:
         names = [scores] if isinstance(scores, str) else list(scores)
         if not names:
@@ -75,14 +90,14 @@ class Scorer(DeferredState):
         #: Training epochs whose presentations the statistics hold.
         self.epochs_recorded = 0
         #: The training set's size the statistics were built for.
-        self.num_examples: Optional[int] = None
+        self.num_examples: int | None = None
         self._train_scores: list[PerExampleScore] = []
         self._presentations = PresentationBuffer()
-        self._ledger: Optional[ExampleLedger] = None
-        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._ledger: ExampleLedger | None = None
+        self._hook_handle: torch.utils.hooks.RemovableHandle | None = None
         self._capturing = False
         self._captured: Any = None
-        self._batch_index: Optional[Tensor] = None
+        self._batch_index: Tensor | None = None
         #: Whether the statistics were restored from a checkpoint (since the last :meth:`build`).
         self.restored = False
 
@@ -146,7 +161,7 @@ class Scorer(DeferredState):
         if self._ledger is not None:
             self._ledger.to(device)
 
-    def start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", who: str) -> None:
+    def start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, who: str) -> None:
         """At training start: the statistics on the model's device, one forward of two examples checked as
         ``who`` reads batches, and the forward hook of the training-phase scores attached."""
         self.to(pl_module.device)
@@ -169,7 +184,7 @@ class Scorer(DeferredState):
             self._captured = output
 
     # Training presentations -----------------------------------------------------------------------
-    def batch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Before a training step: the batch's original indices marked presented, the capture armed."""
         index = trainer.datamodule.batch_original_index
         self._batch_index = None if index is None else index.to(pl_module.device, non_blocking=True)
@@ -209,7 +224,7 @@ class Scorer(DeferredState):
         """Hands the buffered presentations to the training-phase scores."""
         update_from_buffer(self._train_scores, self._presentations)
 
-    def end_epoch(self, trainer: "pl.Trainer") -> None:
+    def end_epoch(self, trainer: pl.Trainer) -> None:
         """After a training epoch: the training-phase scores merged over ranks and ended."""
         self._fold_presentations()
         minimum = trainer_sync_min(trainer)
@@ -218,7 +233,7 @@ class Scorer(DeferredState):
         self.epochs_recorded += 1
 
     # The table ------------------------------------------------------------------------------------
-    def score(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_only: bool = False) -> ScoreTable:
+    def score(self, trainer: pl.Trainer, pl_module: pl.LightningModule, eval_only: bool = False) -> ScoreTable:
         """The score table: presentations stop, the eval-phase scores read the model as it is now in one scoring
         pass, and every score is finalised.
 
@@ -256,7 +271,7 @@ class Scorer(DeferredState):
         return self._build_table(trainer, scores, labels, self._ledger.never_presented(trainer))
 
     def scoring_pass(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, eval_scores: list[PerExampleScore]
     ) -> None:
         """One eval-mode pass of the model over the training set, updating ``eval_scores``."""
         scoring_pass(
@@ -266,10 +281,10 @@ class Scorer(DeferredState):
 
     def _build_table(
         self,
-        trainer: "pl.Trainer",
+        trainer: pl.Trainer,
         scores: dict[str, PerExampleScore],
-        labels: Optional[np.ndarray],
-        never_presented: Optional[int],
+        labels: np.ndarray | None,
+        never_presented: int | None,
     ) -> ScoreTable:
         oriented, raw, columns, extra_metadata = {}, {}, {}, {}
         for name, score in scores.items():

@@ -13,6 +13,9 @@ import ast
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 
 def states_of(checkpoint: Mapping[str, Any], class_name: str, own_key: str) -> dict[str, Any]:
     """The checkpoint's states of callbacks of ``class_name`` under another key than ``own_key``."""
@@ -36,17 +39,32 @@ def saved_arguments(key: str, state: Any) -> dict[str, Any]:
 
 def changed_arguments(saved: Mapping[str, Any], now: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """``{name: (in the checkpoint, now)}`` for each argument saved whose value differs now."""
-    return {name: (saved[name], now[name]) for name in now if name in saved and saved[name] != now[name]}
+    return {name: (saved[name], now[name]) for name in now if name in saved and not _same(saved[name], now[name])}
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that also holds for options holding arrays (``score_options`` with irreducible losses)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if isinstance(a, (np.ndarray, torch.Tensor)) or isinstance(b, (np.ndarray, torch.Tensor)):
+        try:
+            return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+        except (TypeError, ValueError):
+            return False
+    return bool(a == b)
 
 
 def refusal(who: str, changed: Mapping[str, tuple[Any, Any]], decided: str) -> ValueError:
     """The error of a resume whose arguments differ from the checkpoint's."""
-    listed = "; ".join(f"`{name}` was {old!r} in the checkpoint, {new!r} now" for name, (old, new) in changed.items())
+    listed = "; ".join(
+        f"`{name}` was {_short(old)} in the checkpoint, {_short(new)} now" for name, (old, new) in changed.items()
+    )
     return ValueError(
         f"{who} cannot resume this checkpoint with other arguments: {listed}. {decided} Resume with the "
         "checkpoint's arguments, or start a fresh fit (no `ckpt_path`) to use these"
     )
 
 
-def first_state(states: Mapping[str, Any]) -> tuple[str, Any] | None:
-    return next(iter(states.items()), None)
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

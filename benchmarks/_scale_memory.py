@@ -105,7 +105,7 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
     callback = DifficultyCallback()
     callback.setup(trainer, None, "fit")
     scores = callback.scores.values()
-    state = sum(getattr(s, name).nbytes for s in scores for name in s._state_names) + callback._ledger.presented.nbytes
+    state = sum(getattr(s, name).nbytes for s in scores for name in s._state_names) + callback.scorer._ledger.presented.nbytes
 
     def present(index_of: Any, group: list) -> None:
         for number, begin in enumerate(range(0, num_examples, batch)):
@@ -117,13 +117,13 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
     train = [s for s in scores if s.phase == "train"]
     for _ in range(2):
         present(lambda a, b: order[a:b], train)
-        callback._ledger.mark_presented(order)
+        callback.scorer._ledger.mark_presented(order)
         for score in train:
             score.end_epoch()
     present(lambda a, b: torch.arange(a, b), [s for s in scores if s.phase == "eval"])
 
     _reset_peak()
-    table = callback._build_table(trainer, None, 0)
+    table = callback.scorer._build_table(trainer, callback.scores, None, 0)
     build_peak = resident_bytes("VmHWM") - baseline
     held_table = _table_bytes(table) - labels.nbytes  # its labels are the data module's
     callback._score_table = table

@@ -70,7 +70,12 @@ class _Stopwatch:
 
 
 class _HookTimed(_Stopwatch, DifficultyCallback):
-    """The DifficultyCallback with the stopwatch."""
+    """The DifficultyCallback with the stopwatch (its forward hook is its Scorer's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        capture = self.scorer._capture_output
+        self.scorer._capture_output = lambda *hook_args: self._timed(capture, *hook_args)
 
 
 class _DynamicTimed(_Stopwatch, DynamicPruning):
@@ -151,7 +156,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     passes = interleave(
         {
             "predict": lambda: timed(lambda: trainer.predict(model, dataloaders=predict_loader)),
-            "scoring": lambda: timed(lambda: callback._scoring_pass(attached, model, eval_scores)),
+            "scoring": lambda: timed(lambda: callback.scorer.scoring_pass(attached, model, eval_scores)),
         },
         max(args.repeats, 3) * 2,
     )

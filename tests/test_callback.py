@@ -54,7 +54,7 @@ def reference_forgetting(records, y, num_epochs, batches_per_epoch):
 @pytest.mark.parametrize("buffer_examples", [None, 20])
 def test_scores_match_numpy_reference(buffer_examples, monkeypatch):
     if buffer_examples is not None:  # scores updated every 20 examples instead of once an epoch: same values
-        import datadiet.callbacks.difficulty as difficulty
+        import datadiet.callbacks.scorer as difficulty  # the buffer moved into the Scorer
 
         monkeypatch.setattr(difficulty, "PresentationBuffer", lambda: PresentationBuffer(max_examples=buffer_examples))
     torch.manual_seed(0)

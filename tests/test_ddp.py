@@ -23,6 +23,7 @@ def _statistics(arrays: dict, scenario: str) -> dict:
     return {key: value for key, value in arrays.items() if key.startswith(f"{scenario}/")}
 
 
+@pytest.mark.slow  # two gloo processes
 @pytest.mark.parametrize("scenario", list(probe_equivalence.SCENARIOS))
 def test_every_statistic_equals_the_one_process_value(runs, scenario):
     single, rank0, rank1 = runs
@@ -35,6 +36,7 @@ def test_every_statistic_equals_the_one_process_value(runs, scenario):
     assert int(rank0[f"{scenario}/epochs_recorded"]) == probe_equivalence.SCENARIOS[scenario][2]
 
 
+@pytest.mark.slow  # two gloo processes
 def test_trained_scenario_really_moves(runs):
     single, _, _ = runs
     raw = single["trained/raw/forgetting"]
@@ -42,6 +44,7 @@ def test_trained_scenario_really_moves(runs):
     assert not np.allclose(single["trained/weights"], single["frozen/weights"][: len(single["trained/weights"])])
 
 
+@pytest.mark.slow  # two gloo processes
 def test_padding_never_counts_twice(runs):
     _, rank0, _ = runs
     # N = 51 on 2 ranks: the sampler repeats one example each epoch, yet it counts one presentation per epoch
@@ -49,6 +52,7 @@ def test_padding_never_counts_twice(runs):
         assert np.all(rank0["frozen/raw/correctness"] * 2 % 1 == 0)  # a fraction of 2 epochs, never 3 halves
 
 
+@pytest.mark.slow  # two gloo processes
 def test_every_rank_trains_on_rank_zeros_subset_once_per_epoch(runs):
     _, rank0, rank1 = runs
     kept = rank0["pruned/kept_rank0_rule"]
@@ -118,6 +122,7 @@ def test_cuda_statistics_match_cpu_and_add_no_sync_per_step(precision):
         np.testing.assert_allclose(tables["cuda"][name], tables["cpu"][name], rtol=tolerance, atol=tolerance, err_msg=name)
 
 
+@pytest.mark.slow  # two gloo processes
 def test_in_run_pruning_decides_identically_on_every_rank(runs):
     single, rank0, rank1 = runs
     np.testing.assert_allclose(rank0["in_run/el2n"], single["in_run/el2n"], rtol=1e-10, atol=1e-12)
@@ -131,6 +136,7 @@ def test_in_run_pruning_decides_identically_on_every_rank(runs):
     assert sorted(single["in_run/seen_epoch2"].tolist()) == sorted(single["in_run/kept"].tolist())
 
 
+@pytest.mark.slow  # two gloo processes
 def test_mislabelled_auto_decides_identically_on_every_rank(runs):
     single, rank0, rank1 = runs
     for rank in (rank0, rank1):

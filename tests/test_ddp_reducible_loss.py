@@ -15,6 +15,8 @@ from _equivalence import load_script, one_and_two_processes
 equivalence = load_script("reducible_loss_equivalence")
 
 
+pytestmark = pytest.mark.slow  # every test reads the two-process (gloo) run
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return one_and_two_processes(equivalence, tmp_path_factory.mktemp("ddp_rho"))

@@ -11,10 +11,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
-from _modules import quiet_trainer
 from datadiet import DynamicPruning, PruningDataModule
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
 from datadiet.data.epoch_sampler import EpochSampler
+
+from _modules import quiet_trainer
+from _recorder import BatchRecorder
 
 NUM_FEATURES, NUM_CLASSES = 5, 3
 
@@ -56,24 +58,7 @@ class Net(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-class Record(pl.Callback):
-    """The original indices (and DynamicPruning's weights) of every training batch, per epoch."""
-
-    def __init__(self, pruning=None):
-        self.pruning = pruning
-        self.seen, self.weights, self.batches = {}, {}, {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        index = trainer.datamodule.batch_original_index.tolist()
-        self.seen.setdefault(trainer.current_epoch, []).extend(index)
-        self.batches.setdefault(trainer.current_epoch, []).append(index)
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.pruning is not None:
-            weights = self.pruning.batch_weights
-            index = trainer.datamodule.batch_original_index.tolist()
-            values = [1.0] * len(index) if weights is None else weights.tolist()
-            self.weights.setdefault(trainer.current_epoch, {}).update(zip(index, values))
+Record = BatchRecorder  # the original indices (and DynamicPruning's weights) of every training batch, per epoch
 
 
 def reference_losses(model, data):
@@ -164,11 +149,11 @@ def test_seta_in_a_trainer_presents_the_sliding_window():
     pruning, record = DynamicPruning(prune_ratio=0.25, anneal_fraction=0.25, rule="seta", num_groups=4,
                                      window_scale=0.5), Record()
     fit(model, data, [pruning, record], epochs=4)
-    assert len(record.seen[0]) == 60  # the random 75 % (nothing scored yet: every sampled example kept)
-    assert 0 < len(record.seen[1]) < 60 and len(record.seen[3]) == 60  # a window; then the annealed sample
+    assert len(record.presented[0]) == 60  # the random 75 % (nothing scored yet: every sampled example kept)
+    assert 0 < len(record.presented[1]) < 60 and len(record.presented[3]) == 60  # a window; then the annealed sample
     losses = reference_losses(model, data)
-    assert losses[record.seen[1]].max() < losses[record.seen[2]].max()  # the window slid from easy to hard
-    assert all(len(set(seen)) == len(seen) for seen in record.seen.values())
+    assert losses[record.presented[1]].max() < losses[record.presented[2]].max()  # the window slid from easy to hard
+    assert all(len(set(seen)) == len(seen) for seen in record.presented.values())
 
 
 def test_anneal_epochs():
@@ -246,11 +231,11 @@ def test_epochs_follow_the_rule_on_a_frozen_model():
     record = Record(pruning)
     fit(model, data, [pruning, record], epochs=8)
     skipped_count = len(below) - math.floor(0.5 * len(below))
-    assert sorted(record.seen[0]) == list(range(60))  # first epoch: everything, never seen before
+    assert sorted(record.presented[0]) == list(range(60))  # first epoch: everything, never seen before
     for epoch in range(8):
-        seen = record.seen[epoch]
+        seen = record.presented[epoch]
         assert len(seen) == len(set(seen)), "an example presented twice in one epoch"
-        weights = record.weights[epoch]
+        weights = record.batch_weights[epoch]
         if epoch == 0 or epoch >= 6:  # first epoch, and the last ⌊0.25 * 8⌋ = 2 epochs: all data, weight 1
             assert sorted(seen) == list(range(60)) and set(weights.values()) == {1.0}
             continue
@@ -258,10 +243,10 @@ def test_epochs_follow_the_rule_on_a_frozen_model():
         assert skipped <= below and len(skipped) == skipped_count
         for index, weight in weights.items():
             assert weight == (2.0 if index in below else 1.0)
-    assert pruning.kept_per_epoch == [len(record.seen[e]) for e in range(8)]
+    assert pruning.kept_per_epoch == [len(record.presented[e]) for e in range(8)]
     assert pruning.presentations_per_epoch == pruning.kept_per_epoch
     np.testing.assert_allclose(pruning.scores, losses, rtol=1e-6)  # stored as float32
-    assert len({frozenset(record.seen[e]) for e in range(1, 6)}) > 1  # a new draw each epoch
+    assert len({frozenset(record.presented[e]) for e in range(1, 6)}) > 1  # a new draw each epoch
 
 
 @pytest.mark.parametrize("accumulate", [1, 2])
@@ -291,7 +276,7 @@ def test_hooked_gradient_equals_the_explicitly_weighted_loss(accumulate):
     with torch.no_grad():
         for parameter in initial.parameters():
             parameter -= 0.5 * parameter.grad
-    assert len(record.seen[1]) < 40  # epoch 1 was pruned
+    assert len(record.presented[1]) < 40  # epoch 1 was pruned
     difference = max((a - b).abs().max().item() for a, b in zip(model.parameters(), initial.parameters()))
     print(f"max |hooked - explicitly weighted| parameter difference after one step: {difference:.3g}")
     assert difference < 1e-14
@@ -328,10 +313,10 @@ def test_resume_gives_the_same_kept_sets_and_weights(tmp_path):
     trainer = quiet_trainer(max_epochs=5, callbacks=[resumed_pruning, resumed_record])
     dm = PruningDataModule(data, batch_size=8, num_workers=2)
     trainer.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "epoch3.ckpt")
-    assert sorted(resumed_record.seen) == [3, 4]
+    assert sorted(resumed_record.presented) == [3, 4]
     for epoch in (3, 4):
-        assert resumed_record.seen[epoch] == record.seen[epoch]  # same examples, same order
-    assert len(set(record.seen[3])) < 48  # epoch 3 was pruned (epoch 4 is annealed)
+        assert resumed_record.presented[epoch] == record.presented[epoch]  # same examples, same order
+    assert len(set(record.presented[3])) < 48  # epoch 3 was pruned (epoch 4 is annealed)
     assert resumed_pruning.kept_per_epoch == pruning.kept_per_epoch
     for a, b in zip(resumed.parameters(), reference_model.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
@@ -348,7 +333,7 @@ def test_checkpoint_after_validation_is_merged_on_resume(tmp_path):
     resumed, resumed_record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     trainer = quiet_trainer(max_epochs=3, callbacks=[resumed, resumed_record])
     trainer.fit(Net(), datamodule=PruningDataModule(data, data, batch_size=8), ckpt_path=tmp_path / "last.ckpt")
-    assert resumed_record.seen[2] == record.seen[2]
+    assert resumed_record.presented[2] == record.presented[2]
     np.testing.assert_array_equal(resumed.scores, reference.scores)
 
 
@@ -358,7 +343,7 @@ def test_workers_and_limit_train_batches():
     for workers in (0, 2):
         pruning, record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
         fit(Net(), data, [pruning, record], epochs=4, limit_train_batches=5, dm={"num_workers": workers})
-        runs[workers] = record.seen, pruning
+        runs[workers] = record.presented, pruning
     (seen, pruning), (seen_workers, _) = runs[0], runs[2]
     assert seen == seen_workers
     for epoch in range(4):
@@ -384,9 +369,9 @@ def test_static_subset_then_dynamic_pruning_inside_it():
     kept = dm.prune(np.arange(60.0), keep_fraction=0.5, strategy="hard")  # examples 30..59
     pruning, record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     fit(Net(), data, [pruning, record], epochs=3, datamodule=dm)
-    assert sorted(record.seen[0]) == kept.tolist()
+    assert sorted(record.presented[0]) == kept.tolist()
     for epoch in (1, 2):
-        assert set(record.seen[epoch]) < set(kept.tolist()) and len(set(record.seen[epoch])) == len(record.seen[epoch])
+        assert set(record.presented[epoch]) < set(kept.tolist()) and len(set(record.presented[epoch])) == len(record.presented[epoch])
     assert np.isnan(pruning.scores[:30]).all() and not np.isnan(pruning.scores[30:]).any()
     assert dm.epoch_subset_fn is None  # a later Trainer without the callback trains on the whole kept subset
 

@@ -15,18 +15,13 @@ from torch.utils.data import TensorDataset
 from datadiet import Adapter, DynamicPruning, PruningDataModule
 
 from _modules import Regressor, TinyLM, quiet_trainer, token_data
+from _recorder import BatchRecorder
+
 
 TOLERANCE = 1e-12
 
 
-class Batches(L.Callback):
-    """The original indices of every training batch, per epoch."""
-
-    def __init__(self):
-        self.batches = {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.batches.setdefault(trainer.current_epoch, []).append(trainer.datamodule.batch_original_index.clone())
+Batches = BatchRecorder  # the original indices of every training batch, per epoch
 
 
 def lr_zero_then_one(optimizer):
@@ -62,7 +57,7 @@ def one_step_equivalence(model, data, explicit_loss, per_example_losses):
         loss="mse" if isinstance(model, Regressor) else "cross_entropy")), Batches()
     n = len(data)
     quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(model, datamodule=PruningDataModule(data, batch_size=n))
-    (kept,) = batches.batches[1]
+    (kept,) = map(torch.tensor, batches.batches[1])
     assert len(kept) < n  # epoch 1 was pruned
     weights = torch.tensor(infobatch_weights(per_example_losses(initial)))[kept]
     explicit_loss(initial, kept, weights).backward()
@@ -195,7 +190,7 @@ def test_two_optimizers_under_manual_optimisation_are_both_weighted():
     initial = copy.deepcopy(model)
     pruning, batches = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Batches()
     quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(model, datamodule=PruningDataModule(data, batch_size=32))
-    (kept,) = batches.batches[1]
+    (kept,) = map(torch.tensor, batches.batches[1])
     with torch.no_grad():
         losses = F.cross_entropy(initial(x), y, reduction="none").numpy()
     weights = torch.tensor(infobatch_weights(losses))[kept]

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from datadiet import ScoreTable
-from datadiet._io import UnreadableFileError
+from datadiet.files import UnreadableFileError
 from datadiet.app import config_dir, run
 from datadiet.app.rundir import SUPERSEDED
 

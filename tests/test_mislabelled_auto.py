@@ -1,20 +1,19 @@
 """PruneDuringFit(mislabelled="auto"): clean labels train exactly as mislabelled=None; noisy ones train longer on
 all data, exclude the flagged and keep a fraction lowered to the planned compute (worked by hand below)."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
+from test_label_issues import D, K, N, noisy_data, reference_issues
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from datadiet import PruneDuringFit, PruningDataModule
-from datadiet.callbacks._noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
+from datadiet.callbacks.noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
 
 from _modules import LitClassifier, quiet_trainer
-from test_label_issues import D, K, N, noisy_data, reference_issues
+from _recorder import BatchRecorder
 
 
 def clean_data():
@@ -26,18 +25,9 @@ def clean_data():
     return torch.tensor(x, dtype=torch.float32), torch.tensor(y)
 
 
-class Weights(Callback):
+def Weights():
     """Test-owned: the weights at the end of each epoch (listed first: before PruneDuringFit's scoring pass)."""
-
-    def __init__(self):
-        self.at: dict[int, dict] = {}
-        self.presented: dict[int, list[int]] = {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.presented.setdefault(trainer.current_epoch, []).extend(trainer.datamodule.batch_original_index.tolist())
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.at[trainer.current_epoch] = copy.deepcopy(pl_module.state_dict())
+    return BatchRecorder(keep_model_states=True)
 
 
 def fit(x, y, max_epochs=8, callbacks=(), ckpt_path=None, **options):
@@ -83,13 +73,13 @@ def test_noisy_labels_train_one_more_epoch_then_keep_less_among_the_unflagged():
     x, y, flipped = noisy_data()  # 20 % pairwise noise
     prune, _, weights = fit(x, y, mislabelled="auto")
     decision = prune.noise_decision
-    first = reference_issues(weights.at[1], x, y)  # the detector on the model after 2 epochs
+    first = reference_issues(weights.model_states[1], x, y)  # the detector on the model after 2 epochs
     assert decision.noisy and decision.estimate == pytest.approx(first.noise_rate_estimate) and decision.estimate > 0.03
     # E = 8, p = 2, k = 0.5, x = 1: planned 2 + 6 * 0.5 + 1/3 = 5.3333 presentations per example;
     # 3 + 5 k' + 2/3 = 5.3333 -> k' = 1/3; 240 / 3 = 80 kept
     assert decision.keep_fraction == pytest.approx(1 / 3)
     assert prune.pruned_after_epoch == 3 and len(prune.kept_indices) == 80
-    second = reference_issues(weights.at[2], x, y)  # flags from the model after 3 epochs
+    second = reference_issues(weights.model_states[2], x, y)  # flags from the model after 3 epochs
     assert prune.label_issues.flagged.tolist() == second.flagged.tolist()
     assert not second.flagged[prune.kept_indices].any()
     assert prune.scored_examples == 2 * N  # both scoring passes counted
@@ -122,7 +112,7 @@ def test_a_run_too_short_for_the_extra_epoch_excludes_at_after_epochs():
     decision = prune.noise_decision
     assert decision.noisy and decision.extra_epochs == 0 and decision.asked_extra_epochs == 1
     assert prune.pruned_after_epoch == 2 and len(prune.kept_indices) == N // 2 and prune.scored_examples == N
-    flags = reference_issues(weights.at[1], x, y).flagged
+    flags = reference_issues(weights.model_states[1], x, y).flagged
     assert prune.label_issues.flagged.tolist() == flags.tolist() and not flags[prune.kept_indices].any()
     assert "too short to pay for 1 more epoch(s)" in decision.describe()
 

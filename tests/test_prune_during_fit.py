@@ -1,8 +1,6 @@
 """PruneDuringFit: the kept subset is select() of the model's own scores at epoch k, computed independently,
 and the epochs after k present only the kept examples."""
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -14,6 +12,7 @@ from torch.utils.data import TensorDataset
 from datadiet import PruneDuringFit, PruningDataModule, select
 
 from _modules import LitClassifier, quiet_trainer
+from _recorder import BatchRecorder
 from _reference import softmax
 
 N, D, K = 60, 5, 3
@@ -26,19 +25,9 @@ def data(seed=0):
     return torch.tensor(x), torch.tensor(y, dtype=torch.long)
 
 
-class Record(Callback):
+def Record():
     """Test-owned: the original indices presented in each epoch, and the weights at the end of each epoch."""
-
-    def __init__(self):
-        self.presented: dict[int, list[int]] = {}
-        self.weights: dict[int, dict] = {}
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        index = trainer.datamodule.batch_original_index
-        self.presented.setdefault(trainer.current_epoch, []).extend(index.tolist())
-
-    def on_train_epoch_end(self, trainer, pl_module):  # runs before PruneDuringFit's: listed first
-        self.weights[trainer.current_epoch] = copy.deepcopy(pl_module.state_dict())
+    return BatchRecorder(keep_model_states=True)
 
 
 def reference_el2n(state, x, y):
@@ -56,7 +45,7 @@ def test_kept_subset_is_select_of_the_scores_at_epoch_k(strategy, class_balanced
     dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=4, callbacks=[record, prune]).fit(LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm)
 
-    scores = reference_el2n(record.weights[1], x, y)  # the model after 2 epochs on all data
+    scores = reference_el2n(record.model_states[1], x, y)  # the model after 2 epochs on all data
     expected = select(scores, 0.4, strategy, labels=y.numpy(), class_balanced=class_balanced, seed=3)
     assert len(expected) == 24
     np.testing.assert_array_equal(prune.kept_indices, expected)
@@ -190,7 +179,7 @@ def test_a_second_fit_decides_anew():
     second = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=2, callbacks=[record, prune]).fit(model, datamodule=second)
     assert sorted(record.presented[0]) == list(range(N))  # the second fit starts on all data again
-    np.testing.assert_array_equal(prune.kept_indices, select(reference_el2n(record.weights[0], x, y), 0.5, "hard"))
+    np.testing.assert_array_equal(prune.kept_indices, select(reference_el2n(record.model_states[0], x, y), 0.5, "hard"))
     assert kept_first is not None
 
 

@@ -11,11 +11,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from _modules import DictDataset, quiet_trainer
 from datadiet import Adapter, DynamicPruning, PruningDataModule, ReducibleLossSelection
 from datadiet.callbacks.batch_rows import take_rows
 from datadiet.compute import ComputeAccount
 from datadiet.scores.rho_loss import IrreducibleLosses
+
+from _modules import DictDataset, quiet_trainer
+from _recorder import BatchRecorder
 
 # The worked case: logits are the inputs (an identity layer, lr 0), two classes, large batches of 4, n_b = 2.
 #   example  logits   label  loss = logsumexp(z) - z_y   irreducible  reducible
@@ -147,13 +149,9 @@ def test_training_follows_a_plain_pytorch_reference():
     irreducible = np.random.default_rng(0).uniform(0, 1, 40)
     module = Identity(lr=0.5)
     selection = ReducibleLossSelection(irreducible, selected_fraction=0.3)
-    chosen = []
-
-    class Chosen(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            chosen.append(trainer.datamodule.batch_original_index.tolist())
-
-    fit(module, [selection, Chosen()], epochs=3, data=TensorDataset(x, y), batch_size=10)
+    record = BatchRecorder()
+    fit(module, [selection, record], epochs=3, data=TensorDataset(x, y), batch_size=10)
+    chosen = [batch for epoch in sorted(record.batches) for batch in record.batches[epoch]]
     batches = [list(range(start, start + 10)) for start in range(0, 40, 10)]
     weight, expected = reference_run(x, y, irreducible, batches, 0.3, 0.5, 4, 3)
     assert chosen == expected

@@ -119,7 +119,7 @@ def test_raw_values_and_columns_are_checked():
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "foreign_npz", "bad_description"])
 def test_an_unreadable_table_is_named_with_what_to_do(tmp_path, damage):
-    from datadiet._io import UnreadableFileError
+    from datadiet.files import UnreadableFileError
 
     path = make_table().save(tmp_path / "scores.npz")
     content = path.read_bytes()

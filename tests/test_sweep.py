@@ -30,6 +30,7 @@ def _slow_probe(directory, seconds, queue):
     queue.put((hit, table["el2n"].tolist()))
 
 
+@pytest.mark.slow  # three processes
 def test_parallel_processes_compute_a_probe_once_and_share_it(tmp_path):
     context = multiprocessing.get_context("fork")
     queue = context.Queue()

@@ -6,10 +6,10 @@ Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`Dyn
 """
 
 from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)
-from datadiet._io import UnreadableFileError
 from datadiet.adapter import Adapter
 from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit, ReducibleLossSelection
 from datadiet.data import PruningDataModule
+from datadiet.files import UnreadableFileError
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select

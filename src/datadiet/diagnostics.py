@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from datadiet._io import atomic_write_text
+from datadiet.files import atomic_write_text
 from datadiet.store import ScoreTable
 
 

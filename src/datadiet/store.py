@@ -29,7 +29,7 @@ from typing import Any, Iterator, Mapping, Optional
 
 import numpy as np
 
-from datadiet._io import UnreadableFileError, atomic_save_npz, atomic_write_json, json_text, load_npz, read_json
+from datadiet.files import UnreadableFileError, atomic_save_npz, atomic_write_json, json_text, load_npz, read_json
 
 #: The format written by :meth:`ScoreTable.save`.
 FORMAT = "datadiet.ScoreTable/2"

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from datadiet._io import UnreadableFileError, atomic_save_npz, atomic_write_json, load_npz, read_json
+from datadiet.files import UnreadableFileError, atomic_save_npz, atomic_write_json, load_npz, read_json
 from datadiet.store import ScoreTable
 
 

@@ -82,7 +82,7 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     trainer.limit_train_batches = 3
     trainer.fit(Linear(), datamodule=datamodule)
     state = sum(getattr(s, name).nbytes for s in difficulty.scores.values() for name in s._state_names)
-    state += difficulty._ledger.presented.nbytes + pruning._scores.nbytes + pruning._losses.values.nbytes
+    state += difficulty.scorer._ledger.presented.nbytes + pruning._scores.nbytes + pruning._losses.values.nbytes
     table = difficulty.score_table
     arrays = {
         "num_examples": NUM_EXAMPLES,

@@ -20,8 +20,8 @@ from typing import Any, Callable, Optional
 
 from filelock import FileLock
 
-from datadiet._io import UnreadableFileError
 from datadiet.app.rundir import supersede
+from datadiet.files import UnreadableFileError
 from datadiet.store import ScoreTable
 
 log = logging.getLogger(__name__)

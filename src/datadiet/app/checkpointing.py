@@ -22,8 +22,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
-from datadiet._io import UnreadableFileError, atomic_open
 from datadiet.app.rundir import set_aside
+from datadiet.files import UnreadableFileError, atomic_open
 
 #: Name of the checkpoint a phase resumes from (``ModelCheckpoint``'s ``last``).
 LAST = "last.ckpt"

@@ -25,7 +25,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, SI, OmegaConf
 
-from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
+from datadiet.callbacks.noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
 from datadiet.report.wandb_logging import sweep_name
 from datadiet.report.wandb_mode import wandb_offline
 

@@ -18,18 +18,18 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.loggers import Logger
 
-from datadiet._io import UnreadableFileError, atomic_save_npz, read_json
 from datadiet.app.ensemble import run_probe_seeds
 from datadiet.app.plan import ALL_DATA, BY_SCORES, SUBSET_FILE
 from datadiet.app.probe import run_probe
 from datadiet.app.reuse import probe_provenance, selection_settings
 from datadiet.app.rundir import may_reuse, set_aside
 from datadiet.callbacks import PruneDuringFit
-from datadiet.callbacks._noisy_labels import NoiseDecision
+from datadiet.callbacks.noisy_labels import NoiseDecision
 from datadiet.data import PruningDataModule
 from datadiet.data.labels import dataset_paths
 from datadiet.detection import LabelIssues
 from datadiet.diagnostics import save_correlations
+from datadiet.files import UnreadableFileError, atomic_save_npz, read_json
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, subset_for_datamodule, table_for_datamodule
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from datadiet.app.config_checks import keys_under
 from datadiet.app.modes import pruning_mode
-from datadiet.callbacks._noisy_labels import (
+from datadiet.callbacks.noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     validate_extra_epochs,

@@ -9,7 +9,8 @@ probe) and ``both`` (dynamic pruning inside the selected subset) are registered 
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Protocol
 
 from lightning.pytorch.callbacks import Callback
 
@@ -18,16 +19,16 @@ from datadiet.callbacks import DynamicPruning
 from datadiet.registry import Registry
 
 
-class PruningPlan(Protocol):
-    """What a mode reads of the plan's ``pruning`` part (:class:`datadiet.app.plan_parts.PruningPlan`)."""
+class PruningSettings(Protocol):
+    """What a mode reads of the plan's ``pruning`` part (a :class:`datadiet.app.plan_parts.PruningPlan`)."""
 
     keep_fraction: float
-    subset_path: Optional[str]
+    subset_path: str | None
     seed: int
     prune_ratio: float
     anneal_fraction: float
 
-MODES: Registry["PruningMode"] = Registry("pruning mode")
+MODES: Registry[PruningMode] = Registry("pruning mode")
 _ORDER: list[str] = []  # registration order, for messages
 
 
@@ -40,14 +41,14 @@ class PruningMode:
     #: Whether a run of this mode on all data for ``max_epochs`` is the full-data reference.
     can_be_reference: ClassVar[bool] = False
 
-    def check(self, pruning: PruningPlan, budget: Budget) -> None:
+    def check(self, pruning: PruningSettings, budget: Budget) -> None:
         """Fails before any training on settings this mode cannot honour."""
 
-    def callbacks(self, pruning: PruningPlan) -> list[Callback]:
+    def callbacks(self, pruning: PruningSettings) -> list[Callback]:
         """Callbacks that prune during the main training."""
         return []
 
-    def train_settings(self, pruning: PruningPlan) -> dict[str, Any]:
+    def train_settings(self, pruning: PruningSettings) -> dict[str, Any]:
         """What a resumed main training depends on besides the kept subset (its checkpoint is reused only if equal)."""
         return {}
 
@@ -95,7 +96,7 @@ class _WithDynamicPruning(PruningMode):
     """Modes that train with :class:`~datadiet.DynamicPruning` (InfoBatch: each epoch skips a random
     ``prune_ratio`` of the below-mean-loss examples, re-weighting the rest)."""
 
-    def check(self, pruning: PruningPlan, budget: Budget) -> None:
+    def check(self, pruning: PruningSettings, budget: Budget) -> None:
         self.callbacks(pruning)  # validates prune_ratio and anneal_fraction
         if budget.kind != "epochs":
             raise ValueError(
@@ -103,11 +104,11 @@ class _WithDynamicPruning(PruningMode):
                 "from the kept subset's size before training) cannot be honoured; use pruning.budget=epochs"
             )
 
-    def callbacks(self, pruning: PruningPlan) -> list[Callback]:
+    def callbacks(self, pruning: PruningSettings) -> list[Callback]:
         return [DynamicPruning(prune_ratio=pruning.prune_ratio, anneal_fraction=pruning.anneal_fraction,
                                seed=pruning.seed)]
 
-    def train_settings(self, pruning: PruningPlan) -> dict[str, Any]:
+    def train_settings(self, pruning: PruningSettings) -> dict[str, Any]:
         return {"dynamic_pruning": {"mode": self.name, "prune_ratio": pruning.prune_ratio,
                                     "anneal_fraction": pruning.anneal_fraction, "seed": pruning.seed}}
 
@@ -124,7 +125,7 @@ class Dynamic(_WithDynamicPruning):
 
     selects_subset = False
 
-    def check(self, pruning: PruningPlan, budget: Budget) -> None:
+    def check(self, pruning: PruningSettings, budget: Budget) -> None:
         super().check(pruning, budget)
         if pruning.subset_path:
             raise ValueError(
@@ -141,4 +142,5 @@ class Dynamic(_WithDynamicPruning):
 
 @register_mode("both")
 class Both(_WithDynamicPruning):
-    """Dynamic pruning inside the selected subset (with the in-run probe: on all data until it prunes)."""
+    """Dynamic pruning inside the selected subset (with the in-run probe: dynamic pruning over all data until it
+    prunes, then inside the kept subset)."""

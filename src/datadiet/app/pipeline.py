@@ -13,7 +13,6 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 
-from datadiet._io import atomic_write_json
 from datadiet.app.accounting import early_stopped_epochs
 from datadiet.app.kept_subset import KEPT_FILE, choose_subset, save_label_records
 from datadiet.app.plan import RunPlan
@@ -22,6 +21,7 @@ from datadiet.app.reuse import reference_key
 from datadiet.app.summary import format_summary, metric_text, readable, run_summary
 from datadiet.app.training import train
 from datadiet.app.user_code import check_before_training, make_datamodule
+from datadiet.files import atomic_write_json
 from datadiet.report.wandb_logging import log_job
 
 

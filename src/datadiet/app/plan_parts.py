@@ -19,7 +19,7 @@ from datadiet.app.budget import BUDGETS, Budget
 from datadiet.app.config_checks import container, count, existing_file, keys_under
 from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
-from datadiet.callbacks._noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
+from datadiet.callbacks.noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
 from datadiet.data.label_noise import validate_label_noise
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, select, validate_keep_fraction

@@ -16,7 +16,6 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 
-from datadiet._io import UnreadableFileError
 from datadiet.app.cache import cache_probe
 from datadiet.app.checkpointing import LAST, AtomicCheckpointIO, PhaseClock, phase_checkpoint, resume_path
 from datadiet.app.quiet import expected_warnings
@@ -27,6 +26,7 @@ from datadiet.callbacks import DifficultyCallback
 from datadiet.callbacks.examples_seen import ExamplesSeen
 from datadiet.compute import scoring_pass_examples
 from datadiet.data import PruningDataModule
+from datadiet.files import UnreadableFileError
 from datadiet.scores import get_score
 from datadiet.scores.rho_loss import cached_irreducible_losses
 from datadiet.store import ScoreTable

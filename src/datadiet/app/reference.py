@@ -5,21 +5,21 @@ the run cost: :func:`datadiet.app.accounting.early_stopped_epochs`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from datadiet import __version__
-from datadiet._io import UnreadableFileError, atomic_write_json, read_json
 from datadiet.app.rundir import set_aside
+from datadiet.files import UnreadableFileError, atomic_write_json, read_json
 
 if TYPE_CHECKING:
     from datadiet.app.plan import RunPlan
 
 
-def _path(plan: "RunPlan", key: str) -> Path:
+def _path(plan: RunPlan, key: str) -> Path:
     return Path(plan.config["paths"]["cache_dir"]) / "references" / f"{key}.json"
 
 
-def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
+def load_reference(plan: RunPlan, key: str) -> dict[str, Any] | None:
     """The recorded full-data run of this data/model/trainer/epochs/seed that measured the same test metric,
     or ``None``."""
     path = _path(plan, key)
@@ -39,7 +39,7 @@ def load_reference(plan: "RunPlan", key: str) -> Optional[dict[str, Any]]:
     return record
 
 
-def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
+def save_reference(plan: RunPlan, key: str, summary: dict[str, Any]) -> None:
     """Records a full-data run (keep_fraction 1, max_epochs epochs, no probe) for later comparisons."""
     record = {
         "reference_key": key,
@@ -55,12 +55,10 @@ def save_reference(plan: "RunPlan", key: str, summary: dict[str, Any]) -> None:
 
 
 def compare_early_stopped(
-    summary: dict[str, Any], early: dict[str, Any], max_epochs: int, plan: Optional["RunPlan"] = None
+    summary: dict[str, Any], early: dict[str, Any], max_epochs: int, plan: RunPlan
 ) -> dict[str, Any]:
     """The summary's verdict against the early-stopped full-data run: did pruning pay at this compute?"""
-    from datadiet.app.user_code import TestMetric
-
-    metric = plan.test_metric if plan is not None else TestMetric()
+    metric = plan.test_metric
     epochs = int(early["train_epochs"])
     difference = metric.better_by(summary["test_metric_value"], early["test_metric_value"])
     early_ratio = epochs / max_epochs
@@ -83,8 +81,3 @@ def compare_early_stopped(
         "vs_early_stopped": verdict,
     }
 
-
-def signed(value: float) -> str:
-    """``+0.5`` / ``−0.3`` (a true minus sign) / ``±0.0``, to one decimal."""
-    text = f"{value:+.1f}"
-    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
-from datadiet._io import UnreadableFileError, atomic_write_json, read_json
+from datadiet.files import UnreadableFileError, atomic_write_json, read_json
 from datadiet.fingerprint import config_fingerprint
 
 log = logging.getLogger(__name__)

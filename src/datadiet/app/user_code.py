@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from hydra.errors import InstantiationException
@@ -45,14 +46,16 @@ class TestMetric:
     mode: str = "max"
 
     @classmethod
-    def read(cls, name: Any, mode: Any) -> "TestMetric":
+    def read(cls, name: Any, mode: Any) -> TestMetric:
         """Checks the two keys.
 
         Raises:
             ValueError: a name that is not a non-empty string, or a mode other than max / min.
         """
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"`test_metric` must name a metric your model logs in test_step (e.g. test/acc), got {name!r}")
+            raise ValueError(
+                f"`test_metric` must name a metric your model logs in test_step (e.g. test/acc), got {name!r}"
+            )
         if mode not in MODES:
             raise ValueError(f"`test_metric_mode` can be max (larger is better) or min, got {mode!r}")
         return cls(name, mode)
@@ -84,8 +87,6 @@ class TestMetric:
     def describe(self, difference: float) -> str:
         """A :meth:`better_by` difference in words: ``+0.5 pt`` for accuracy, else ``0.031 better in test/bpb``."""
         if self.is_accuracy:
-            from datadiet.app.reference import signed
-
             return f"{signed(difference)} pt"
         return f"{abs(difference):.4g} {'better' if difference > 0 else 'worse'} in {self.name}"
 
@@ -115,7 +116,8 @@ def make_datamodule(data_cfg: Mapping[str, Any]) -> PruningDataModule:
     if isinstance(built, pl.LightningDataModule):
         return PruningDataModule.from_datamodule(built)
     raise SettingsTypeError(
-        f"`data._target_={data_cfg.get('_target_')}` built a {type(built).__name__}; the app needs a LightningDataModule "
+        f"`data._target_={data_cfg.get('_target_')}` built a {type(built).__name__}; the app needs a "
+        "LightningDataModule "
         "(or a function returning one). For datasets, use `data=custom data._target_=datadiet.PruningDataModule` with "
         "`+data.train_dataset._target_=...` and `+data.test_dataset._target_=...` (factories of map-style datasets)"
     )
@@ -160,7 +162,7 @@ def make_model(model_cfg: Mapping[str, Any], datamodule: PruningDataModule, **ex
     return model
 
 
-def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> None:
+def check_before_training(plan: RunPlan, datamodule: PruningDataModule) -> None:
     """Builds the run's models and tests the main one on one batch: whatever the run will need from your code
     fails here, before the probe or the training start (with the random state left as it was).
 
@@ -189,3 +191,9 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
         plan.test_metric.value(metrics[0] if metrics else {})
     except ValueError as error:
         raise SettingsError(str(error)) from None
+
+
+def signed(value: float) -> str:
+    """``+0.5`` / ``−0.3`` (a true minus sign) / ``±0.0``, to one decimal."""
+    text = f"{value:+.1f}"
+    return "±0.0" if text in ("+0.0", "-0.0") else text.replace("-", "−")

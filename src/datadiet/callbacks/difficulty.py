@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities.rank_zero import rank_zero_warn
-from torch import Tensor
 from typing_extensions import override
 
-from datadiet.adapter import Adapter, _second
-from datadiet.callbacks._checks import check_first_batch, check_labels
-from datadiet.callbacks._scoring_pass import buffered, scoring_pass, update_from_buffer
-from datadiet.callbacks.example_ledger import ExampleLedger
-from datadiet.callbacks.presentation_buffer import PresentationBuffer
-from datadiet.scores import PerExampleScore, get_score
-from datadiet.scores.base import trainer_sync_min
-from datadiet.scores.context import ScoreContext
+from datadiet.adapter import Adapter
+from datadiet.callbacks._checks import check_labels
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
+from datadiet.callbacks.scorer import Scorer
+from datadiet.scores import PerExampleScore
 from datadiet.store import ScoreTable
 
 
@@ -87,50 +80,43 @@ class DifficultyCallback(Callback):
 
     def __init__(
         self,
-        scores: Union[str, Sequence[str]] = ("el2n", "forgetting", "margin"),
-        adapter: Optional[Adapter] = None,
-        scoring_batch_size: Optional[int] = None,
-        score_options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-        feature_module: Optional[str] = None,
+        scores: str | Sequence[str] = ("el2n", "forgetting", "margin"),
+        adapter: Adapter | None = None,
+        scoring_batch_size: int | None = None,
+        score_options: Mapping[str, Mapping[str, Any]] | None = None,
+        feature_module: str | None = None,
     ) -> None:
         super().__init__()
-        names = [scores] if isinstance(scores, str) else list(scores)
-        if not names:
-            raise ValueError("`scores` must name at least one score, got an empty list")
-        self.score_classes = {name: get_score(name) for name in dict.fromkeys(names)}
-        if scoring_batch_size is not None and (not isinstance(scoring_batch_size, int) or scoring_batch_size < 1):
-            raise ValueError(f"`scoring_batch_size` must be a positive integer, got {scoring_batch_size!r}")
-        self.adapter = adapter or Adapter()
-        for cls in self.score_classes.values():
-            cls.check_adapter(self.adapter)
-        self.scoring_batch_size = scoring_batch_size
-        self.score_options = {name: dict(options or {}) for name, options in (score_options or {}).items()}
-        unknown = sorted(set(self.score_options) - set(self.score_classes))
-        if unknown:
-            raise ValueError(f"`score_options` names {unknown}, which are not in `scores` {list(self.score_classes)}")
-        self.feature_module = feature_module
+        #: The :class:`~datadiet.callbacks.scorer.Scorer` this callback drives: the statistics and the scoring pass.
+        self.scorer = Scorer(scores, adapter, scoring_batch_size, score_options, feature_module)
         # Lightning reads `state_key` at every hook call: computed once (the score names are fixed).
-        self._state_key = self._generate_state_key(scores=tuple(self.score_classes))
-        self.scores: dict[str, PerExampleScore] = {}
-        self._train_scores: list[PerExampleScore] = []
-        self._presentations = PresentationBuffer()
-        self.epochs_recorded = 0
-        self._score_table: Optional[ScoreTable] = None
-        self._pending_state: Optional[dict[str, Any]] = None
-        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
-        self._capturing = False
-        self._captured: Any = None
-        self._batch_index: Optional[Tensor] = None
-        self._ledger: Optional[ExampleLedger] = None
-        self._num_examples: Optional[int] = None
-        self._model_ref: Optional[weakref.ref] = None
+        self._state_key = self._generate_state_key(scores=tuple(self.scorer.score_classes))
+        self._score_table: ScoreTable | None = None
+        self._model_ref: weakref.ref | None = None
         self._continuing = False
-        self._restored = False
 
     @property
     @override
     def state_key(self) -> str:
         return self._state_key
+
+    @property
+    def scores(self) -> dict[str, PerExampleScore]:
+        """The live statistics by name (empty before the first ``setup``)."""
+        return self.scorer.scores
+
+    @property
+    def score_classes(self) -> dict[str, type[PerExampleScore]]:
+        return self.scorer.score_classes
+
+    @property
+    def adapter(self) -> Adapter:
+        return self.scorer.adapter
+
+    @property
+    def epochs_recorded(self) -> int:
+        """Training epochs whose presentations the statistics hold."""
+        return self.scorer.epochs_recorded
 
     @property
     def score_table(self) -> ScoreTable:
@@ -142,23 +128,20 @@ class DifficultyCallback(Callback):
     @property
     def bytes_per_example(self) -> int:
         """State bytes per training example for the chosen scores (excluding the score table itself)."""
-        return sum(cls.bytes_per_example for cls in self.score_classes.values())
+        return self.scorer.bytes_per_example
 
     def reset(self) -> None:
         """Forgets every statistic and the score table: the next ``trainer.fit`` starts a new probe."""
-        self.scores, self._train_scores = {}, []
-        self._presentations = PresentationBuffer()
-        self.epochs_recorded = 0
+        self.scorer.reset()
         self._score_table = None
-        self._ledger = None
-        self._num_examples = self._model_ref = None
+        self._model_ref = None
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        self._restored = False
+        self.scorer.restored = False
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "batch_original_index"):
             raise RuntimeError(
@@ -167,39 +150,22 @@ class DifficultyCallback(Callback):
                 "with `PruningDataModule.from_datamodule(dm)`"
             )
         check_labels(self.score_classes, self.adapter, datamodule)
-        self._continuing = bool(self.scores)
+        self._continuing = self.scorer.built
         if self._continuing:  # an earlier fit recorded statistics: see the class docstring
-            if self._num_examples != datamodule.num_examples:
+            if self.scorer.num_examples != datamodule.num_examples:
                 raise ValueError(
-                    f"this DifficultyCallback holds statistics of {self._num_examples} training examples from an "
-                    f"earlier `trainer.fit`, but the data module has {datamodule.num_examples}; call "
+                    f"this DifficultyCallback holds statistics of {self.scorer.num_examples} training examples from "
+                    f"an earlier `trainer.fit`, but the data module has {datamodule.num_examples}; call "
                     "`callback.reset()` (or use a new DifficultyCallback) to start a new probe"
                 )
             return
-        self._num_examples = datamodule.num_examples
-        # with the default adapter and (x, y) items the labels are the data module's (the item's second element)
-        record_labels = self.adapter.target_fn is not None and (
-            self.adapter.target_fn is not _second or isinstance(datamodule.train_dataset[0], Mapping)
-        )
-        self._ledger = ExampleLedger(datamodule.num_examples, record_labels=record_labels)
-        self.scores = {
-            name: cls(datamodule.num_examples, **self.score_options.get(name, {}))
-            for name, cls in self.score_classes.items()
-        }
-        for score in self.scores.values():
-            score.ignore_index = self.adapter.ignore_index
-        self._train_scores = [score for score in self.scores.values() if score.phase == "train"]
-        self._presentations = PresentationBuffer()
-        self.epochs_recorded = 0
         self._score_table = None
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-            self._pending_state = None
+        self.scorer.build(datamodule)
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         previous_model = self._model_ref() if self._model_ref is not None else None
-        if self._continuing and not self._restored and previous_model is not pl_module:
+        if self._continuing and not self.scorer.restored and previous_model is not pl_module:
             raise RuntimeError(
                 f"this DifficultyCallback holds {self.epochs_recorded} epoch(s) of statistics of another model from "
                 "an earlier `trainer.fit`; continuing them with this model would mix two probes. Call "
@@ -207,180 +173,68 @@ class DifficultyCallback(Callback):
             )
         self._model_ref = weakref.ref(pl_module)
         self._score_table = None  # this fit trains: its table is built when training ends
-        for score in self.scores.values():
-            score.to(pl_module.device)
-        self._ledger.to(pl_module.device)
-        check_first_batch(
-            trainer, pl_module, self.adapter, "DifficultyCallback", scores=self.scores.values(),
-            needs_loss=any(getattr(score, "from_example_loss", False) for score in self.scores.values()),
-        )
-        if any(score.phase == "train" for score in self.scores.values()):
-            self._hook_handle = pl_module.register_forward_hook(self._capture_output)
-
-    def _capture_output(self, module: torch.nn.Module, args: Any, output: Any) -> None:
-        if self._capturing and self._captured is None:
-            self._captured = output
+        self.scorer.start(trainer, pl_module, "DifficultyCallback")
 
     # Training presentations -----------------------------------------------------------------------
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        index = trainer.datamodule.batch_original_index
-        self._batch_index = None if index is None else index.to(pl_module.device, non_blocking=True)
-        if self._batch_index is not None:
-            self._ledger.mark_presented(self._batch_index)
-        self._captured = None
-        self._capturing = True
+        self.scorer.batch_start(trainer, pl_module)
 
     @override
     def on_train_batch_end(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._capturing = False
-        if self._ledger.labels is not None and self._batch_index is not None:
-            self._ledger.record_labels(self._batch_index, self.adapter.target_fn(batch))
-        if not self._train_scores:
-            return
-        if self._captured is None:
-            raise RuntimeError(
-                "DifficultyCallback saw no call of the LightningModule's forward in `training_step`; call "
-                "`self(x)` there (not `self.net(x)`), or record only eval-phase scores such as el2n and margin"
-            )
-        logits, target = self.adapter.read(self._captured, batch)
-        self._captured = None
-        if self._batch_index is None:
-            raise RuntimeError(
-                "DifficultyCallback got a training batch without original indices: the training loader must be "
-                "the PruningDataModule's `train_dataloader()` (it yields `IndexedBatch` pairs)"
-            )
-        if not buffered(logits, target):
-            for score in self._train_scores:
-                score.update(self._batch_index, logits.detach(), target)
-            return
-        if not self._presentations.fits(len(self._batch_index), logits.shape[-1]):
-            self._update_train_scores()
-        self._presentations.add(self._batch_index, logits, target)
-
-    def _update_train_scores(self) -> None:
-        """Hands the buffered presentations to the training-phase scores."""
-        update_from_buffer(self._train_scores, self._presentations)
+        self.scorer.batch_end(batch)
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._update_train_scores()
-        minimum = trainer_sync_min(trainer)
-        for score in self.scores.values():
-            if score.phase == "train":
-                score.end_epoch(minimum)
-        self.epochs_recorded += 1
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.scorer.end_epoch(trainer)
 
     @override
-    def on_train_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
-        self._update_train_scores()
-        if self._hook_handle is not None:
-            self._hook_handle.remove()
-            self._hook_handle = None
-        eval_scores = [score for score in self.scores.values() if score.phase == "eval"]
-        if eval_scores:
-            self._scoring_pass(trainer, pl_module, eval_scores)
-        datamodule = trainer.datamodule
-        labels = self._ledger.merged_labels(
-            trainer, datamodule.train_dataset, datamodule.collate_fn, self.adapter.target_fn
-        )
-        context = ScoreContext(
-            sync_min=trainer_sync_min(trainer),
-            broadcast=trainer.strategy.broadcast,
-            labels_fn=(lambda: trainer.datamodule.labels) if labels is None else (lambda: labels),
-            num_classes=getattr(trainer.datamodule, "num_classes", None),
-            world_size=trainer.world_size,
-            is_global_zero=trainer.is_global_zero,
-        )
-        for score in self.scores.values():
-            score.finalize(context)
-        self._score_table = self._build_table(trainer, labels, self._ledger.never_presented(trainer))
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._score_table = self.scorer.score(trainer, pl_module)
 
     @override
-    def on_fit_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Resuming from a checkpoint of the last epoch skips the training loop and `on_train_end` with it
         # (a run killed during the scoring pass): finish the restored state here.
-        if self._score_table is None and self.scores:
-            for score in self.scores.values():
-                score.to(pl_module.device)
-            self.on_train_end(trainer, pl_module)
-
-    # Scoring pass ---------------------------------------------------------------------------------
-    def _scoring_pass(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", eval_scores: list[PerExampleScore]
-    ) -> None:
-        scoring_pass(
-            trainer,
-            pl_module,
-            eval_scores,
-            self.adapter,
-            self._ledger,
-            batch_size=self.scoring_batch_size,
-            feature_module=self.feature_module,
-            buffer=PresentationBuffer(),
-        )
-
-    def _build_table(
-        self, trainer: "pl.Trainer", labels: Optional[np.ndarray], never_presented: Optional[int]
-    ) -> ScoreTable:
-        oriented, raw, columns, extra_metadata = {}, {}, {}, {}
-        for name, score in self.scores.items():
-            oriented[name], raw[name] = score.compute()
-            columns.update(score.columns())
-            extra_metadata.update(score.metadata())
-        datamodule = trainer.datamodule
-        if never_presented:
-            train_names = [name for name, score in self.scores.items() if score.phase == "train"]
-            eval_names = [name for name, score in self.scores.items() if score.phase == "eval"]
-            consequence = f"their train-phase scores {train_names} are NaN" if train_names else ""
-            if eval_names:
-                consequence += "; " if consequence else ""
-                consequence += f"their eval-phase scores {eval_names} come from a model that never trained on them"
-            rank_zero_warn(
-                f"{never_presented} of {datamodule.num_examples} training examples were never presented to the probe "
-                f"during training (`limit_train_batches`, `max_steps`, `drop_last` without shuffling, or a pruned "
-                f"data module): {consequence}"
-            )
-        return ScoreTable(
-            oriented,
-            raw=raw,
-            labels=datamodule.labels if labels is None else labels,
-            metadata={
-                "num_examples": datamodule.num_examples,
-                "dataset_fingerprint": datamodule.fingerprint(),
-                "probe_epochs": self.epochs_recorded,
-                "examples_never_presented": never_presented,
-                "world_size": trainer.world_size,
-                **extra_metadata,
-            },
-            columns=columns,
-        )
+        if self._score_table is None and self.scorer.built:
+            self.scorer.to(pl_module.device)
+            self._score_table = self.scorer.score(trainer, pl_module)
 
     # Checkpointing --------------------------------------------------------------------------------
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments the statistics depend on (saved in checkpoints, compared when resuming)."""
+        return {"scores": tuple(self.score_classes), "score_options": self.scorer.score_options,
+                "feature_module": self.scorer.feature_module}
+
     @override
     def state_dict(self) -> dict[str, Any]:
-        self._update_train_scores()  # a checkpoint taken mid-epoch holds every presentation so far
-        return {
-            "epochs_recorded": self.epochs_recorded,
-            "scores": {name: score.state_dict() for name, score in self.scores.items()},
-            "examples": None if self._ledger is None else self._ledger.state_dict(),
-        }
+        return {**self.scorer.state_dict(), "arguments": self.arguments}
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # statistics saved under another `state_key` (other scores) that no callback of this fit takes would be
+        # silently left out, and this one would record from the resumed epoch on only: refused
+        if self.state_key in (checkpoint.get("callbacks") or {}):
+            return
+        taken = {callback.state_key for callback in trainer.callbacks}
+        for key, state in states_of(checkpoint, "DifficultyCallback", self.state_key).items():
+            if key not in taken:
+                self._check_arguments(saved_arguments(key, state))
+
+    def _check_arguments(self, saved: Mapping[str, Any] | None) -> None:
+        changed = changed_arguments(saved or {}, self.arguments)
+        if changed:
+            decided = "The checkpoint's statistics were recorded with its arguments."
+            raise refusal("DifficultyCallback", changed, decided)
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.scores:
-            self._apply_state(state_dict)
-        else:  # restored before `setup` built the scores: apply it there
-            self._pending_state = state_dict
-
-    def _apply_state(self, state_dict: dict[str, Any]) -> None:
-        self._restored = True
-        self.epochs_recorded = state_dict.get("epochs_recorded", 0)
-        for name, score_state in state_dict.get("scores", {}).items():
-            if name in self.scores:
-                self.scores[name].load_state_dict(score_state)
-        self._ledger.load_state_dict(state_dict.get("examples"))
+        self._check_arguments(state_dict.get("arguments"))
+        self.scorer.load_state_dict(state_dict)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -14,18 +16,19 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks._checks import check_first_batch
+from datadiet.callbacks._deferred_state import DeferredState
 from datadiet.callbacks._epoch_length import ScheduleStretch, epoch_batches, refresh_epoch_length
 from datadiet.callbacks._epoch_losses import EpochLosses
+from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks._weighted_forwards import WeightedForwards
-from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
+from datadiet.callbacks.dynamic_rules import RULES
 from datadiet.scores.base import merge_seen, trainer_sync_min
 
-RULES = ("infobatch", "seta")
 #: Merged epoch losses folded into the scores this many at a time (the float64 conversion stays small).
 _MERGE_CHUNK = 1 << 20
 
 
-class DynamicPruning(WeightedForwards, Callback):
+class DynamicPruning(WeightedForwards, DeferredState, Callback):
     r"""Skips, each epoch, part of the examples the model already fits well (InfoBatch, Qin et al., ICLR 2024).
 
     Definition (``rule="infobatch"``). An example's score is its loss at its last training presentation,
@@ -69,9 +72,12 @@ class DynamicPruning(WeightedForwards, Callback):
             all examples left out of the random sample (``seta``).
         anneal_fraction: share of the last epochs (of ``trainer.max_epochs``) that are not pruned, in [0, 1].
         seed: seeds each epoch's draws (with the epoch number).
-        rule: ``"infobatch"`` or ``"seta"``.
+        rule: a registered rule (:func:`~datadiet.callbacks.dynamic_rules.list_rules`): ``"infobatch"`` or
+            ``"seta"`` built in.
         num_groups: ``seta``'s loss groups (k-means).
         window_scale: ``seta``'s share of the groups in the sliding window, in (0, 1].
+        rule_options: further keyword arguments of the rule (a rule registered with
+            :func:`~datadiet.callbacks.dynamic_rules.register_rule`).
         adapter: how to read labels and logits when batches are not ``(x, y)`` or ``forward`` does not
             return logits alone, and which per-example loss ranks the examples (``Adapter(loss="mse")``, ...);
             its ``logits_fn`` must return the tensor the loss is computed from.
@@ -101,9 +107,10 @@ class DynamicPruning(WeightedForwards, Callback):
         rule: str = "infobatch",
         num_groups: int = 5,
         window_scale: float = 0.9,
-        adapter: Optional[Adapter] = None,
+        adapter: Adapter | None = None,
         weight_gradients: bool = True,
         stretch_step_schedules: bool = True,
+        rule_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not _is_number(prune_ratio) or not 0 <= prune_ratio < 1:
@@ -113,15 +120,26 @@ class DynamicPruning(WeightedForwards, Callback):
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
         if rule not in RULES:
-            raise ValueError(f"`rule` can be {' or '.join(RULES)}, got {rule!r}")
+            raise ValueError(f"`rule` can be {' or '.join(RULES.names())}, got {rule!r}")
         if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
             raise ValueError(f"`num_groups` must be a positive integer, got {num_groups!r}")
         if not _is_number(window_scale) or not 0 < window_scale <= 1:
             raise ValueError(f"`window_scale` must be a number in (0, 1], got {window_scale!r}")
         for name, value in (("weight_gradients", weight_gradients), ("stretch_step_schedules", stretch_step_schedules)):
             if not isinstance(value, bool):
-                raise ValueError(f"`{name}` must be True or False, got {value!r}")
+                raise ValueError(f"`{name}` must be True or False, got {value!r}")  # noqa: TRY004 (the house error)
         self.rule = rule
+        accepted = inspect.signature(RULES.get(rule)).parameters
+        options = [name for name in accepted if name not in ("scores", "prune_ratio", "rng", "step")]
+        unknown = sorted(set(rule_options or {}) - set(options))
+        if unknown:
+            raise ValueError(f"`rule_options` {unknown} are not options of the rule {rule!r}; it takes {options}")
+        #: The keyword arguments the rule is called with each epoch.
+        self.rule_options = {
+            **{name: value for name, value in (("num_groups", num_groups), ("window_scale", float(window_scale)))
+               if name in accepted},
+            **dict(rule_options or {}),
+        }
         self.num_groups = num_groups
         self.window_scale = float(window_scale)
         self.prune_ratio = float(prune_ratio)
@@ -138,20 +156,19 @@ class DynamicPruning(WeightedForwards, Callback):
         #: Training examples presented in each epoch, summed over ranks (DDP padding and
         #: ``limit_train_batches`` included): the compute figure.
         self.presentations_per_epoch: list[int] = []
-        self._scores: Optional[np.ndarray] = None  # float64, NaN = never presented; merged over ranks
+        self._scores: np.ndarray | None = None  # float64, NaN = never presented; merged over ranks
         self._num_candidates = 0  # examples in the current training set
-        self._decided: Optional[tuple[int, Optional[np.ndarray], Optional[np.ndarray]]] = None
+        self._decided: tuple[int, np.ndarray | None, np.ndarray | None] | None = None
         self._losses = EpochLosses(self.adapter)
-        self._weight: Optional[Tensor] = None
+        self._weight: Tensor | None = None
         self._reset_step()
-        self._prepared_epoch: Optional[int] = None
+        self._prepared_epoch: int | None = None
         self._stretching = False
-        self._restored_epoch: Optional[int] = None
+        self._restored_epoch: int | None = None
         self._datamodule: Any = None
-        self._hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
-        self._pre_hook_handle: Optional[torch.utils.hooks.RemovableHandle] = None
+        self._hook_handle: torch.utils.hooks.RemovableHandle | None = None
+        self._pre_hook_handle: torch.utils.hooks.RemovableHandle | None = None
         self._served_at_epoch_start = 0
-        self._pending_state: Optional[dict[str, Any]] = None
         self._schedule = ScheduleStretch()
 
     @property
@@ -172,7 +189,7 @@ class DynamicPruning(WeightedForwards, Callback):
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = trainer.datamodule
@@ -195,12 +212,10 @@ class DynamicPruning(WeightedForwards, Callback):
         self._losses = EpochLosses(self.adapter)
         self._schedule = ScheduleStretch()
         self.kept_per_epoch, self.presentations_per_epoch = [], []
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-            self._pending_state = None
+        self._apply_pending_state()
 
     @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         for handle in (self._hook_handle, self._pre_hook_handle):
@@ -213,7 +228,7 @@ class DynamicPruning(WeightedForwards, Callback):
         self._reset_step()
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         device = pl_module.device
         self._losses.start(len(self._scores), device)
         check_first_batch(trainer, pl_module, self.adapter, "DynamicPruning", needs_loss=True)
@@ -230,14 +245,14 @@ class DynamicPruning(WeightedForwards, Callback):
         self._odd_rows = None
 
     # Each epoch's choice ----------------------------------------------------------------------------
-    def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
+    def _epoch_subset(self, epoch: int) -> np.ndarray | None:
         """The original indices ``epoch`` presents (``None``: all); the data module's sampler asks for it."""
         trainer = self._datamodule.trainer
         if trainer is None or self not in trainer.callbacks:  # a later fit without this callback
             return None
         return self._decide(epoch)[1]
 
-    def _decide(self, epoch: int) -> tuple[int, Optional[np.ndarray], Optional[np.ndarray]]:
+    def _decide(self, epoch: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
         if self._decided is not None and self._decided[0] == epoch:
             return self._decided
         self._decided = None  # the previous epoch's subset and weights are not needed any more
@@ -250,16 +265,11 @@ class DynamicPruning(WeightedForwards, Callback):
         trainer = self._datamodule.trainer
         annealed = self.anneal_fraction > 0 and epoch >= self.first_anneal_epoch(trainer.max_epochs)
         rng = np.random.default_rng([self.seed, epoch])
-        keep = None
-        if self.rule == "seta":
-            step = None if annealed else epoch
-            keep, candidate_weights = seta_subset(
-                scores, self.prune_ratio, rng, step, self.num_groups, self.window_scale
-            )
-        elif not annealed:
-            keep, candidate_weights = infobatch_subset(scores, self.prune_ratio, rng)
+        keep, candidate_weights = RULES.get(self.rule)(
+            scores, self.prune_ratio, rng, None if annealed else epoch, **self.rule_options
+        )
         del scores
-        if keep is not None and not keep.all():
+        if not keep.all():
             subset = np.flatnonzero(keep) if candidates is None else np.asarray(candidates)[keep]
             if len(self._scores) < 2**31:
                 subset = subset.astype(np.int32)  # held through the epoch: half of numpy's int64
@@ -272,10 +282,10 @@ class DynamicPruning(WeightedForwards, Callback):
         return self._decided
 
     @override
-    def on_train_epoch_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._prepare_epoch(trainer, pl_module, epoch_start=True)
 
-    def _prepare_epoch(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", epoch_start: bool) -> None:
+    def _prepare_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch_start: bool) -> None:
         epoch = trainer.current_epoch
         _, _, weights = self._decide(epoch)
         self._weight = None if weights is None else torch.from_numpy(weights).to(pl_module.device)
@@ -288,7 +298,7 @@ class DynamicPruning(WeightedForwards, Callback):
         if self.stretch_step_schedules:
             self._schedule.set_lengths(trainer, full_batches=self._full_epoch_batches(trainer))
 
-    def _full_epoch_batches(self, trainer: "pl.Trainer") -> Optional[int]:
+    def _full_epoch_batches(self, trainer: pl.Trainer) -> int | None:
         """Training batches of this epoch had it presented the whole current training set."""
         loader = trainer.train_dataloader
         if loader is None or getattr(loader, "batch_size", None) is None:
@@ -300,7 +310,7 @@ class DynamicPruning(WeightedForwards, Callback):
     # Training presentations -----------------------------------------------------------------------
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self._prepared_epoch != trainer.current_epoch:  # resumed mid-epoch: no epoch-start hook ran
             self._prepare_epoch(trainer, pl_module, epoch_start=False)
@@ -317,7 +327,7 @@ class DynamicPruning(WeightedForwards, Callback):
 
     @override
     def on_train_batch_end(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", outputs: Any, batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         captured = self._end_step()
         self._losses.add(self._batch_index, captured, batch, outputs)
@@ -325,7 +335,7 @@ class DynamicPruning(WeightedForwards, Callback):
             self._schedule.after_batch(trainer, pl_module, batch_idx)
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._losses.flush()
         _, subset, _ = self._decide(trainer.current_epoch)  # before the merge changes the scores it is made from
         merged = merge_seen(self._losses.values, trainer_sync_min(trainer))
@@ -343,7 +353,7 @@ class DynamicPruning(WeightedForwards, Callback):
         self.kept_per_epoch.append(self._num_candidates if subset is None else len(subset))
         self.presentations_per_epoch.append(int(served.item()))
         # the figures are global already (merged above): logged once, from rank 0
-        log = dict(on_epoch=True, rank_zero_only=True)
+        log = {"on_epoch": True, "rank_zero_only": True}
         pl_module.log("dynamic_pruning/presentations", float(self.presentations_per_epoch[-1]), **log)
         pl_module.log("dynamic_pruning/kept_fraction", self.kept_per_epoch[-1] / self._num_candidates, **log)
 
@@ -365,16 +375,35 @@ class DynamicPruning(WeightedForwards, Callback):
             "epoch": self._prepared_epoch,
             "served_this_epoch": int(served),
             "schedule": self._schedule.state_dict(),
+            "arguments": self.arguments,
         }
 
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """The arguments that decide each epoch's examples (saved in checkpoints, compared when resuming)."""
+        return {"rule": self.rule, "prune_ratio": self.prune_ratio, "anneal_fraction": self.anneal_fraction,
+                "seed": self.seed, "rule_options": self.rule_options}
+
     @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self._scores is not None:
-            self._apply_state(state_dict)
-        else:  # restored before `setup` knew the dataset's size: apply it there
-            self._pending_state = state_dict
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        # a state saved under another `state_key` (other arguments) would be silently left out: refused here
+        if self.state_key in (checkpoint.get("callbacks") or {}):
+            return
+        for key, state in states_of(checkpoint, "DynamicPruning", self.state_key).items():
+            self._check_arguments(saved_arguments(key, state))
+
+    def _check_arguments(self, saved: Mapping[str, Any] | None) -> None:
+        changed = changed_arguments(saved or {}, self.arguments)
+        if changed:
+            raise refusal("DynamicPruning", changed, "The checkpoint's epochs chose their examples with its arguments.")
+
+    def _state_built(self) -> bool:
+        return self._scores is not None
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
+        self._check_arguments(state_dict.get("arguments"))
         scores = state_dict.get("scores")
         if scores is not None:
             if len(scores) != len(self._scores):

@@ -1,16 +1,38 @@
-"""Dynamic pruning's per-epoch choices as pure functions of the scores (the rules of ``DynamicPruning``).
+"""Dynamic pruning's per-epoch choices as pure functions of the scores: the rules ``DynamicPruning(rule=...)``
+picks by name.
 
-Each rule returns ``(keep, weights)`` over the candidate examples: a boolean mask of the examples the
-epoch presents and each one's gradient weight. Scores are each example's loss at its last presentation,
-NaN for one never presented. Random draws come from the generator passed in, never NumPy's global one.
+A rule is ``rule(scores, prune_ratio, rng, step, **options) -> (keep, weights)`` over the candidate examples: a
+boolean mask of the examples the epoch presents and each one's gradient weight. Scores are each example's loss at
+its last presentation, NaN for one never presented. ``step`` is the pruning epoch (0 first), ``None`` for an
+annealing epoch (the last ``anneal_fraction`` of the run). Random draws come from the generator passed in, never
+NumPy's global one. A new rule is one function registered with :func:`register_rule`, plus its test; its keyword
+options come from ``DynamicPruning(rule_options=...)`` (``seta``'s also from ``num_groups`` and ``window_scale``).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import numpy as np
+
+from datadiet.registry import Registry
+
+#: ``(scores, prune_ratio, rng, step, **options) -> (keep, weights)``.
+Rule = Callable[..., tuple[np.ndarray, np.ndarray]]
+
+RULES: Registry[Rule] = Registry("dynamic-pruning rule")
+
+
+def register_rule(name: str) -> Callable[[Rule], Rule]:
+    """Registers a dynamic-pruning rule under ``name`` (see the module docstring for the contract)."""
+    return RULES.register(name)
+
+
+def list_rules() -> list[str]:
+    """The registered dynamic-pruning rules' names."""
+    return RULES.names()
 
 
 def _count(fraction: float, total: int) -> int:
@@ -18,8 +40,9 @@ def _count(fraction: float, total: int) -> int:
     return math.floor(round(fraction * total, 6))
 
 
+@register_rule("infobatch")
 def infobatch_subset(
-    scores: np.ndarray, prune_ratio: float, rng: np.random.Generator
+    scores: np.ndarray, prune_ratio: float, rng: np.random.Generator, step: int | None = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """InfoBatch (Qin et al., ICLR 2024): skip a random share of the below-mean examples, re-weight the rest.
 
@@ -27,15 +50,18 @@ def infobatch_subset(
         scores: each example's loss at its last presentation; NaN for an example never presented.
         prune_ratio: share ``r`` of the below-mean examples to skip, in [0, 1).
         rng: draws the skipped examples.
+        step: ``None`` for an annealing epoch: every example, weight 1 (InfoBatch's annealing).
 
     Returns:
         ``(keep, weights)``: a boolean mask, and ``1 / (1 - r)`` for the kept below-mean examples, 1 elsewhere.
         Of the ``n`` examples whose score is below the mean of the presented ones, ``⌊(1 - r)·n⌋`` are kept
         (InfoBatch's count); examples never presented are always kept.
     """
+    if step is None or prune_ratio == 0:
+        return np.ones(len(scores), dtype=bool), np.ones(len(scores), dtype=np.float32)
     seen = np.isnan(scores)
     np.logical_not(seen, out=seen)
-    if prune_ratio == 0 or not seen.any():
+    if not seen.any():
         return np.ones(len(scores), dtype=bool), np.ones(len(scores), dtype=np.float32)
     # every example seen (all epochs after the first): the mean of the array itself, no copy of it
     mean = (scores if seen.all() else scores[seen]).mean()
@@ -53,11 +79,12 @@ def infobatch_subset(
     return keep, weights
 
 
+@register_rule("seta")
 def seta_subset(
     scores: np.ndarray,
     prune_ratio: float,
     rng: np.random.Generator,
-    step: int,
+    step: int | None,
     num_groups: int = 5,
     window_scale: float = 0.9,
 ) -> tuple[np.ndarray, np.ndarray]:

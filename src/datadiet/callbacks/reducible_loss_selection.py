@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -17,16 +18,17 @@ from torch import Tensor
 from typing_extensions import override
 
 from datadiet.adapter import Adapter
+from datadiet.callbacks._deferred_state import DeferredState
 from datadiet.callbacks.batch_rows import take_rows
 from datadiet.callbacks.dynamic_pruning import DynamicPruning
 from datadiet.compute import ComputeAccount
 from datadiet.scores.rho_loss import IrreducibleLosses
 
 SELECTION_MODES = ("train", "eval")
-IrreducibleSource = Union[IrreducibleLosses, np.ndarray, Tensor, str, os.PathLike]
+IrreducibleSource = IrreducibleLosses | np.ndarray | Tensor | str | os.PathLike
 
 
-class ReducibleLossSelection(Callback):
+class ReducibleLossSelection(DeferredState, Callback):
     r"""Online RHO-LOSS (Mindermann et al., ICML 2022): each step trains on the points of a large batch that are
     learnable, worth learning and not yet learnt.
 
@@ -89,8 +91,8 @@ class ReducibleLossSelection(Callback):
         irreducible_losses: IrreducibleSource,
         selected_fraction: float = 0.1,
         selection_mode: str = "train",
-        adapter: Optional[Adapter] = None,
-        batch_subset_fn: Optional[Callable[[Any, Tensor], Any]] = None,
+        adapter: Adapter | None = None,
+        batch_subset_fn: Callable[[Any, Tensor], Any] | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(selected_fraction, (int, float)) or isinstance(selected_fraction, bool) or not (
@@ -116,17 +118,16 @@ class ReducibleLossSelection(Callback):
         self.scored_per_epoch: list[int] = []
         #: Examples trained on (handed to ``training_step``) per epoch, all ranks together.
         self.presentations_per_epoch: list[int] = []
-        self._times_selected: Optional[Tensor] = None  # this epoch's selections on this rank, by original index
+        self._times_selected: Tensor | None = None  # this epoch's selections on this rank, by original index
         self._selected_before = np.zeros(0, dtype=np.int64)  # all ranks, the epochs before this one
         self._counts = np.zeros(2, dtype=np.int64)  # this epoch on this rank: scored, presented
-        self._device_losses: Optional[Tensor] = None
+        self._device_losses: Tensor | None = None
         self._datamodule: Any = None
-        self._trainer: Optional[pl.Trainer] = None
-        self._candidates: Optional[tuple[Optional[np.ndarray], np.ndarray]] = None  # (kept subset, candidates)
-        self._restored_partial: Optional[Tensor] = None
+        self._trainer: pl.Trainer | None = None
+        self._candidates: tuple[np.ndarray | None, np.ndarray] | None = None  # (kept subset, candidates)
+        self._restored_partial: Tensor | None = None
         self._selected_this_step = False
         self._checked_shapes = False
-        self._pending_state: Optional[dict[str, Any]] = None
 
     @property
     @override
@@ -174,7 +175,7 @@ class ReducibleLossSelection(Callback):
 
     # Setup ----------------------------------------------------------------------------------------
     @override
-    def setup(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
         datamodule = trainer.datamodule
@@ -194,7 +195,9 @@ class ReducibleLossSelection(Callback):
             raise ValueError("every irreducible loss is NaN: no example can be selected")
         excluded = int(np.isnan(self._irreducible).sum())
         if excluded:
-            rank_zero_info(f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on")
+            rank_zero_info(
+                f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on"
+            )
             datamodule.epoch_subset_fn = self._epoch_subset
         self._datamodule, self._trainer = datamodule, trainer
         datamodule.train_batch_fn = self._select
@@ -202,12 +205,10 @@ class ReducibleLossSelection(Callback):
         self._selected_before = np.zeros(len(self._irreducible), dtype=np.int64)
         self._counts[:] = 0
         self._candidates = None
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-            self._pending_state = None
+        self._apply_pending_state()
 
     @override
-    def teardown(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", stage: str) -> None:
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit" or self._datamodule is None:
             return
         if self._datamodule.train_batch_fn == self._select:  # a later Trainer without this callback trains on all
@@ -217,7 +218,7 @@ class ReducibleLossSelection(Callback):
         self._device_losses = self._times_selected = None
 
     @override
-    def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._device_losses = torch.from_numpy(self._irreducible).to(pl_module.device, torch.float32)
         self._times_selected = torch.zeros(len(self._irreducible), dtype=torch.int64, device=pl_module.device)
         if self._restored_partial is not None:  # resumed mid-epoch: this rank's selections of the epoch so far
@@ -225,7 +226,7 @@ class ReducibleLossSelection(Callback):
             self._restored_partial = None
         self._checked_shapes = False
 
-    def _epoch_subset(self, epoch: int) -> Optional[np.ndarray]:
+    def _epoch_subset(self, epoch: int) -> np.ndarray | None:
         """The examples with an irreducible loss, within the data module's kept subset."""
         kept = self._datamodule.kept_indices
         if self._candidates is None or self._candidates[0] is not kept:  # the same array: asked twice per epoch
@@ -292,7 +293,7 @@ class ReducibleLossSelection(Callback):
         self._counts += (scored, count)
 
     @contextmanager
-    def _scoring_mode(self, pl_module: "pl.LightningModule") -> Iterator[None]:
+    def _scoring_mode(self, pl_module: pl.LightningModule) -> Iterator[None]:
         was_training = pl_module.training
         if self.selection_mode == "eval":
             pl_module.eval()
@@ -303,7 +304,7 @@ class ReducibleLossSelection(Callback):
 
     @override
     def on_train_batch_start(
-        self, trainer: "pl.Trainer", pl_module: "pl.LightningModule", batch: Any, batch_idx: int
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if not self._selected_this_step:
             raise RuntimeError(
@@ -314,7 +315,7 @@ class ReducibleLossSelection(Callback):
         self._selected_this_step = False
 
     @override
-    def on_train_epoch_end(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         counts = torch.from_numpy(self._counts.copy()).to(pl_module.device)
         selected = self._times_selected
         if trainer.world_size > 1:
@@ -326,7 +327,7 @@ class ReducibleLossSelection(Callback):
         self._selected_before = self._selected_before + selected.cpu().numpy()
         self._times_selected.zero_()
         self._counts[:] = 0
-        log = dict(on_epoch=True, rank_zero_only=True)  # global figures already: logged once
+        log = {"on_epoch": True, "rank_zero_only": True}  # global figures already: logged once
         pl_module.log("rho_loss/presentations", float(presented), **log)
         pl_module.log("rho_loss/scored", float(scored), **log)
 
@@ -345,12 +346,9 @@ class ReducibleLossSelection(Callback):
             "saved_by_rank": rank,
         }
 
-    @override
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self._datamodule is not None:
-            self._apply_state(state_dict)
-        else:  # restored before `setup` knew the data module: apply it there
-            self._pending_state = state_dict
+    def _state_built(self) -> bool:
+        return self._datamodule is not None
+
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         digest = state_dict.get("irreducible_sha1", self._digest)

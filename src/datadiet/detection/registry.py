@@ -11,7 +11,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from datadiet._io import atomic_write_text
+from datadiet.files import atomic_write_text
 from datadiet.registry import Registry
 
 #: A detector maps (labels (N,), probabilities (N, K)) to a boolean mask of likely label errors.

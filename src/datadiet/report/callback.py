@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from typing_extensions import override
 
-from datadiet._io import atomic_write_json
+from datadiet.files import atomic_write_json
 from datadiet.report.scaling import (
     FAILURE_FILE,
     MixedSweepError,

@@ -208,6 +208,12 @@ class PrototypeDistance(EvalPassScore):
             )
         self.embeddings[original_index] = embedding.to(self.embeddings.device)
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # the embeddings' state exists once the first batch gave their dimension: a restored one brings it
+        if "embeddings" in state and "embeddings" not in self._state_names:
+            self.add_state("embeddings", torch.full(tuple(state["embeddings"].shape), float("nan"), device=self.device))
+        super().load_state_dict(state)
+
     def end_scoring(self, sync_min: SyncMin = single_process) -> None:
         if "embeddings" in self._state_names:
             self.embeddings = merge_seen(self.embeddings, sync_min)

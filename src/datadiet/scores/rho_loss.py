@@ -36,9 +36,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.adapter import Adapter
 from datadiet.compute import forward_flops_per_example
+from datadiet.files import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.scores import functional as F
 from datadiet.scores.base import EvalPassScore
 from datadiet.scores.context import ScoreContext

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def noisy_keep_fraction(keep_fraction: float, max_epochs: int, after_epochs: int
     return ((max_epochs - after_epochs) * keep_fraction - extra_epochs - scoring) / remaining
 
 
-def affordable_extra_epochs(keep_fraction: float, max_epochs: Optional[int], after_epochs: int, extra_epochs: int) -> int:
+def affordable_extra_epochs(keep_fraction: float, max_epochs: int | None, after_epochs: int, extra_epochs: int) -> int:
     """The most extra epochs, up to ``extra_epochs``, that leave an epoch to train and cost at most half the kept
     set (``k' >= k / 2``); 0 when ``max_epochs`` is unknown."""
     if max_epochs is None or max_epochs < 0:
@@ -102,13 +102,15 @@ class NoiseDecision:
         return self.after_epochs + (self.extra_epochs if self.noisy else 0)
 
     @classmethod
-    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: Optional[int],
-             after_epochs: int, extra_epochs: int) -> "NoiseDecision":
+    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: int | None,
+             after_epochs: int, extra_epochs: int) -> NoiseDecision:
         noisy = estimate > threshold
         extra = affordable_extra_epochs(keep_fraction, max_epochs, after_epochs, extra_epochs) if noisy else 0
         return cls(
             estimate=float(estimate), threshold=threshold, after_epochs=after_epochs, extra_epochs=extra,
-            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra) if extra else keep_fraction,
+            keep_fraction=(
+                noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra) if extra else keep_fraction
+            ),
             planned_keep_fraction=keep_fraction, asked_extra_epochs=extra_epochs,
         )
 
@@ -116,7 +118,7 @@ class NoiseDecision:
         return {**asdict(self), "noisy": self.noisy}
 
     @classmethod
-    def from_dict(cls, state: dict[str, Any]) -> "NoiseDecision":
+    def from_dict(cls, state: dict[str, Any]) -> NoiseDecision:
         return cls(**{key: state[key] for key in cls.__dataclass_fields__ if key in state})
 
     def describe(self) -> str:
@@ -135,7 +137,7 @@ class NoiseDecision:
                 f"{self.planned_keep_fraction:.0%} to stay at the planned compute")
 
 
-def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_scores: bool) -> bool:
+def auto_detector_applies(trainer: Any, pl_module: Any, scorer: Any, needs_scores: bool) -> bool:
     """Whether ``auto``'s detector can read this model's outputs (one forward of the first examples). Per-token
     labels (a language model) have no example label to flag: ``auto`` then drops the detector and prunes as
     ``mislabelled=None`` (said in the log); a score-free strategy would have nothing left to score with, so the
@@ -144,15 +146,15 @@ def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_s
 
     from datadiet.callbacks._checks import check_first_batch
 
-    detector = difficulty.scores.get("label_issue")
+    detector = scorer.scores.get("label_issue")
     if detector is None:
         return False
     try:
-        check_first_batch(trainer, pl_module, difficulty.adapter, "PruneDuringFit(mislabelled='auto')", [detector])
+        check_first_batch(trainer, pl_module, scorer.adapter, "PruneDuringFit(mislabelled='auto')", [detector])
     except ValueError as error:
         if not needs_scores:
             raise
-        del difficulty.scores["label_issue"]  # this fit only: `setup` builds the scores anew
+        scorer.drop("label_issue")  # this fit only: `setup` builds the scores anew
         rank_zero_info(f"PruneDuringFit(mislabelled='auto'): no mislabel detection here ({error}); pruning as "
                        "with mislabelled=None")
         return False
@@ -174,7 +176,7 @@ def rescored_table(first: ScoreTable, second: ScoreTable, prune_epoch: int) -> S
     )
 
 
-def table_state(table: Optional[ScoreTable]) -> Optional[dict[str, Any]]:
+def table_state(table: ScoreTable | None) -> dict[str, Any] | None:
     """A score table as tensors and plain values, for a checkpoint."""
     import torch
 
@@ -183,13 +185,16 @@ def table_state(table: Optional[ScoreTable]) -> Optional[dict[str, Any]]:
     return {
         "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
         "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
-        "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
+        "labels": (
+            None if table.labels is None or table.labels.dtype.kind not in "biuf"
+            else torch.from_numpy(np.array(table.labels))
+        ),
         "columns": {name: torch.from_numpy(np.array(values)) for name, values in table.columns.items()},
         "metadata": dict(table.metadata),
     }
 
 
-def table_from_state(saved: Optional[dict[str, Any]]) -> Optional[ScoreTable]:
+def table_from_state(saved: dict[str, Any] | None) -> ScoreTable | None:
     """The inverse of :func:`table_state` (checkpoints from before ``labels`` and ``columns`` were saved too)."""
     if saved is None:
         return None

@@ -48,6 +48,8 @@ class Scorer(DeferredState):
 
     Example::
 
+        from lightning.pytorch import Callback
+
         class EL2NEachEpoch(Callback):  # the model's EL2N after every epoch, through the same public surface
             def __init__(self):
                 self.scorer, self.tables = Scorer(["el2n"]), []
@@ -60,6 +62,10 @@ class Scorer(DeferredState):
 
             def on_train_epoch_end(self, trainer, pl_module):
                 self.tables.append(self.scorer.score(trainer, pl_module, eval_only=True))
+
+        each_epoch = EL2NEachEpoch()
+        Trainer(max_epochs=2, callbacks=[each_epoch]).fit(model, datamodule=PruningDataModule(train_set, batch_size=64))
+        each_epoch.tables[-1]["el2n"]   # every example's EL2N after the second epoch
     """
 
     def __init__(

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datadiet.data.epoch_sampler import EpochSampler
 from datadiet.data.indexed import IndexedCollate, IndexedDataset
+from datadiet.data.streams import IndexedStream, StreamLoader
 
 #: DataLoader arguments ``loader_options`` may set (the others have their own constructor argument).
 LOADER_OPTIONS = (
@@ -159,7 +160,8 @@ class PrunedSubsetLoaders:
     num_examples: int
     epoch_subset_fn: Optional[Callable[[int], Optional[np.ndarray]]]
     _epoch_positions_cache: Optional[tuple[np.ndarray, np.ndarray]]
-    _indexed_train: IndexedDataset
+    _indexed_train: Union[IndexedDataset, IndexedStream]
+    _stream: Optional[IndexedStream]
     _wrapped: Optional[pl.LightningDataModule]
 
     def _current_train_set(self) -> Dataset:
@@ -174,11 +176,14 @@ class PrunedSubsetLoaders:
         ``DistributedSampler`` of one replica, with the epoch read from the ``Trainer``, since Lightning
         creates a resumed run's first iterator (which workers draw from at once) before it calls
         ``set_epoch`` — so a run resumed from a checkpoint sees the same batches as an uninterrupted one,
-        with or without workers. Under DDP Lightning injects its own
+        with or without workers. A stream is read in its own order, the examples not kept this epoch
+        skipped before collation (see :class:`~datadiet.data.streams.StreamLoader`). Under DDP Lightning injects its own
         ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
         ``generator``, whose seed is then used on every rank. ``sample_weights`` are drawn from by
         (seed, epoch) the same way, over the kept examples only.
         """
+        if self._stream is not None:
+            return self._stream_loader(self.batch_size, self._stream_epoch_kept, self.drop_last, self._trainer_epoch)
         dataset = self._current_train_set()
         options = dict(self.loader_options)
         options.setdefault("persistent_workers", self.num_workers > 0)
@@ -225,6 +230,32 @@ class PrunedSubsetLoaders:
             **options,
         )
 
+    def _trainer_epoch(self) -> Optional[int]:
+        return None if self.trainer is None else int(self.trainer.current_epoch)
+
+    def _stream_epoch_kept(self, epoch: int) -> Optional[np.ndarray]:
+        """Original indices a stream's ``epoch`` presents: ``epoch_subset_fn``'s (inside a Trainer), else the kept set."""
+        subset = None
+        if self.epoch_subset_fn is not None and self.trainer is not None and epoch >= 0:
+            subset = self.epoch_subset_fn(epoch)
+        return self.kept_indices if subset is None else subset
+
+    def _stream_loader(
+        self, batch_size: int, kept_fn: Callable[[int], Optional[np.ndarray]], drop_last: bool, epoch_fn: Callable
+    ) -> DataLoader:
+        assert self._stream is not None
+        return StreamLoader(
+            self._stream,
+            kept_fn,
+            epoch_fn,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=IndexedCollate(self.collate_fn),
+            **{**self.loader_options, "persistent_workers": False},
+        )
+
     def _epoch_positions(self, epoch: int) -> Optional[np.ndarray]:
         """Positions in the current training set of the examples ``epoch_subset_fn`` picks for ``epoch``."""
         subset = None if self.epoch_subset_fn is None else self.epoch_subset_fn(epoch)
@@ -254,8 +285,13 @@ class PrunedSubsetLoaders:
     ) -> DataLoader:
         """The current training set in order, unshuffled, with indices: the eval-mode scoring pass.
 
-        With ``num_replicas > 1`` each rank reads its ``DistributedSampler`` share (padded, unshuffled).
+        With ``num_replicas > 1`` each rank reads its ``DistributedSampler`` share (padded, unshuffled). A
+        stream is read in its own order (under DDP, each rank its own shard), the kept examples only.
         """
+        if self._stream is not None:
+            return self._stream_loader(
+                batch_size or self.eval_batch_size, lambda epoch: self.kept_indices, False, lambda: None
+            )
         dataset = self._current_train_set()
         sampler = None
         if num_replicas > 1:  # DistributedSampler's unshuffled shards, handed out without a list of N indices

@@ -1,0 +1,249 @@
+"""Streams: a litdata StreamingDataset and a plain IterableDataset, read in their own order and pruned by a
+filter; no item is read by integer index, only kept examples reach ``training_step``, and the statistics are
+those of the same data served map-style (and of an EL2N recomputed by hand)."""
+
+import copy
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
+
+from datadiet import DifficultyCallback, DynamicPruning, PruneDuringFit, PruningDataModule
+
+from _modules import LitClassifier, quiet_trainer
+from _reference import softmax
+
+litdata = pytest.importorskip("litdata")
+
+N, D, K = 240, 5, 3
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, D)).astype(np.float32)
+    y = (x[:, :K].argmax(axis=1) + (rng.random(N) < 0.25) * rng.integers(1, K, size=N)) % K
+    return torch.tensor(x), torch.tensor(y, dtype=torch.long)
+
+
+def _item(i):
+    x, y = data()
+    return x[i], int(y[i])
+
+
+@pytest.fixture(scope="module")
+def litdata_dir(tmp_path_factory):
+    """A litdata dataset of the N (x, y) items, in chunks of 40 (optimized once per module)."""
+    out = tmp_path_factory.mktemp("litdata") / "optimized"
+    before = multiprocessing.get_start_method(allow_none=True)
+    litdata.optimize(
+        fn=_item, inputs=list(range(N)), output_dir=str(out), chunk_size=40, num_workers=1, start_method="fork",
+        verbose=False,
+    )
+    multiprocessing.set_start_method(before, force=True)  # optimize sets it for the whole process
+    return str(out)
+
+
+class CountedStreamingDataset(litdata.StreamingDataset):
+    """Counts reads by integer index (random access) and reads by litdata's own ChunkedIndex (streaming)."""
+
+    int_reads = 0
+    chunked_reads = 0
+
+    def __getitem__(self, index):
+        if isinstance(index, int):
+            type(self).int_reads += 1
+        else:
+            type(self).chunked_reads += 1
+        return super().__getitem__(index)
+
+
+class DictStream(IterableDataset):
+    """A plain stream of dict items carrying their index, in a fixed (non-identity) order, sharded by worker."""
+
+    def __init__(self, order, x, y, with_len=False):
+        self.order, self.x, self.y = list(order), x, y
+        if with_len:
+            self.__class__ = DictStreamWithLen
+
+    def __iter__(self):
+        info = get_worker_info()
+        share = self.order if info is None else self.order[info.id :: info.num_workers]
+        for i in share:
+            yield {"index": i, "x": self.x[i], "y": self.y[i]}
+
+
+class DictStreamWithLen(DictStream):
+    def __len__(self):
+        return len(self.order)
+
+
+class DictClassifier(LitClassifier):
+    def forward(self, x):
+        return self.model(x["x"] if isinstance(x, dict) else x)
+
+    def training_step(self, batch, batch_idx):
+        assert set(batch) == {"index", "x", "y"} and batch["x"].shape[1:] == (D,)
+        return super().training_step((batch["x"], batch["y"]), batch_idx)
+
+
+class Record(Callback):
+    """Test-owned: the original indices presented each epoch, the batch shapes, the weights at each epoch end."""
+
+    def __init__(self):
+        self.presented, self.weights, self.shapes = {}, {}, set()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        index = trainer.datamodule.batch_original_index
+        self.presented.setdefault(trainer.current_epoch, []).extend(index.tolist())
+        x = batch["x"] if isinstance(batch, dict) else batch[0]
+        self.shapes.add(tuple(x.shape[1:]))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.weights[trainer.current_epoch] = copy.deepcopy(pl_module.state_dict())
+
+
+def reference_el2n(state, x, y):
+    weight, bias = state["model.weight"].double().numpy(), state["model.bias"].double().numpy()
+    z = x.double().numpy() @ weight.T + bias
+    return np.linalg.norm(softmax(z) - np.eye(K)[y.numpy()], axis=1)
+
+
+def fit(dm, callbacks, epochs, model_cls=LitClassifier):
+    torch.manual_seed(0)
+    record = Record()
+    model = model_cls(nn.Linear(D, K), lr=0.5)
+    quiet_trainer(max_epochs=epochs, callbacks=[record, *callbacks]).fit(model, datamodule=dm)
+    return record
+
+
+def test_litdata_prune_during_fit_streams_and_trains_on_the_kept_examples_only(litdata_dir):
+    x, y = data()
+    CountedStreamingDataset.int_reads = CountedStreamingDataset.chunked_reads = 0
+    dm = PruningDataModule(CountedStreamingDataset(litdata_dir), batch_size=32, num_workers=2)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.4, seed=1)
+    record = fit(dm, [prune], epochs=3)
+    assert CountedStreamingDataset.int_reads == 0  # workers are other processes: the main process read none
+    kept = prune.kept_indices
+    assert len(kept) == int(0.4 * N)
+    assert sorted(record.presented[0]) == list(range(N))
+    for epoch in (1, 2):  # every kept example once, nothing else
+        assert sorted(record.presented[epoch]) == kept.tolist()
+    assert record.shapes == {(D,)}
+    # the kept set is the hardest 40 % by EL2N of the model after epoch 0, recomputed by hand
+    scores = reference_el2n(record.weights[0], x, y)
+    assert set(kept.tolist()) == set(np.argsort(-scores, kind="stable")[: len(kept)].tolist())
+
+
+def test_litdata_reads_only_through_the_stream_in_process(litdata_dir, monkeypatch):
+    """With num_workers=0 the counters see every read: all by ChunkedIndex, none by integer."""
+    CountedStreamingDataset.int_reads = CountedStreamingDataset.chunked_reads = 0
+    dm = PruningDataModule(CountedStreamingDataset(litdata_dir), batch_size=32)
+    difficulty = DifficultyCallback(scores=("el2n", "forgetting"))
+    fit(dm, [difficulty], epochs=2)
+    assert CountedStreamingDataset.int_reads == 0
+    assert CountedStreamingDataset.chunked_reads >= 3 * N  # two epochs and the scoring pass
+
+
+def test_scores_equal_the_map_style_run(litdata_dir):
+    """Same items, same order (no shuffling), same init: the same scores; EL2N also checked by hand."""
+    x, y = data()
+    tables = []
+    for train_set in (litdata.StreamingDataset(litdata_dir), TensorDataset(x, y)):
+        difficulty = DifficultyCallback(scores=("el2n", "forgetting", "aum"))
+        dm = PruningDataModule(train_set, batch_size=32, shuffle=None if isinstance(train_set, IterableDataset) else False)
+        record = fit(dm, [difficulty], epochs=2)
+        tables.append(difficulty.score_table)
+    stream, mapped = tables
+    for name in ("el2n", "forgetting", "aum"):
+        np.testing.assert_allclose(stream[name], mapped[name], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(stream["el2n"], reference_el2n(record.weights[1], x, y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(stream.labels, y.numpy())
+
+
+def test_dm_prune_on_a_plain_stream_with_workers():
+    x, y = data()
+    order = np.random.default_rng(5).permutation(N).tolist()
+    dm = PruningDataModule(DictStream(order, x, y), batch_size=16, num_workers=2, index_key="index", num_examples=N)
+    kept = dm.prune(np.arange(N, dtype=float), keep_fraction=0.25)  # the hardest: the largest indices
+    np.testing.assert_array_equal(kept, np.arange(N - N // 4, N))
+    record = fit(dm, [], epochs=2, model_cls=DictClassifier)
+    for epoch in (0, 1):
+        assert sorted(record.presented[epoch]) == kept.tolist()
+
+
+def test_dynamic_pruning_kept_sets_equal_the_map_style_run(litdata_dir):
+    x, y = data()
+    presented = []
+    for train_set in (litdata.StreamingDataset(litdata_dir), TensorDataset(x, y)):
+        dynamic = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=2)
+        dm = PruningDataModule(train_set, batch_size=32, shuffle=None if isinstance(train_set, IterableDataset) else False)
+        presented.append(fit(dm, [dynamic], epochs=3).presented)
+    stream, mapped = presented
+    assert {e: sorted(v) for e, v in stream.items()} == {e: sorted(v) for e, v in mapped.items()}
+    assert len(stream[2]) < N
+
+
+def test_plain_stream_with_len_through_prune_during_fit_and_scoring():
+    x, y = data()
+    stream = DictStream(range(N), x, y, with_len=True)
+    dm = PruningDataModule(stream, batch_size=32, index_key="index", num_examples=N)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    record = fit(dm, [prune], epochs=2, model_cls=DictClassifier)
+    assert sorted(record.presented[1]) == prune.kept_indices.tolist()
+    np.testing.assert_allclose(prune.score_table["el2n"], reference_el2n(record.weights[0], x, y), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_streams_are_refused_in_one_line():
+    x, y = data()
+    with pytest.raises(ValueError, match="index_key=.*index_fn="):
+        PruningDataModule(DictStream(range(N), x, y))
+    with pytest.raises(ValueError, match="num_examples"):
+        PruningDataModule(DictStream(range(N), x, y), index_key="index")
+    with pytest.raises(ValueError, match="sample_weights"):
+        PruningDataModule(DictStream(range(N), x, y), index_key="index", num_examples=N, sample_weights=np.ones(N))
+    with pytest.raises(ValueError, match="shuffle=True"):
+        PruningDataModule(DictStream(range(N), x, y), index_key="index", num_examples=N, shuffle=True)
+    too_small = PruningDataModule(DictStream(range(N), x, y), index_key="index", num_examples=N - 1)
+    with pytest.raises(ValueError, match=f"original index {N - 1}, outside"):
+        list(too_small.train_dataloader())
+    twice = PruningDataModule(DictStream([0, 1, 2, 1], x, y), index_key="index", num_examples=N)
+    with pytest.raises(ValueError, match="original index 1 twice"):
+        list(twice.train_dataloader())
+
+
+class _UnshardedStream(DictStream):
+    def __iter__(self):
+        for i in self.order:
+            yield {"index": i, "x": self.x[i], "y": self.y[i]}
+
+
+def test_an_unsharded_stream_under_workers_is_refused():
+    x, y = data()
+    dm = PruningDataModule(_UnshardedStream(range(20), x, y), batch_size=4, num_workers=2, index_key="index", num_examples=N)
+    with pytest.raises(ValueError, match="came twice in one epoch"):
+        list(dm.train_dataloader())
+
+
+class _StreamDataModule(__import__("lightning").LightningDataModule):
+    def __init__(self, loader):
+        super().__init__()
+        self.loader = loader
+
+    def train_dataloader(self):
+        return self.loader
+
+
+def test_from_datamodule_wraps_a_streaming_loader(litdata_dir):
+    loader = litdata.StreamingDataLoader(litdata.StreamingDataset(litdata_dir), batch_size=20)
+    dm = PruningDataModule.from_datamodule(_StreamDataModule(loader))
+    assert dm.is_stream and dm.num_examples == N and dm.batch_size == 20
+    x, y = data()
+    plain = _StreamDataModule(DataLoader(DictStream(range(N), x, y), batch_size=8))
+    with pytest.raises(TypeError, match="index_key=.*num_examples="):
+        PruningDataModule.from_datamodule(plain)
+    wrapped = PruningDataModule.from_datamodule(plain, index_key="index", num_examples=N)
+    assert [len(b.original_index) for b in wrapped.train_dataloader()][:2] == [8, 8]

@@ -116,6 +116,12 @@ class _WeightedSubsetSampler(Sampler[int]):
         return (index for start in range(0, len(drawn), 1 << 16) for index in drawn[start : start + (1 << 16)].tolist())
 
 
+def _any_rank(trainer: pl.Trainer, has_batch: bool) -> bool:
+    """Whether any rank has a batch (a ``max`` over the ranks, through the strategy)."""
+    flag = torch.tensor(float(has_batch), device=trainer.strategy.root_device)
+    return bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
+
+
 def _injects_distributed_sampler(trainer: pl.Trainer) -> bool:
     """Whether Lightning would put a ``DistributedSampler`` on the training loader (``use_distributed_sampler``)."""
     return bool(getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", True))
@@ -177,20 +183,25 @@ class PrunedSubsetLoaders:
         creates a resumed run's first iterator (which workers draw from at once) before it calls
         ``set_epoch`` — so a run resumed from a checkpoint sees the same batches as an uninterrupted one,
         with or without workers. A stream is read in its own order, the examples not kept this epoch
-        skipped before collation (see :class:`~datadiet.data.streams.StreamLoader`). Under DDP Lightning injects its own
-        ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
+        skipped before collation (see :class:`~datadiet.data.streams.StreamLoader`). Under DDP Lightning
+        injects its own ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
         ``generator``, whose seed is then used on every rank. ``sample_weights`` are drawn from by
         (seed, epoch) the same way, over the kept examples only.
         """
+        trainer = self.trainer
         if self._stream is not None:
-            return self._stream_loader(self.batch_size, self._stream_epoch_kept, self.drop_last, self._trainer_epoch)
+            any_rank = None
+            if trainer is not None and trainer.world_size > 1:
+                any_rank = functools.partial(_any_rank, trainer)
+            return self._stream_loader(
+                self.batch_size, self._stream_epoch_kept, self.drop_last, self._trainer_epoch, any_rank
+            )
         dataset = self._current_train_set()
         options = dict(self.loader_options)
         options.setdefault("persistent_workers", self.num_workers > 0)
         generator = options.get("generator")
         # the seed Lightning gives its DistributedSampler, unless the user's loader had its own generator
         seed = generator.initial_seed() if generator is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        trainer = self.trainer
         epoch_subsets = self.epoch_subset_fn is not None and trainer is not None
         if epoch_subsets and self.sample_weights is not None:
             raise ValueError(
@@ -241,13 +252,19 @@ class PrunedSubsetLoaders:
         return self.kept_indices if subset is None else subset
 
     def _stream_loader(
-        self, batch_size: int, kept_fn: Callable[[int], Optional[np.ndarray]], drop_last: bool, epoch_fn: Callable
+        self,
+        batch_size: int,
+        kept_fn: Callable[[int], Optional[np.ndarray]],
+        drop_last: bool,
+        epoch_fn: Callable,
+        any_rank_fn: Optional[Callable[[bool], bool]] = None,
     ) -> DataLoader:
         assert self._stream is not None
         return StreamLoader(
             self._stream,
             kept_fn,
             epoch_fn,
+            any_rank_fn,
             batch_size=batch_size,
             drop_last=drop_last,
             num_workers=self.num_workers,

@@ -72,6 +72,10 @@ class IndexedStream(IterableDataset):
             self.kept_bits = np.packbits(mask)
         if epoch is not None and hasattr(self.stream, "set_epoch"):
             self.stream.set_epoch(epoch + 1)  # litdata counts epochs from 1
+        environment = getattr(self.stream, "distributed_env", None)
+        if environment is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # litdata reads the ranks when the dataset is made, often before the Trainer started the processes
+            self.stream.distributed_env = type(environment).detect()
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         size = self.num_examples
@@ -142,17 +146,48 @@ class StreamLoader(DataLoader):
     ``kept_fn(epoch)`` is read in the main process when the epoch's iterator is created, before workers
     (never persistent: they must receive the new bitmap) copy the dataset. The batches are checked there
     too: an index repeated across workers (an unsharded stream) is refused.
+
+    Under DDP each rank filters its own shard, so ranks keep different numbers of examples; with
+    ``any_rank_fn`` (``has a batch -> does any rank have one``, a collective per batch) a rank whose shard
+    ends first repeats its last batch until every rank's has ended, as a ``DistributedSampler`` pads an
+    epoch with repeats, so that every rank runs the same number of steps.
     """
 
-    def __init__(self, stream: IndexedStream, kept_fn: EpochKept, epoch_fn: Callable[[], Optional[int]], **kwargs: Any):
+    def __init__(
+        self,
+        stream: IndexedStream,
+        kept_fn: EpochKept,
+        epoch_fn: Callable[[], Optional[int]],
+        any_rank_fn: Optional[Callable[[bool], bool]] = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(stream, **kwargs)
         self.kept_fn = kept_fn
         self.epoch_fn = epoch_fn
+        self.any_rank_fn = any_rank_fn
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         epoch = self.epoch_fn()
         self.dataset.start_epoch(self.kept_fn(-1 if epoch is None else epoch), epoch)  # type: ignore[attr-defined]
-        return _checked_once(super().__iter__(), self.dataset.num_examples)  # type: ignore[attr-defined]
+        batches = _checked_once(super().__iter__(), self.dataset.num_examples)  # type: ignore[attr-defined]
+        return batches if self.any_rank_fn is None else _padded(batches, self.any_rank_fn)
+
+
+def _padded(batches: Iterator[IndexedBatch], any_rank_fn: Callable[[bool], bool]) -> Iterator[IndexedBatch]:
+    last = None
+    while True:
+        batch = next(batches, None)
+        if not any_rank_fn(batch is not None):
+            return
+        if batch is None:
+            if last is None:
+                raise RuntimeError(
+                    "this rank's shard of the stream holds none of the examples kept this epoch while another rank's "
+                    "does: keep more examples, or use fewer processes"
+                )
+            batch = last
+        last = batch
+        yield batch
 
 
 def _checked_once(batches: Iterator[IndexedBatch], num_examples: int) -> Iterator[IndexedBatch]:

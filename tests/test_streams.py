@@ -247,3 +247,35 @@ def test_from_datamodule_wraps_a_streaming_loader(litdata_dir):
         PruningDataModule.from_datamodule(plain)
     wrapped = PruningDataModule.from_datamodule(plain, index_key="index", num_examples=N)
     assert [len(b.original_index) for b in wrapped.train_dataloader()][:2] == [8, 8]
+
+
+@pytest.mark.parametrize("pruning", ["prune_during_fit", "dynamic"])
+def test_resume_restores_the_kept_sets_and_the_order(litdata_dir, tmp_path, pruning):
+    """A shuffled litdata stream, stopped after epoch 1 and resumed from its checkpoint: epochs 2-3 present the
+    examples of the uninterrupted run, in its order (the stream's epoch is the Trainer's)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def callbacks():
+        if pruning == "dynamic":
+            return [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=2)]
+        return [PruneDuringFit(after_epochs=1, keep_fraction=0.4)]
+
+    def run(epochs, ckpt_path=None, checkpoint=None):
+        torch.manual_seed(0)
+        record = Record()
+        dm = PruningDataModule(litdata.StreamingDataset(litdata_dir, shuffle=True, seed=3), batch_size=32)
+        trainer = quiet_trainer(
+            max_epochs=epochs, callbacks=[record, *callbacks(), *([checkpoint] if checkpoint else [])],
+            enable_checkpointing=checkpoint is not None,
+        )  # fmt: skip
+        trainer.fit(LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm, ckpt_path=ckpt_path)
+        return record.presented
+
+    whole = run(4)
+    run(2, checkpoint=ModelCheckpoint(dirpath=tmp_path, save_last=True))
+    resumed = run(4, ckpt_path=str(tmp_path / "last.ckpt"))
+    assert sorted(resumed) == [2, 3]
+    for epoch in (2, 3):
+        assert resumed[epoch] == whole[epoch]
+        assert len(whole[epoch]) < N
+    assert whole[2] != whole[3]  # the stream's own shuffle changes with the epoch

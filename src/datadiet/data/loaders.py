@@ -242,7 +242,11 @@ class PrunedSubsetLoaders:
         )
 
     def _trainer_epoch(self) -> Optional[int]:
-        return None if self.trainer is None else int(self.trainer.current_epoch)
+        """The epoch a training iterator created now will run: a resumed run creates its first one before the
+        Trainer's ``current_epoch`` is restored, when the fit loop's count of processed epochs already is."""
+        if self.trainer is None:
+            return None
+        return max(int(self.trainer.current_epoch), int(self.trainer.fit_loop.epoch_progress.current.processed))
 
     def _stream_epoch_kept(self, epoch: int) -> Optional[np.ndarray]:
         """Original indices a stream's ``epoch`` presents: ``epoch_subset_fn``'s (inside a Trainer), else the kept set."""

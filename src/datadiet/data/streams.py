@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
@@ -34,12 +35,18 @@ def litdata_num_examples(dataset: Any) -> int:
 
 
 def stream_fingerprint(dataset: Any, num_examples: int) -> str:
-    """A short hash of a stream's type, size and (for litdata) location, read without touching an item."""
-    where = getattr(getattr(dataset, "input_dir", None), "path", None) or getattr(
-        getattr(dataset, "input_dir", None), "url", None
-    )
-    text = f"stream:{type(dataset).__name__}:{num_examples}:{where}"
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    """A short hash of a stream read without touching an item: its type and size, and for litdata its
+    location and ``index.json`` (the chunks and their sizes). A plain ``IterableDataset`` has no more to hash
+    without reading it (in an order that may change), so two of one class and size share a fingerprint."""
+    hasher = hashlib.sha256(f"stream:{type(dataset).__name__}:{num_examples}".encode())
+    input_dir = getattr(dataset, "input_dir", None)
+    where = getattr(input_dir, "path", None) or getattr(input_dir, "url", None)
+    if where is not None:
+        hasher.update(str(where).encode())
+        index = Path(str(where)) / "index.json"
+        if index.is_file():
+            hasher.update(index.read_bytes())
+    return hasher.hexdigest()[:16]
 
 
 class IndexedStream(IterableDataset):

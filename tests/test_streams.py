@@ -137,7 +137,7 @@ def test_litdata_prune_during_fit_streams_and_trains_on_the_kept_examples_only(l
     scores = reference_el2n(record.weights[0], x, y)
     assert set(kept.tolist()) == set(np.argsort(-scores, kind="stable")[: len(kept)].tolist())
     # the table belongs to this stream (its fingerprint does not depend on the epoch the stream is at)
-    fresh = PruningDataModule(litdata.StreamingDataset(litdata_dir), batch_size=32)
+    fresh = PruningDataModule(CountedStreamingDataset(litdata_dir), batch_size=32)
     np.testing.assert_array_equal(fresh.prune(prune.score_table, keep_fraction=0.4, seed=1), kept)
 
 

@@ -282,3 +282,24 @@ def test_resume_restores_the_kept_sets_and_the_order(litdata_dir, tmp_path, prun
         assert resumed[epoch] == whole[epoch]
         assert len(whole[epoch]) < N
     assert whole[2] != whole[3]  # the stream's own shuffle changes with the epoch
+
+
+def test_a_rank_whose_shard_ends_first_repeats_its_last_batch():
+    """Under DDP the loader asks, batch by batch, whether any rank still has one; here another rank has two
+    batches more: this rank repeats its last batch twice, then every rank stops together."""
+    from datadiet.data.streams import IndexedStream, StreamLoader
+    from datadiet.data.indexed import IndexedCollate
+
+    x, y = data()
+    other_rank_batches = 5  # this rank has 3 (10 examples in batches of 4)
+    asked = []
+
+    def any_rank(has_batch):
+        asked.append(has_batch)
+        return has_batch or len(asked) <= other_rank_batches
+
+    stream = IndexedStream(DictStream(range(10), x, y), N, lambda item: item["index"])
+    loader = StreamLoader(stream, lambda epoch: None, lambda: 0, any_rank, batch_size=4, collate_fn=IndexedCollate())
+    batches = [batch.original_index.tolist() for batch in loader]
+    assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [8, 9], [8, 9]]
+    assert asked == [True, True, True, False, False, False]

@@ -56,6 +56,7 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     arrays["in_run/el2n"] = prune.score_table["el2n"]
     for name in SCORES:
         arrays[f"probe/{name}"] = difficulty.score_table[name]
+    arrays["probe/labels"] = difficulty.score_table.labels  # every rank read half the stream
     for epoch, seen in enumerate(recorder.seen):
         arrays[f"in_run/seen_epoch{epoch}"] = np.array(seen, dtype=np.int64)
 

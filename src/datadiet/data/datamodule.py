@@ -193,6 +193,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         self._labels_read = False
         self._fingerprint: Optional[tuple[int, str]] = None
         self._stream_head: Optional[list[Any]] = None
+        #: A stream's labels as its training batches showed them (-1: not seen yet).
+        self._streamed_labels = None if self._stream is None else np.full(self.num_examples, -1, dtype=np.int64)
 
     @classmethod
     def from_datamodule(cls, datamodule: pl.LightningDataModule, **overrides: Any) -> "PruningDataModule":
@@ -265,10 +267,15 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return self._labels
 
     def _stream_labels(self) -> Optional[np.ndarray]:
+        """The labels training batches showed, if they showed every example's; else one pass over the stream
+        (every rank's shard of a litdata dataset)."""
         assert self._stream is not None
-        self._stream.start_epoch(None, None)
+        if self._streamed_labels is not None and (self._streamed_labels >= 0).all():
+            return self._streamed_labels.copy()
+        stream = self._stream.all_ranks()
+        stream.start_epoch(None, None)
         labels = np.full(self.num_examples, -1, dtype=np.int64)
-        for index, item in self._stream:
+        for index, item in stream:
             if not isinstance(item, (tuple, list)) or len(item) < 2:
                 return None
             label = item[1].item() if isinstance(item[1], Tensor) and item[1].numel() == 1 else item[1]
@@ -276,6 +283,18 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 return None
             labels[index] = int(label)
         return labels if (labels >= 0).all() else None
+
+    def _record_streamed_labels(self, original_index: Tensor, batch: Any) -> None:
+        """Keeps the integer labels of a stream's ``(x, y)`` training batch, so that ``labels`` need not read it."""
+        if self._streamed_labels is None or not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            return
+        target = batch[1]
+        if not isinstance(target, Tensor) or target.ndim != 1 or target.is_floating_point() or len(target) != len(
+            original_index
+        ):
+            self._streamed_labels = None  # not class labels: read them (or find there are none) in one pass
+            return
+        self._streamed_labels[original_index.numpy()] = target.cpu().numpy()
 
     def example_items(self, count: int) -> list[Any]:
         """The first ``count`` training items as the dataset gives them (for checks before training).
@@ -459,6 +478,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Strips the original indices off training batches, then runs the user's own hook, if any."""
         if isinstance(batch, IndexedBatch):
+            if self._stream is not None and not self._labels_read:
+                self._record_streamed_labels(batch.original_index, batch.batch)
             self.batch_original_index = batch.original_index
             self.train_examples_served += len(batch.original_index)
             self._training_batch_in_transfer = True

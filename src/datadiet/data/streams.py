@@ -68,6 +68,19 @@ class IndexedStream(IterableDataset):
         #: The kept examples of the coming epoch as ``np.packbits`` of N booleans (``None``: all); pickled
         #: to the workers with the dataset when the loader's iterator starts them.
         self.kept_bits: Optional[np.ndarray] = None
+        self._all_ranks = False
+
+    def all_ranks(self) -> "IndexedStream":
+        """This stream read whole by one process, every rank's shard (a litdata dataset; a plain stream shards
+        itself and is returned as it is)."""
+        environment = getattr(self.stream, "distributed_env", None)
+        if environment is None:
+            return self
+        stream = copy.copy(self.stream)
+        stream.distributed_env = type(environment)(world_size=1, global_rank=0, num_nodes=1)
+        whole = IndexedStream(stream, self.num_examples, self.index_fn)
+        whole._all_ranks = True
+        return whole
 
     def start_epoch(self, kept: Optional[np.ndarray], epoch: Optional[int]) -> None:
         """Sets the kept examples (original indices, ``None``: all) and the stream's epoch, before iterating."""
@@ -80,7 +93,7 @@ class IndexedStream(IterableDataset):
         if epoch is not None and hasattr(self.stream, "set_epoch"):
             self.stream.set_epoch(epoch + 1)  # litdata counts epochs from 1
         environment = getattr(self.stream, "distributed_env", None)
-        if environment is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if environment is not None and not self._all_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
             # litdata reads the ranks when the dataset is made, often before the Trainer started the processes
             self.stream.distributed_env = type(environment).detect()
 

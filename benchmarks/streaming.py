@@ -90,8 +90,9 @@ def _model(case: str, device: str, hidden: int) -> _Classifier:
         from torchvision.models import resnet18
 
         return _Classifier(resnet18(num_classes=NUM_CLASSES).to(memory_format=torch.channels_last), lr=0.1)
-    layers = [nn.Linear(NUM_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden)]
-    return _Classifier(nn.Sequential(*layers, nn.ReLU(), nn.Linear(hidden, NUM_CLASSES)))
+    widths = [NUM_FEATURES, hidden, hidden, hidden]
+    layers = [module for a, b in zip(widths, widths[1:], strict=False) for module in (nn.Linear(a, b), nn.ReLU())]
+    return _Classifier(nn.Sequential(*layers, nn.Linear(hidden, NUM_CLASSES)))
 
 
 def write_dataset(folder: Path, num_examples: int, image: bool) -> str:

@@ -157,7 +157,8 @@ def test_scores_equal_the_map_style_run(litdata_dir):
     tables = []
     for train_set in (litdata.StreamingDataset(litdata_dir), TensorDataset(x, y)):
         difficulty = DifficultyCallback(scores=("el2n", "forgetting", "aum"))
-        dm = PruningDataModule(train_set, batch_size=32, shuffle=None if isinstance(train_set, IterableDataset) else False)
+        shuffle = None if isinstance(train_set, IterableDataset) else False
+        dm = PruningDataModule(train_set, batch_size=32, shuffle=shuffle)
         record = fit(dm, [difficulty], epochs=2)
         tables.append(difficulty.score_table)
     stream, mapped = tables
@@ -183,7 +184,8 @@ def test_dynamic_pruning_kept_sets_equal_the_map_style_run(litdata_dir):
     presented = []
     for train_set in (litdata.StreamingDataset(litdata_dir), TensorDataset(x, y)):
         dynamic = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=2)
-        dm = PruningDataModule(train_set, batch_size=32, shuffle=None if isinstance(train_set, IterableDataset) else False)
+        shuffle = None if isinstance(train_set, IterableDataset) else False
+        dm = PruningDataModule(train_set, batch_size=32, shuffle=shuffle)
         presented.append(fit(dm, [dynamic], epochs=3).presented)
     stream, mapped = presented
     assert {e: sorted(v) for e, v in stream.items()} == {e: sorted(v) for e, v in mapped.items()}
@@ -226,7 +228,8 @@ class _UnshardedStream(DictStream):
 
 def test_an_unsharded_stream_under_workers_is_refused():
     x, y = data()
-    dm = PruningDataModule(_UnshardedStream(range(20), x, y), batch_size=4, num_workers=2, index_key="index", num_examples=N)
+    stream = _UnshardedStream(range(20), x, y)
+    dm = PruningDataModule(stream, batch_size=4, num_workers=2, index_key="index", num_examples=N)
     with pytest.raises(ValueError, match="came twice in one epoch"):
         list(dm.train_dataloader())
 

@@ -249,7 +249,7 @@ class PrunedSubsetLoaders:
         return max(int(self.trainer.current_epoch), int(self.trainer.fit_loop.epoch_progress.current.processed))
 
     def _stream_epoch_kept(self, epoch: int) -> Optional[np.ndarray]:
-        """Original indices a stream's ``epoch`` presents: ``epoch_subset_fn``'s (inside a Trainer), else the kept set."""
+        """Original indices a stream's ``epoch`` presents: ``epoch_subset_fn``'s (in a Trainer), else the kept set."""
         subset = None
         if self.epoch_subset_fn is not None and self.trainer is not None and epoch >= 0:
             subset = self.epoch_subset_fn(epoch)

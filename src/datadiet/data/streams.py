@@ -93,7 +93,8 @@ class IndexedStream(IterableDataset):
         if epoch is not None and hasattr(self.stream, "set_epoch"):
             self.stream.set_epoch(epoch + 1)  # litdata counts epochs from 1
         environment = getattr(self.stream, "distributed_env", None)
-        if environment is not None and not self._all_ranks and torch.distributed.is_available() and torch.distributed.is_initialized():
+        distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+        if environment is not None and not self._all_ranks and distributed:
             # litdata reads the ranks when the dataset is made, often before the Trainer started the processes
             self.stream.distributed_env = type(environment).detect()
 
@@ -218,8 +219,8 @@ def _checked_once(batches: Iterator[IndexedBatch], num_examples: int) -> Iterato
         repeated = np.concatenate([values[counts > 1], index[seen[index]]])
         if len(repeated):
             raise ValueError(
-                f"original index {int(repeated[0])} came twice in one epoch: each DataLoader worker (and each DDP rank) "
-                "must read its own shard of the stream (`torch.utils.data.get_worker_info()`)"
+                f"original index {int(repeated[0])} came twice in one epoch: each DataLoader worker (and each DDP "
+                "rank) must read its own shard of the stream (`torch.utils.data.get_worker_info()`)"
             )
         seen[index] = True
         yield batch

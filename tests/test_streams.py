@@ -306,3 +306,29 @@ def test_a_rank_whose_shard_ends_first_repeats_its_last_batch():
     batches = [batch.original_index.tolist() for batch in loader]
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9], [8, 9], [8, 9]]
     assert asked == [True, True, True, False, False, False]
+
+
+def _third(item):
+    return item[2]
+
+
+class TupleStream(IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        for i in reversed(range(len(self.x))):
+            yield self.x[i], self.y[i], i
+
+
+def test_index_fn_reads_the_index_of_other_items():
+    x, y = data()
+    dm = PruningDataModule(TupleStream(x, y), batch_size=50, index_fn=_third, num_examples=N)
+    kept = dm.prune(-np.arange(N, dtype=float), keep_fraction=0.5)  # the hardest: the smallest indices
+    batches = list(dm.train_dataloader())
+    served = np.concatenate([batch.original_index.numpy() for batch in batches])
+    np.testing.assert_array_equal(served, kept[::-1])  # the stream's own (reversed) order, kept examples only
+    np.testing.assert_array_equal(batches[0].batch[0], x[served[:50]])
+    wrong_key = PruningDataModule(TupleStream(x, y), index_key="index", num_examples=N)
+    with pytest.raises(ValueError, match="`index_key='index'` reads the index from dict items, but an item is tuple"):
+        list(wrong_key.train_dataloader())

@@ -25,13 +25,7 @@ from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable fr
     checked_loader_options,
     checked_sample_weights,
 )
-from datadiet.data.streams import (
-    IndexedStream,
-    KeyIndex,
-    is_litdata_stream,
-    litdata_num_examples,
-    stream_fingerprint,
-)
+from datadiet.data.streams import IndexedStream, checked_stream, stream_fingerprint
 from datadiet.data.wrapping import (
     forward_hooks,
     read_training_loader,
@@ -139,7 +133,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             raise ValueError(f"`num_workers` must be an integer >= 0, got {num_workers!r}")
         self._stream: Optional[IndexedStream] = None
         if isinstance(train_dataset, IterableDataset):
-            self._stream = _indexed_stream(
+            self._stream = checked_stream(
                 train_dataset, index_key, index_fn, num_examples, shuffle, sample_weights, loader_options
             )
         elif index_key is not None or index_fn is not None or num_examples is not None:
@@ -541,54 +535,6 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 f"this data module's ({len(self.kept_indices)} examples); call `reset_pruning()` first to adopt it"
             )
         self.kept_indices = kept
-
-
-def _indexed_stream(
-    dataset: IterableDataset,
-    index_key: Optional[str],
-    index_fn: Optional[Callable[[Any], Any]],
-    num_examples: Optional[int],
-    shuffle: Optional[bool],
-    sample_weights: Any,
-    loader_options: Optional[Mapping[str, Any]],
-) -> IndexedStream:
-    """The checked :class:`IndexedStream` over a user's stream, or a one-line refusal of what it cannot do."""
-    name = type(dataset).__name__
-    if sample_weights is not None:
-        raise ValueError(
-            f"`sample_weights` draw examples by index, which a stream ({name}) cannot do: it is read in its own "
-            "order; leave `sample_weights` out, or pass a map-style dataset"
-        )
-    if shuffle:
-        raise ValueError(
-            f"`shuffle=True` reorders by index, which a stream ({name}) cannot do: it is read in its own order; "
-            "shuffle in the stream itself (e.g. `StreamingDataset(..., shuffle=True)`) and leave `shuffle` out"
-        )
-    if (loader_options or {}).get("persistent_workers"):
-        raise ValueError(
-            "`loader_options['persistent_workers']=True` cannot be honoured on a stream: each epoch's workers must "
-            "start with that epoch's kept set; leave it out"
-        )
-    if index_key is not None and index_fn is not None:
-        raise ValueError("pass one of `index_key` (dict items) and `index_fn` (other items), not both")
-    if is_litdata_stream(dataset):
-        if index_key is not None or index_fn is not None or num_examples is not None:
-            raise ValueError(
-                "a litdata StreamingDataset gives each item's index and size itself; leave `index_key`, `index_fn` "
-                "and `num_examples` out"
-            )
-        return IndexedStream(dataset, litdata_num_examples(dataset), None)
-    if index_key is None and index_fn is None:
-        raise ValueError(
-            f"{name} is a stream (an IterableDataset): its items must carry their original index; pass "
-            "`index_key=` (dict items) or `index_fn=` (item -> index), and `num_examples=` (the number of examples)"
-        )
-    if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) or num_examples < 1:
-        raise ValueError(
-            f"`num_examples` must be the number of distinct examples of the stream {name} (a positive integer), "
-            f"got {num_examples!r}"
-        )
-    return IndexedStream(dataset, int(num_examples), index_fn if index_fn is not None else KeyIndex(index_key))
 
 
 #: What pruning does with the examples a score table flags as mislabelled.

@@ -33,7 +33,7 @@ def check_labels(score_classes: Mapping[str, type[PerExampleScore]], adapter: Ad
     else:
         collate = datamodule.collate_fn or default_collate
         try:
-            target = adapter.target_fn(collate([datamodule.train_dataset[0]]))
+            target = adapter.target_fn(collate(datamodule.example_items(1)))
         except Exception as error:  # noqa: BLE001  any failure means "no labels here"
             problem = f"reading labels from a batch failed ({type(error).__name__}: {error})"
         else:
@@ -81,7 +81,7 @@ def check_first_batch(
         return
     collate = datamodule.collate_fn or default_collate
     # read as the scoring pass reads batches (the device transfer and its hooks, not the training loader's)
-    batch = collate([datamodule.train_dataset[i] for i in range(size)])
+    batch = collate(datamodule.example_items(size))
     batch = trainer.strategy.batch_to_device(trainer.precision_plugin.convert_input(batch))
     with _quiet_eval(pl_module), trainer.precision_plugin.forward_context():
         try:

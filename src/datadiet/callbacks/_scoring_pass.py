@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import lightning.pytorch as pl
 import torch
+from lightning.fabric.utilities.data import sized_len
 from lightning.pytorch.callbacks import TQDMProgressBar
 from torch import Tensor
 
@@ -63,7 +64,7 @@ def scoring_pass(
     loader = trainer.datamodule.scoring_dataloader(
         batch_size, num_replicas=trainer.world_size, rank=trainer.global_rank
     )
-    bar = _progress_bar(trainer, len(loader))
+    bar = _progress_bar(trainer, sized_len(loader))  # a stream's length is unknown
     was_training = pl_module.training
     pl_module.eval()
     # scores of the per-example loss read the adapter's loss when it is not cross-entropy
@@ -118,7 +119,7 @@ def scoring_pass(
         score.end_scoring(minimum)
 
 
-def _progress_bar(trainer: "pl.Trainer", total: int) -> Any:
+def _progress_bar(trainer: "pl.Trainer", total: Optional[int]) -> Any:
     """A "Scoring" bar from the Trainer's TQDM progress bar, on rank zero only; ``None`` where there is none."""
     progress = trainer.progress_bar_callback
     if not isinstance(progress, TQDMProgressBar) or not trainer.is_global_zero or progress.is_disabled:

@@ -141,7 +141,7 @@ class Scorer(DeferredState):
         self.num_examples = datamodule.num_examples
         # with the default adapter and (x, y) items the labels are the data module's (the item's second element)
         record_labels = self.adapter.target_fn is not None and (
-            self.adapter.target_fn is not _second or isinstance(datamodule.train_dataset[0], Mapping)
+            self.adapter.target_fn is not _second or isinstance(datamodule.example_items(1)[0], Mapping)
         )
         self._ledger = ExampleLedger(datamodule.num_examples, record_labels=record_labels)
         self.scores = {

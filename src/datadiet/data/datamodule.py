@@ -1,4 +1,4 @@
-"""PruningDataModule: wraps any map-style dataset, tracks original indices, trains on a kept subset.
+"""PruningDataModule: wraps a map-style dataset or a stream, tracks original indices, trains on a kept subset.
 
 Its loaders live in :mod:`datadiet.data.loaders`, the reading of a user's data module in
 :mod:`datadiet.data.wrapping`.
@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from datadiet.data.indexed import IndexedBatch, IndexedDataset
 from datadiet.data.label_noise import LabelNoise
@@ -25,7 +25,13 @@ from datadiet.data.loaders import (  # noqa: F401  LOADER_OPTIONS: importable fr
     checked_loader_options,
     checked_sample_weights,
 )
-from datadiet.data.wrapping import forward_hooks, read_training_loader, training_loader_settings
+from datadiet.data.streams import IndexedStream, checked_stream, stream_fingerprint
+from datadiet.data.wrapping import (
+    forward_hooks,
+    read_training_loader,
+    stream_loader_settings,
+    training_loader_settings,
+)
 from datadiet.fingerprint import dataset_fingerprint
 from datadiet.selection import needs_scores, select, validate_keep_fraction
 from datadiet.store import ScoreTable
@@ -44,14 +50,21 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
     only over the kept examples (a new ``Trainer``, or ``reload_dataloaders_every_n_epochs=1``, picks
     it up); under DDP Lightning shards that subset with an ordinary ``DistributedSampler``.
 
+    A stream is accepted too (see ``docs/streams.md``): a litdata ``StreamingDataset`` (each item's index is
+    its global index in the optimized dataset), or any ``IterableDataset`` whose items carry their original
+    index (``index_key`` / ``index_fn``, with ``num_examples``). It is read in its own order, and pruning
+    filters it: the examples not kept for an epoch are read and skipped before collation.
+
     Args:
-        train_dataset: any map-style dataset; item ``i`` keeps original index ``i``.
+        train_dataset: any map-style dataset (item ``i`` keeps original index ``i``), a litdata
+            ``StreamingDataset`` or an ``IterableDataset`` with ``index_key`` or ``index_fn``.
         val_dataset: optional validation dataset (never pruned).
         test_dataset: optional test dataset (never pruned).
         batch_size: training batch size.
         num_workers: ``DataLoader`` workers.
         eval_batch_size: batch size of validation, test and scoring loaders (default: ``batch_size``).
-        shuffle: shuffle the training set each epoch.
+        shuffle: shuffle the training set each epoch (default: yes for a map-style dataset; a stream orders
+            itself, e.g. ``StreamingDataset(shuffle=True)``, and refuses ``shuffle=True``).
         drop_last: drop the last incomplete training batch.
         pin_memory: pin host memory in every loader.
         collate_fn: the collate function for the wrapped items (default: torch's ``default_collate``).
@@ -68,11 +81,18 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         input_shape: shape of one model input, for models built from it (the app's ``Classifier`` nets);
             the built-in sources set it.
         num_classes: number of classes (or outputs), for models built from it and prototype k-means.
+        index_key: for a stream of dict items, the key holding each item's original index.
+        index_fn: for a stream of other items, ``item -> original index``.
+        num_examples: for an ``IterableDataset``, the number of distinct examples N (indices run over
+            ``[0, N)``; per-example statistics are sized by it). A litdata dataset knows its own.
 
     Raises:
         ValueError: a non-positive ``batch_size``, negative ``num_workers``, ``sample_weights`` that are not
             one non-negative finite weight per example, ``loader_options`` naming another argument, an
-            ``input_shape`` that is not a sequence of positive integers, or a ``num_classes`` below 1.
+            ``input_shape`` that is not a sequence of positive integers, or a ``num_classes`` below 1; for a
+            stream, a missing or bad ``num_examples``/``index_key``/``index_fn``, or a setting a stream cannot
+            honour (``sample_weights``, ``shuffle=True``, persistent workers).
+        TypeError: a dataset that is neither map-style nor an ``IterableDataset``.
 
     Example::
 
@@ -91,7 +111,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         eval_batch_size: Optional[int] = None,
-        shuffle: bool = True,
+        shuffle: Optional[bool] = None,
         drop_last: bool = False,
         pin_memory: bool = False,
         collate_fn: Optional[Callable[[list], Any]] = None,
@@ -101,6 +121,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         loader_options: Optional[Mapping[str, Any]] = None,
         input_shape: Optional[Sequence[int]] = None,
         num_classes: Optional[int] = None,
+        index_key: Optional[str] = None,
+        index_fn: Optional[Callable[[Any], Any]] = None,
+        num_examples: Optional[int] = None,
     ) -> None:
         super().__init__()
         for arg_name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -108,10 +131,20 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 raise ValueError(f"`{arg_name}` must be a positive integer, got {value!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"`num_workers` must be an integer >= 0, got {num_workers!r}")
-        if not hasattr(train_dataset, "__getitem__") or not hasattr(train_dataset, "__len__"):
+        self._stream: Optional[IndexedStream] = None
+        if isinstance(train_dataset, IterableDataset):
+            self._stream = checked_stream(
+                train_dataset, index_key, index_fn, num_examples, shuffle, sample_weights, loader_options
+            )
+        elif index_key is not None or index_fn is not None or num_examples is not None:
+            raise ValueError(
+                f"`index_key`, `index_fn` and `num_examples` describe a stream (an IterableDataset); "
+                f"{type(train_dataset).__name__} is map-style: item i keeps original index i, so leave them out"
+            )
+        elif not hasattr(train_dataset, "__getitem__") or not hasattr(train_dataset, "__len__"):
             raise TypeError(
-                f"`train_dataset` must be a map-style dataset (with __getitem__ and __len__), "
-                f"got {type(train_dataset).__name__}"
+                f"`train_dataset` must be a map-style dataset (with __getitem__ and __len__) or an IterableDataset "
+                f"(a stream, see `index_key`/`index_fn`), got {type(train_dataset).__name__}"
             )
         self.train_dataset = train_dataset
         self.val_dataset = val_dataset
@@ -119,7 +152,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.shuffle = shuffle
+        self.shuffle = (shuffle is None or bool(shuffle)) and self._stream is None
         self.drop_last = drop_last
         self.pin_memory = pin_memory
         self.collate_fn = collate_fn
@@ -127,6 +160,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         self.sample_weights = None if sample_weights is None else checked_sample_weights(sample_weights, train_dataset)
         self.sample_with_replacement = sample_with_replacement
         self.loader_options = checked_loader_options(loader_options, num_workers)
+        if self._stream is not None:  # workers must receive each epoch's kept set when they start
+            self.loader_options["persistent_workers"] = False
         #: Shape of one input and number of classes, when known (arguments; the built-in sources set them).
         self.input_shape: Optional[tuple[int, ...]] = _checked_shape(input_shape)
         self.num_classes: Optional[int] = _checked_count(num_classes)
@@ -146,11 +181,14 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         self.train_batch_fn: Optional[Callable[[Any, Tensor], tuple[Any, Tensor]]] = None
         self._training_batch_in_transfer = False
         self._epoch_positions_cache: Optional[tuple[np.ndarray, np.ndarray]] = None
-        self._indexed_train = IndexedDataset(train_dataset)
+        self._indexed_train = IndexedDataset(train_dataset) if self._stream is None else self._stream
         self._wrapped: Optional[pl.LightningDataModule] = None
         self._labels: Optional[np.ndarray] = None
         self._labels_read = False
         self._fingerprint: Optional[tuple[int, str]] = None
+        self._stream_head: Optional[list[Any]] = None
+        #: A stream's labels as its training batches showed them (-1: not seen yet).
+        self._streamed_labels = None if self._stream is None else np.full(self.num_examples, -1, dtype=np.int64)
 
     @classmethod
     def from_datamodule(cls, datamodule: pl.LightningDataModule, **overrides: Any) -> "PruningDataModule":
@@ -168,6 +206,11 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         and the batch-transfer hooks are forwarded unchanged; a loader it does not define stays undefined,
         as in plain Lightning.
 
+        A training loader over a stream (a litdata ``StreamingDataLoader``, or a ``DataLoader`` over an
+        ``IterableDataset``) is wrapped as a stream: its batch size, workers, collate function and
+        ``drop_last`` are kept; a plain ``IterableDataset`` needs ``index_key=`` or ``index_fn=`` and
+        ``num_examples=`` in ``overrides``.
+
         Args:
             datamodule: the user's data module.
             **overrides: constructor arguments that replace what was read from its training loader.
@@ -179,7 +222,10 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 ``WeightedRandomSampler`` whose ``num_samples`` is not the dataset size.
         """
         loader = read_training_loader(datamodule)
-        settings = training_loader_settings(loader, overrides)
+        if isinstance(loader.dataset, IterableDataset):
+            settings = stream_loader_settings(loader, overrides)
+        else:
+            settings = training_loader_settings(loader, overrides)
         settings["name"] = type(datamodule).__name__
         for name in ("input_shape", "num_classes"):  # kept when the user's data module has them
             if getattr(datamodule, name, None) is not None:
@@ -194,23 +240,87 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
     @property
     def num_examples(self) -> int:
         """Number of examples in the full (unpruned) training set."""
+        if self._stream is not None:
+            return self._stream.num_examples
         return len(self.train_dataset)  # type: ignore[arg-type]
 
     @property
+    def is_stream(self) -> bool:
+        """Whether the training set is a stream (an ``IterableDataset``), read in its own order."""
+        return self._stream is not None
+
+    @property
     def labels(self) -> Optional[np.ndarray]:
-        """Integer labels of the full training set, or ``None`` if it has none (read once, cached)."""
+        """Integer labels of the full training set, or ``None`` if it has none (read once, cached).
+
+        On a stream of ``(x, y)`` items they are read in one pass over it, in its order.
+        """
         if not self._labels_read:
-            self._labels = dataset_labels(self.train_dataset)
+            self._labels = dataset_labels(self.train_dataset) if self._stream is None else self._stream_labels()
             self._labels_read = True
         return self._labels
+
+    def _stream_labels(self) -> Optional[np.ndarray]:
+        """The labels training batches showed, if they showed every example's; else one pass over the stream
+        (every rank's shard of a litdata dataset)."""
+        assert self._stream is not None
+        if self._streamed_labels is not None and (self._streamed_labels >= 0).all():
+            return self._streamed_labels.copy()
+        stream = self._stream.all_ranks()
+        stream.start_epoch(None, None)
+        labels = np.full(self.num_examples, -1, dtype=np.int64)
+        for index, item in stream:
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                return None
+            label = item[1].item() if isinstance(item[1], Tensor) and item[1].numel() == 1 else item[1]
+            if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+                return None
+            labels[index] = int(label)
+        return labels if (labels >= 0).all() else None
+
+    def _record_streamed_labels(self, original_index: Tensor, batch: Any) -> None:
+        """Keeps the integer labels of a stream's ``(x, y)`` training batch, so that ``labels`` need not read it."""
+        if self._streamed_labels is None or not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            return
+        target = batch[1]
+        if not isinstance(target, Tensor) or target.ndim != 1 or target.is_floating_point() or len(target) != len(
+            original_index
+        ):
+            self._streamed_labels = None  # not class labels: read them (or find there are none) in one pass
+            return
+        self._streamed_labels[original_index.numpy()] = target.cpu().numpy()
+
+    def example_items(self, count: int) -> list[Any]:
+        """The first ``count`` training items as the dataset gives them (for checks before training).
+
+        A map-style dataset's items ``0 .. count-1``; a stream's first items, read once and kept.
+        """
+        count = min(count, self.num_examples)
+        if self._stream is None:
+            return [self.train_dataset[i] for i in range(count)]
+        if self._stream_head is None or len(self._stream_head) < count:
+            self._stream.start_epoch(None, None)
+            head = []
+            for _, item in self._stream:
+                head.append(item)
+                if len(head) == count:
+                    break
+            self._stream_head = head
+        return self._stream_head[:count]
 
     def fingerprint(self) -> str:
         """A content hash of the training set (see :func:`datadiet.fingerprint.dataset_fingerprint`).
 
-        Computed once per training set object and cached (a dataset changed in place keeps its hash).
+        Computed once per training set object and cached (a dataset changed in place keeps its hash). A
+        stream's is a hash of its type, size and location, read without touching an item.
         """
         if self._fingerprint is None or self._fingerprint[0] != id(self.train_dataset):
-            self._fingerprint = (id(self.train_dataset), dataset_fingerprint(self.train_dataset))
+            digest = (
+                dataset_fingerprint(self.train_dataset)
+                if self._stream is None
+                else stream_fingerprint(self.train_dataset, self.num_examples)
+            )
+            self._fingerprint = (id(self.train_dataset), digest)
         return self._fingerprint[1]
 
     # Pruning ------------------------------------------------------------------------------------
@@ -362,6 +472,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Strips the original indices off training batches, then runs the user's own hook, if any."""
         if isinstance(batch, IndexedBatch):
+            if self._stream is not None and not self._labels_read:
+                self._record_streamed_labels(batch.original_index, batch.batch)
             self.batch_original_index = batch.original_index
             self.train_examples_served += len(batch.original_index)
             self._training_batch_in_transfer = True

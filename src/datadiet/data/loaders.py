@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datadiet.data.epoch_sampler import EpochSampler
 from datadiet.data.indexed import IndexedCollate, IndexedDataset
+from datadiet.data.streams import IndexedStream, StreamLoader
 
 #: DataLoader arguments ``loader_options`` may set (the others have their own constructor argument).
 LOADER_OPTIONS = (
@@ -115,6 +116,12 @@ class _WeightedSubsetSampler(Sampler[int]):
         return (index for start in range(0, len(drawn), 1 << 16) for index in drawn[start : start + (1 << 16)].tolist())
 
 
+def _any_rank(trainer: pl.Trainer, has_batch: bool) -> bool:
+    """Whether any rank has a batch (a ``max`` over the ranks, through the strategy)."""
+    flag = torch.tensor(float(has_batch), device=trainer.strategy.root_device)
+    return bool(trainer.strategy.reduce(flag, reduce_op="max") > 0)
+
+
 def _injects_distributed_sampler(trainer: pl.Trainer) -> bool:
     """Whether Lightning would put a ``DistributedSampler`` on the training loader (``use_distributed_sampler``)."""
     return bool(getattr(getattr(trainer, "_accelerator_connector", None), "use_distributed_sampler", True))
@@ -159,7 +166,8 @@ class PrunedSubsetLoaders:
     num_examples: int
     epoch_subset_fn: Optional[Callable[[int], Optional[np.ndarray]]]
     _epoch_positions_cache: Optional[tuple[np.ndarray, np.ndarray]]
-    _indexed_train: IndexedDataset
+    _indexed_train: Union[IndexedDataset, IndexedStream]
+    _stream: Optional[IndexedStream]
     _wrapped: Optional[pl.LightningDataModule]
 
     def _current_train_set(self) -> Dataset:
@@ -174,18 +182,26 @@ class PrunedSubsetLoaders:
         ``DistributedSampler`` of one replica, with the epoch read from the ``Trainer``, since Lightning
         creates a resumed run's first iterator (which workers draw from at once) before it calls
         ``set_epoch`` — so a run resumed from a checkpoint sees the same batches as an uninterrupted one,
-        with or without workers. Under DDP Lightning injects its own
-        ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
+        with or without workers. A stream is read in its own order, the examples not kept this epoch
+        skipped before collation (see :class:`~datadiet.data.streams.StreamLoader`). Under DDP Lightning
+        injects its own ``DistributedSampler`` with the same seed (``PL_GLOBAL_SEED``), unless ``loader_options`` give a
         ``generator``, whose seed is then used on every rank. ``sample_weights`` are drawn from by
         (seed, epoch) the same way, over the kept examples only.
         """
+        trainer = self.trainer
+        if self._stream is not None:
+            any_rank = None
+            if trainer is not None and trainer.world_size > 1:
+                any_rank = functools.partial(_any_rank, trainer)
+            return self._stream_loader(
+                self.batch_size, self._stream_epoch_kept, self.drop_last, self._trainer_epoch, any_rank
+            )
         dataset = self._current_train_set()
         options = dict(self.loader_options)
         options.setdefault("persistent_workers", self.num_workers > 0)
         generator = options.get("generator")
         # the seed Lightning gives its DistributedSampler, unless the user's loader had its own generator
         seed = generator.initial_seed() if generator is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        trainer = self.trainer
         epoch_subsets = self.epoch_subset_fn is not None and trainer is not None
         if epoch_subsets and self.sample_weights is not None:
             raise ValueError(
@@ -225,6 +241,42 @@ class PrunedSubsetLoaders:
             **options,
         )
 
+    def _trainer_epoch(self) -> Optional[int]:
+        """The epoch a training iterator created now will run: a resumed run creates its first one before the
+        Trainer's ``current_epoch`` is restored, when the fit loop's count of processed epochs already is."""
+        if self.trainer is None:
+            return None
+        return max(int(self.trainer.current_epoch), int(self.trainer.fit_loop.epoch_progress.current.processed))
+
+    def _stream_epoch_kept(self, epoch: int) -> Optional[np.ndarray]:
+        """Original indices a stream's ``epoch`` presents: ``epoch_subset_fn``'s (in a Trainer), else the kept set."""
+        subset = None
+        if self.epoch_subset_fn is not None and self.trainer is not None and epoch >= 0:
+            subset = self.epoch_subset_fn(epoch)
+        return self.kept_indices if subset is None else subset
+
+    def _stream_loader(
+        self,
+        batch_size: int,
+        kept_fn: Callable[[int], Optional[np.ndarray]],
+        drop_last: bool,
+        epoch_fn: Callable,
+        any_rank_fn: Optional[Callable[[bool], bool]] = None,
+    ) -> DataLoader:
+        assert self._stream is not None
+        return StreamLoader(
+            self._stream,
+            kept_fn,
+            epoch_fn,
+            any_rank_fn,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=IndexedCollate(self.collate_fn),
+            **{**self.loader_options, "persistent_workers": False},
+        )
+
     def _epoch_positions(self, epoch: int) -> Optional[np.ndarray]:
         """Positions in the current training set of the examples ``epoch_subset_fn`` picks for ``epoch``."""
         subset = None if self.epoch_subset_fn is None else self.epoch_subset_fn(epoch)
@@ -254,8 +306,13 @@ class PrunedSubsetLoaders:
     ) -> DataLoader:
         """The current training set in order, unshuffled, with indices: the eval-mode scoring pass.
 
-        With ``num_replicas > 1`` each rank reads its ``DistributedSampler`` share (padded, unshuffled).
+        With ``num_replicas > 1`` each rank reads its ``DistributedSampler`` share (padded, unshuffled). A
+        stream is read in its own order (under DDP, each rank its own shard), the kept examples only.
         """
+        if self._stream is not None:
+            return self._stream_loader(
+                batch_size or self.eval_batch_size, lambda epoch: self.kept_indices, False, lambda: None
+            )
         dataset = self._current_train_set()
         sampler = None
         if num_replicas > 1:  # DistributedSampler's unshuffled shards, handed out without a list of N indices

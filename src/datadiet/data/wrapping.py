@@ -86,6 +86,45 @@ def training_loader_settings(loader: DataLoader, overrides: Mapping[str, Any]) -
     return settings
 
 
+def stream_loader_settings(loader: DataLoader, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments that rebuild a training loader over a stream (an ``IterableDataset``)."""
+    from datadiet.data.streams import is_litdata_stream
+
+    dataset = loader.dataset
+    if not is_litdata_stream(dataset) and "index_key" not in overrides and "index_fn" not in overrides:
+        raise TypeError(
+            f"the training loader reads a stream ({type(dataset).__name__}, an IterableDataset) whose items' original "
+            "indices are unknown: pass `index_key=` (dict items) or `index_fn=` (item -> index) and `num_examples=` "
+            "to `from_datamodule`"
+        )
+    if loader.batch_size is None and "batch_size" not in overrides:
+        raise TypeError(
+            "the training loader has `batch_size=None` (the stream yields batches), so its items are not single "
+            "examples that pruning can select; pass `batch_size=` to `from_datamodule` over a stream of examples"
+        )
+    collate_fn = loader.collate_fn
+    if type(collate_fn).__name__ == "StreamingDataLoaderCollateFn":  # litdata's wrapper of the user's collate
+        collate_fn = collate_fn.collate_fn
+    settings: dict[str, Any] = dict(
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        drop_last=loader.drop_last,
+        pin_memory=loader.pin_memory,
+        collate_fn=collate_fn,
+    )
+    options: dict[str, Any] = {}
+    if loader.worker_init_fn is not None:
+        options["worker_init_fn"] = loader.worker_init_fn
+    if loader.num_workers > 0:  # never persistent: each epoch's workers start with that epoch's kept set
+        options["prefetch_factor"] = loader.prefetch_factor
+        if loader.multiprocessing_context is not None:
+            options["multiprocessing_context"] = loader.multiprocessing_context
+    if loader.timeout:
+        options["timeout"] = loader.timeout
+    settings["loader_options"] = options
+    return settings
+
+
 def _sampler_settings(sampler: Any, num_examples: int) -> dict[str, Any]:
     """``shuffle`` / ``sample_weights`` reproducing a training loader's sampler, or a refusal naming it."""
     name = type(sampler).__name__

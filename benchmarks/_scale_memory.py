@@ -105,7 +105,10 @@ def difficulty_child(num_examples: int) -> dict[str, Any]:
     callback = DifficultyCallback()
     callback.setup(trainer, None, "fit")
     scores = callback.scores.values()
-    state = sum(getattr(s, name).nbytes for s in scores for name in s._state_names) + callback.scorer._ledger.presented.nbytes
+    state = (
+        sum(getattr(s, name).nbytes for s in scores for name in s._state_names)
+        + callback.scorer._ledger.presented.nbytes
+    )
 
     def present(index_of: Any, group: list) -> None:
         for number, begin in enumerate(range(0, num_examples, batch)):
@@ -165,7 +168,8 @@ def numpy_difficulty_child(num_examples: int) -> dict[str, Any]:
     }
     state_bytes = sum(values.nbytes for values in state.values())
     _reset_peak()
-    columns = {"el2n": state["el2n"].copy(), "margin": -state["margin"], "forgetting_raw": np.empty(num_examples, np.float32),
+    columns = {"el2n": state["el2n"].copy(), "margin": -state["margin"],
+               "forgetting_raw": np.empty(num_examples, np.float32),
                "forgetting": np.empty(num_examples, np.float32)}  # fmt: skip
     for start in range(0, num_examples, 1 << 18):
         part = slice(start, start + (1 << 18))
@@ -346,23 +350,37 @@ def figures(result: dict[str, Any], target: float) -> list[tuple[str, str, str]]
     held = ours["state"] + ours["table"]
     out = [
         ("DifficultyCallback state B/example", f"{ours['state']:.1f}", f"numpy {numpy_['state']:.1f}"),
-        ("DifficultyCallback score table B/example", f"{ours['table']:.1f}", f"numpy {numpy_['table']:.1f} (labels are the data module's)"),
+        (
+            "DifficultyCallback score table B/example",
+            f"{ours['table']:.1f}",
+            f"numpy {numpy_['table']:.1f} (labels are the data module's)",
+        ),
     ]
     for phase, key in (("table build", "build_peak"), ("checkpoint, streamed", "checkpoint_peak")):
         out.append((f"DifficultyCallback peak B/example, {phase}", f"{ours[key]:.1f}",
-                    f"{ours[key] / ours['state']:.2f}x state, {ours[key] / held:.2f}x state+table; numpy {numpy_[key]:.1f}; "
+                    f"{ours[key] / ours['state']:.2f}x state, {ours[key] / held:.2f}x state+table; "
+                    f"numpy {numpy_[key]:.1f}; "
                     + verdict(ours[key] / held, target)))  # fmt: skip
     out.append(("DifficultyCallback peak B/example, checkpoint in memory", f"{ours['checkpoint_in_memory_peak']:.1f}",
                 f"{ours['checkpoint_in_memory_peak'] / held:.2f}x state+table: Lightning's default TorchCheckpointIO "
                 "serialises the whole checkpoint into memory before writing it"))  # fmt: skip
     dyn, numpy_dyn = per["dynamic"], per["numpy_dynamic"]
     out += [
-        ("DynamicPruning state B/example", f"{dyn['state']:.1f}", f"held through an epoch {dyn['held']:.1f} (+ kept subset, weights); numpy {numpy_dyn['state']:.1f} / {numpy_dyn['held']:.1f}"),
+        ("DynamicPruning state B/example", f"{dyn['state']:.1f}", f"held through an epoch {dyn['held']:.1f} "
+         "(+ kept subset, weights); "
+         f"numpy {numpy_dyn['state']:.1f} / {numpy_dyn['held']:.1f}"),
         ("DynamicPruning peak B/example, epoch boundary", f"{dyn['boundary_peak']:.1f}",
-         f"{dyn['boundary_peak'] / dyn['state']:.2f}x state, {dyn['boundary_peak'] / dyn['held']:.2f}x held; numpy {numpy_dyn['boundary_peak']:.1f}; "
+         f"{dyn['boundary_peak'] / dyn['state']:.2f}x state, {dyn['boundary_peak'] / dyn['held']:.2f}x held; "
+         f"numpy {numpy_dyn['boundary_peak']:.1f}; "
          + verdict(dyn["boundary_peak"] / dyn["held"], target)),
     ]  # fmt: skip
     timing = result["timing"]
     ratio = timing["datadiet_s"] / timing["numpy_s"]
-    out.append(("DynamicPruning epoch boundary / numpy", f"{ratio:.2f}", f"{timing['datadiet_s']:.2f} s vs {timing['numpy_s']:.2f} s"))
+    out.append(
+        (
+            "DynamicPruning epoch boundary / numpy",
+            f"{ratio:.2f}",
+            f"{timing['datadiet_s']:.2f} s vs {timing['numpy_s']:.2f} s",
+        )
+    )
     return out

@@ -29,7 +29,15 @@ import torch
 from torch import nn
 
 from benchmarks._timing import (
-    EpochTimer, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, verdict, write_csv,
+    EpochTimer,
+    base_parser,
+    interleave,
+    median,
+    print_figures,
+    quiet_trainer,
+    results_dir,
+    verdict,
+    write_csv,
 )  # fmt: skip
 from datadiet import PruningDataModule
 

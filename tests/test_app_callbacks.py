@@ -4,10 +4,10 @@ comparison runs (not the probe), each checked before anything trains."""
 from pathlib import Path
 
 import pytest
-from _app_overrides import SMALL
-from _user_code import RecordingCallback
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
+from _user_code import RecordingCallback
 from datadiet.app import config_dir, run
 from datadiet.app.config_checks import SettingsError
 from datadiet.app.plan import RunPlan
@@ -32,15 +32,30 @@ def test_no_callbacks_of_yours_by_default(tmp_path):
 
 def test_early_stopping_from_config_stops_the_training_and_the_summary_counts_what_was_trained(tmp_path):
     # min_delta=100: no later epoch counts as an improvement, so patience=0 stops after the second epoch
-    summary = run(compose_small(tmp_path, "callbacks=early_stopping", "callbacks.early_stopping.patience=0",
-                                "callbacks.early_stopping.min_delta=100", "max_epochs=4", "pruning.keep_fraction=1.0"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            "callbacks=early_stopping",
+            "callbacks.early_stopping.patience=0",
+            "callbacks.early_stopping.min_delta=100",
+            "max_epochs=4",
+            "pruning.keep_fraction=1.0",
+        )
+    )
     assert summary["train_epochs"] == 2 and summary["train_examples_seen"] == 2 * TRAIN_EXAMPLES
 
 
 def test_your_own_callback_joins_the_training_and_the_comparison_runs_but_not_the_probe(tmp_path):
     RecordingCallback.fits.clear()
-    summary = run(compose_small(tmp_path, "+callbacks.mine._target_=_user_code.RecordingCallback",
-                                "+callbacks.mine.tag=from_config", "baseline=true", "pruning.keep_fraction=0.5"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            "+callbacks.mine._target_=_user_code.RecordingCallback",
+            "+callbacks.mine.tag=from_config",
+            "baseline=true",
+            "pruning.keep_fraction=0.5",
+        )
+    )
     folders = [Path(folder).relative_to(tmp_path).as_posix() for tag, folder in RecordingCallback.fits]
     assert {tag for tag, _ in RecordingCallback.fits} == {"from_config"}
     assert folders == ["baseline/train", "train", "early_stopped/train"]  # full data, this run, early-stopped
@@ -50,17 +65,27 @@ def test_your_own_callback_joins_the_training_and_the_comparison_runs_but_not_th
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["+callbacks.mine._target_=no_such_package.Callback"],
-         "`callbacks.mine._target_=no_such_package.Callback` cannot be imported"),
-        (["+callbacks.mine._target_=_user_code.NoSuchCallback"],
-         "`callbacks.mine._target_=_user_code.NoSuchCallback` cannot be imported"),
-        (["+callbacks.mine._target_=collections.OrderedDict"],
-         "`callbacks.mine._target_=collections.OrderedDict` built a OrderedDict, not a Lightning Callback"),
+        (
+            ["+callbacks.mine._target_=no_such_package.Callback"],
+            "`callbacks.mine._target_=no_such_package.Callback` cannot be imported",
+        ),
+        (
+            ["+callbacks.mine._target_=_user_code.NoSuchCallback"],
+            "`callbacks.mine._target_=_user_code.NoSuchCallback` cannot be imported",
+        ),
+        (
+            ["+callbacks.mine._target_=collections.OrderedDict"],
+            "`callbacks.mine._target_=collections.OrderedDict` built a OrderedDict, not a Lightning Callback",
+        ),
         (["+callbacks.mine.patience=3"], "`callbacks.mine` has no `_target_`"),
-        (["callbacks=early_stopping", "callbacks.early_stopping.mode=up"],
-         "`callbacks.early_stopping` (lightning.pytorch.callbacks.EarlyStopping) cannot be built from its config: "),
-        (["callbacks=lr_monitor", "logger=none"],
-         "`callbacks.lr_monitor` (LearningRateMonitor) writes to the run's loggers, but `logger` is empty"),
+        (
+            ["callbacks=early_stopping", "callbacks.early_stopping.mode=up"],
+            "`callbacks.early_stopping` (lightning.pytorch.callbacks.EarlyStopping) cannot be built from its config: ",
+        ),
+        (
+            ["callbacks=lr_monitor", "logger=none"],
+            "`callbacks.lr_monitor` (LearningRateMonitor) writes to the run's loggers, but `logger` is empty",
+        ),
     ],
 )
 def test_a_callback_that_cannot_work_is_refused_in_one_line_naming_its_key(tmp_path, overrides, message):
@@ -83,8 +108,15 @@ def test_logging_only_callbacks_are_left_out_of_the_unlogged_comparison_runs(tmp
 
 
 def test_a_run_with_baseline_and_a_learning_rate_monitor_logs_the_rate_of_its_own_training(tmp_path):
-    summary = run(compose_small(tmp_path, "callbacks=lr_monitor", "baseline=true", "pruning.keep_fraction=1.0",
-                                "probe.skip_when_keeping_all=false"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            "callbacks=lr_monitor",
+            "baseline=true",
+            "pruning.keep_fraction=1.0",
+            "probe.skip_when_keeping_all=false",
+        )
+    )
     assert summary["examples_kept"] == TRAIN_EXAMPLES
     logged = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert any(column.startswith("lr-") for column in logged)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _app_overrides import SMALL
-from _user_code import DefaultClassesModule, UserDataModule
 from hydra import compose, initialize_config_dir
 from torch.utils.data import Subset
 
+from _app_overrides import SMALL
+from _user_code import DefaultClassesModule, UserDataModule
 from datadiet.app import config_dir, run
 from datadiet.app.user_code import model_arguments
 from datadiet.data.labels import dataset_paths

@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def compose_with(*overrides, hydra_config=False):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/unused", *overrides], return_hydra_config=hydra_config)
+        return compose(
+            "config", overrides=["paths.output_dir=/tmp/unused", *overrides], return_hydra_config=hydra_config
+        )
 
 
 def _message(error) -> str:
@@ -79,9 +81,19 @@ def test_each_session_in_a_run_directory_keeps_its_own_csv_metrics(tmp_path, log
 
 def test_groups_are_typed_by_their_schemas():
     cfg = compose_with("model@probe.model=mlp")
-    types = {key: OmegaConf.get_type(node) for key, node in
-             [("data", cfg.data), ("model", cfg.model), ("probe", cfg.probe), ("probe.model", cfg.probe.model),
-              ("pruning", cfg.pruning), ("trainer", cfg.trainer), ("wandb", cfg.logger.wandb), ("csv", cfg.logger.csv)]}  # fmt: skip
+    types = {
+        key: OmegaConf.get_type(node)
+        for key, node in [
+            ("data", cfg.data),
+            ("model", cfg.model),
+            ("probe", cfg.probe),
+            ("probe.model", cfg.probe.model),
+            ("pruning", cfg.pruning),
+            ("trainer", cfg.trainer),
+            ("wandb", cfg.logger.wandb),
+            ("csv", cfg.logger.csv),
+        ]
+    }
     assert {key: t.__name__ for key, t in types.items()} == {
         "data": "MNIST1DConfig", "model": "ClassifierConfig", "probe": "ProbeConfig", "probe.model": "ClassifierConfig",
         "pruning": "PruningConfig", "trainer": "TrainerConfig", "wandb": "WandbLoggerConfig", "csv": "CSVLoggerConfig",
@@ -165,7 +177,8 @@ def test_imagefolder_source_reads_class_folders(tmp_path):
 @pytest.mark.slow
 def test_configs_ship_in_the_wheel_and_compose_from_it(tmp_path):
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+         str(tmp_path), str(ROOT)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
@@ -188,6 +201,8 @@ def test_configs_ship_in_the_wheel_and_compose_from_it(tmp_path):
         """
     ) % (str(target), str(target))
     env = {**os.environ, "PYTHONPATH": str(target)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cifar10_datamodule datadiet.models.resnet18" in result.stdout

@@ -14,6 +14,7 @@ equivalence = load_script("dynamic_pruning_equivalence")
 
 pytestmark = pytest.mark.slow  # every test reads the two-process (gloo) run
 
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     return one_and_two_processes(equivalence, tmp_path_factory.mktemp("ddp_dynamic"))

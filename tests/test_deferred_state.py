@@ -3,11 +3,11 @@
 
 import numpy as np
 import torch
-from _modules import LitClassifier, quiet_trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
 from datadiet import DynamicPruning, PruningDataModule
 from datadiet.callbacks._deferred_state import DeferredState
 

@@ -146,9 +146,19 @@ def _docstring_namespace() -> dict:
         return Classifier(MLP, input_shape=(40,), num_classes=4)
 
     namespace = {name: getattr(datadiet, name) for name in datadiet.__all__}
-    namespace.update(L=L, Trainer=Trainer, np=np, torch=torch, LitModel=LitModel, model=LitModel(),
-                     probe_model=LitModel(), train_set=data.train_dataset, val_set=data.val_dataset,
-                     test_set=data.test_dataset, x=torch.randn(8, 40))
+    namespace.update(
+        L=L,
+        Trainer=Trainer,
+        np=np,
+        torch=torch,
+        LitModel=LitModel,
+        model=LitModel(),
+        probe_model=LitModel(),
+        train_set=data.train_dataset,
+        val_set=data.val_dataset,
+        test_set=data.test_dataset,
+        x=torch.randn(8, 40),
+    )
     return namespace
 
 

@@ -11,12 +11,11 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import DistributedSampler, TensorDataset
 
+from _modules import quiet_trainer
+from _recorder import BatchRecorder
 from datadiet import DynamicPruning, PruningDataModule
 from datadiet.callbacks.dynamic_rules import infobatch_subset, seta_subset
 from datadiet.data.epoch_sampler import EpochSampler
-
-from _modules import quiet_trainer
-from _recorder import BatchRecorder
 
 NUM_FEATURES, NUM_CLASSES = 5, 3
 
@@ -146,8 +145,10 @@ def test_seta_rule_on_a_worked_case():
 def test_seta_in_a_trainer_presents_the_sliding_window():
     data = make_data(80)
     model = Net(lr=0.0)
-    pruning, record = DynamicPruning(prune_ratio=0.25, anneal_fraction=0.25, rule="seta", num_groups=4,
-                                     window_scale=0.5), Record()
+    pruning, record = (
+        DynamicPruning(prune_ratio=0.25, anneal_fraction=0.25, rule="seta", num_groups=4, window_scale=0.5),
+        Record(),
+    )
     fit(model, data, [pruning, record], epochs=4)
     assert len(record.presented[0]) == 60  # the random 75 % (nothing scored yet: every sampled example kept)
     assert 0 < len(record.presented[1]) < 60 and len(record.presented[3]) == 60  # a window; then the annealed sample
@@ -188,7 +189,11 @@ def test_epoch_sampler_shards_a_subset_once_per_epoch():
 
 def _list_recipe(size, positions, replicas, rank, seed, epoch, shuffle=True):
     """The sampler as it was written with Python lists (DistributedSampler's recipe over the positions)."""
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist() if shuffle else list(range(size))
+    order = (
+        torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        if shuffle
+        else list(range(size))
+    )
     indices = order if positions is None else positions[order].tolist()
     total = math.ceil(size / replicas) * replicas
     if total > size and indices:
@@ -255,7 +260,8 @@ def test_hooked_gradient_equals_the_explicitly_weighted_loss(accumulate):
     # `accumulate` micro-batches); the reference applies InfoBatch's weights to the loss explicitly.
     data = make_data(40)
     schedule = lambda optimizer, trainer: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
-        optimizer, lambda step: 0.0 if step == 0 else 1.0  # one optimizer step per epoch
+        optimizer,
+        lambda step: 0.0 if step == 0 else 1.0,  # one optimizer step per epoch
     )
     model = Net(lr=0.5, schedule=schedule)
     initial = Net(lr=0.5)
@@ -328,8 +334,14 @@ def test_checkpoint_after_validation_is_merged_on_resume(tmp_path):
     reference, record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     fit(Net(), data, [reference, record], epochs=3, datamodule=PruningDataModule(data, data, batch_size=8))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    fit(Net(), data, [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), checkpoint], epochs=2,
-        datamodule=PruningDataModule(data, data, batch_size=8), enable_checkpointing=True)
+    fit(
+        Net(),
+        data,
+        [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), checkpoint],
+        epochs=2,
+        datamodule=PruningDataModule(data, data, batch_size=8),
+        enable_checkpointing=True,
+    )
     resumed, resumed_record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     trainer = quiet_trainer(max_epochs=3, callbacks=[resumed, resumed_record])
     trainer.fit(Net(), datamodule=PruningDataModule(data, data, batch_size=8), ckpt_path=tmp_path / "last.ckpt")
@@ -371,7 +383,9 @@ def test_static_subset_then_dynamic_pruning_inside_it():
     fit(Net(), data, [pruning, record], epochs=3, datamodule=dm)
     assert sorted(record.presented[0]) == kept.tolist()
     for epoch in (1, 2):
-        assert set(record.presented[epoch]) < set(kept.tolist()) and len(set(record.presented[epoch])) == len(record.presented[epoch])
+        assert set(record.presented[epoch]) < set(kept.tolist()) and len(set(record.presented[epoch])) == len(
+            record.presented[epoch]
+        )
     assert np.isnan(pruning.scores[:30]).all() and not np.isnan(pruning.scores[30:]).any()
     assert dm.epoch_subset_fn is None  # a later Trainer without the callback trains on the whole kept subset
 

@@ -4,12 +4,12 @@ a resume; a new rule is one registered function."""
 import numpy as np
 import pytest
 import torch
-from _modules import LitClassifier, quiet_trainer
-from _recorder import BatchRecorder
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
+from _recorder import BatchRecorder
 from datadiet import DynamicPruning, PruningDataModule
 from datadiet.callbacks.dynamic_rules import RULES, list_rules, register_rule
 
@@ -58,7 +58,8 @@ def run(rule, ckpt_path=None, run_dir=None, rule_options=None):
     if run_dir is not None:
         callbacks.append(ModelCheckpoint(dirpath=run_dir, filename="{epoch}", save_top_k=-1))
     quiet_trainer(max_epochs=4, callbacks=callbacks, enable_checkpointing=run_dir is not None).fit(
-        LitClassifier(nn.Linear(4, 2), lr=0.5), datamodule=dm, ckpt_path=ckpt_path)
+        LitClassifier(nn.Linear(4, 2), lr=0.5), datamodule=dm, ckpt_path=ckpt_path
+    )
     return pruning, record
 
 

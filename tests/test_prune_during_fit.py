@@ -9,11 +9,10 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import PruneDuringFit, PruningDataModule, select
-
 from _modules import LitClassifier, quiet_trainer
 from _recorder import BatchRecorder
 from _reference import softmax
+from datadiet import PruneDuringFit, PruningDataModule, select
 
 N, D, K = 60, 5, 3
 
@@ -223,8 +222,12 @@ def test_state_dict_keeps_the_tables_labels_and_columns():
     from datadiet import ScoreTable
 
     prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
-    prune._score_table = ScoreTable({"el2n": np.array([0.5, 0.1, 0.9], dtype=np.float32)}, labels=np.array([0, 1, 1]),
-                                    columns={"flagged": np.array([False, True, False])}, metadata={"seed": 1})  # fmt: skip
+    prune._score_table = ScoreTable(
+        {"el2n": np.array([0.5, 0.1, 0.9], dtype=np.float32)},
+        labels=np.array([0, 1, 1]),
+        columns={"flagged": np.array([False, True, False])},
+        metadata={"seed": 1},
+    )
     prune.kept_indices = np.array([0, 2])
     state = prune.state_dict()
     assert isinstance(state["kept_indices"], torch.Tensor)

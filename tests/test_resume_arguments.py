@@ -6,12 +6,12 @@ import logging
 import numpy as np
 import pytest
 import torch
-from _modules import LitClassifier, quiet_trainer
-from _recorder import BatchRecorder
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
+from _recorder import BatchRecorder
 from datadiet import DynamicPruning, PruneDuringFit, PruningDataModule
 
 N, D, K = 60, 5, 3
@@ -44,16 +44,24 @@ def first_run(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "changed, was, now",
-    [({"keep_fraction": 0.3}, "0.5", "0.3"), ({"after_epochs": 1}, "2", "1"),
-     ({"score": "margin"}, "'el2n'", "'margin'"), ({"strategy": "easy"}, "'hard'", "'easy'"),
-     ({"class_balanced": True}, "False", "True"), ({"seed": 2}, "1", "2")],
+    [
+        ({"keep_fraction": 0.3}, "0.5", "0.3"),
+        ({"after_epochs": 1}, "2", "1"),
+        ({"score": "margin"}, "'el2n'", "'margin'"),
+        ({"strategy": "easy"}, "'hard'", "'easy'"),
+        ({"class_balanced": True}, "False", "True"),
+        ({"seed": 2}, "1", "2"),
+    ],
 )
 def test_a_resume_after_pruning_with_other_arguments_is_refused(first_run, tmp_path, changed, was, now):
     run_dir, _ = first_run
     (name,) = changed
     resumed = PruneDuringFit(**{**FIRST, **changed})
-    with pytest.raises(ValueError, match=rf"`{name}` was {was} in the checkpoint, {now} now.*pruned to 30 examples"
-                                         r".*fresh fit"):
+    with pytest.raises(
+        ValueError,
+        match=rf"`{name}` was {was} in the checkpoint, {now} now.*pruned to 30 examples"
+        r".*fresh fit",
+    ):
         fit(tmp_path, [resumed], ckpt_path=run_dir / "epoch=1.ckpt")
     assert not resumed.pruned
 
@@ -93,12 +101,21 @@ def test_dynamic_pruning_resumed_with_another_prune_ratio_is_refused(tmp_path):
     with pytest.raises(ValueError, match="`prune_ratio` was 0.5 in the checkpoint, 0.3 now"):
         fit(tmp_path, [DynamicPruning(prune_ratio=0.3, anneal_fraction=0.0)], ckpt_path=tmp_path / "epoch=0.ckpt")
     with pytest.raises(ValueError, match="`seed` was 0 in the checkpoint, 4 now"):
-        fit(tmp_path, [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=4)],
-            ckpt_path=tmp_path / "epoch=0.ckpt")
+        fit(
+            tmp_path,
+            [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=4)],
+            ckpt_path=tmp_path / "epoch=0.ckpt",
+        )
 
 
-@pytest.mark.parametrize("make", [lambda: PruneDuringFit(after_epochs=2), lambda: DynamicPruning(prune_ratio=0.5),
-                                  lambda: PruneDuringFit(after_epochs=1, mislabelled="auto")])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PruneDuringFit(after_epochs=2),
+        lambda: DynamicPruning(prune_ratio=0.5),
+        lambda: PruneDuringFit(after_epochs=1, mislabelled="auto"),
+    ],
+)
 def test_fast_dev_run_goes_through_one_batch(make, caplog):
     callback, record = make(), BatchRecorder()
     dm = PruningDataModule(data(), batch_size=16)
@@ -119,7 +136,8 @@ def test_with_dynamic_pruning_before_the_prune_the_log_says_what_was_trained_on(
     dm = PruningDataModule(data(), batch_size=16)
     with caplog.at_level(logging.INFO):
         quiet_trainer(max_epochs=3, callbacks=[record, prune, dynamic]).fit(
-            LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm)
+            LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm
+        )
     presented = len(record.presented[0]) + len(record.presented[1])
     assert len(record.presented[0]) == N and len(record.presented[1]) < N  # epoch 1 was pruned dynamically
     [message] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("PruneDuringFit: after")]

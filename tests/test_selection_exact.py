@@ -64,11 +64,14 @@ def reference_select(scores, keep_fraction, strategy, labels=None, class_balance
 
 @pytest.fixture
 def small_thresholds(monkeypatch):
-    """Fast paths from 16 examples on, tie-breaker draws 7 at a time, class blocks of 45 examples, strata bisected above 20."""
+    """Fast paths from 16 examples on, tie-breaker draws 7 at a time, class blocks of 45 examples, strata bisected
+    above 20."""
     monkeypatch.setattr(_ranking, "SMALL", 16)
     monkeypatch.setattr(_ranking, "_CHUNK", 7)
     monkeypatch.setattr(_ranking, "BLOCK", 45)
-    monkeypatch.setattr(ccs, "_DIRECT", 20)  # strata bounds bisected from 20 candidates on  # classes ranked 45 examples at a time, larger ones alone
+    monkeypatch.setattr(
+        ccs, "_DIRECT", 20
+    )  # strata bounds bisected from 20 candidates on  # classes ranked 45 examples at a time, larger ones alone
 
 
 def _cases():

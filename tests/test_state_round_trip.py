@@ -4,10 +4,10 @@ state (torchmetrics' round-trip check), read back through the same public ``Scor
 import numpy as np
 import pytest
 import torch
-from _modules import LitClassifier, quiet_trainer
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
 from datadiet import DifficultyCallback, PruningDataModule, list_scores
 
 N, D, K = 24, 4, 3

@@ -12,10 +12,9 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset, get_worker_info
 
-from datadiet import DifficultyCallback, DynamicPruning, PruneDuringFit, PruningDataModule
-
 from _modules import LitClassifier, quiet_trainer
 from _reference import softmax
+from datadiet import DifficultyCallback, DynamicPruning, PruneDuringFit, PruningDataModule
 
 litdata = pytest.importorskip("litdata")
 
@@ -40,7 +39,12 @@ def litdata_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("litdata") / "optimized"
     before = multiprocessing.get_start_method(allow_none=True)
     litdata.optimize(
-        fn=_item, inputs=list(range(N)), output_dir=str(out), chunk_size=40, num_workers=1, start_method="fork",
+        fn=_item,
+        inputs=list(range(N)),
+        output_dir=str(out),
+        chunk_size=40,
+        num_workers=1,
+        start_method="fork",
         verbose=False,
     )
     multiprocessing.set_start_method(before, force=True)  # optimize sets it for the whole process
@@ -290,8 +294,8 @@ def test_resume_restores_the_kept_sets_and_the_order(litdata_dir, tmp_path, prun
 def test_a_rank_whose_shard_ends_first_repeats_its_last_batch():
     """Under DDP the loader asks, batch by batch, whether any rank still has one; here another rank has two
     batches more: this rank repeats its last batch twice, then every rank stops together."""
-    from datadiet.data.streams import IndexedStream, StreamLoader
     from datadiet.data.indexed import IndexedCollate
+    from datadiet.data.streams import IndexedStream, StreamLoader
 
     x, y = data()
     other_rank_batches = 5  # this rank has 3 (10 examples in batches of 4)

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+
 class SettingsError(ValueError):
     """A setting that cannot work, found before anything trains (a ``ValueError``): the ``datadiet`` command
     prints its message as one line, without a traceback."""

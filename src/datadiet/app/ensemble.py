@@ -51,7 +51,8 @@ def average_tables(tables: Sequence[ScoreTable]) -> ScoreTable:
     for table in tables[1:]:
         if table.names != names or table.num_examples != tables[0].num_examples:
             raise ValueError(
-                f"tables differ: {table.names} over {table.num_examples} examples vs {names} over {tables[0].num_examples}"
+                f"tables differ: {table.names} over {table.num_examples} examples "
+                f"vs {names} over {tables[0].num_examples}"
             )
     scores, raw, matrices, means = {}, {}, {}, {}
     for name in names:
@@ -61,7 +62,9 @@ def average_tables(tables: Sequence[ScoreTable]) -> ScoreTable:
         matrix = seed_correlations(per_seed)
         matrices[name] = matrix.tolist()
         off_diagonal = matrix[~np.eye(len(tables), dtype=bool)]
-        means[name] = float(np.nanmean(off_diagonal)) if off_diagonal.size and not np.isnan(off_diagonal).all() else None
+        means[name] = (
+            float(np.nanmean(off_diagonal)) if off_diagonal.size and not np.isnan(off_diagonal).all() else None
+        )
     metadata = dict(tables[0].metadata)
     metadata.update(
         {

@@ -80,4 +80,3 @@ def compare_early_stopped(
         "pruning_paid": paid,
         "vs_early_stopped": verdict,
     }
-

@@ -175,8 +175,16 @@ def check_before_training(plan: RunPlan, datamodule: PruningDataModule) -> None:
             make_model(plan.probe.model, datamodule)
         model = make_model(plan.model, datamodule)
         trainer = instantiate(
-            plan.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[], limit_test_batches=1,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            plan.trainer,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+            logger=False,
+            callbacks=[],
+            limit_test_batches=1,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
             default_root_dir=str(plan.paths.output_dir / "test_metric_check"),
         )
         try:

@@ -69,7 +69,8 @@ class EpochLosses:
         if not isinstance(losses, Tensor) or tuple(losses.shape) != (batch_size,):
             shape = tuple(losses.shape) if isinstance(losses, Tensor) else type(losses).__name__
             raise ValueError(
-                f"training_step's `{EXAMPLE_LOSS_KEY}` must be one loss per example of the batch ({batch_size},), got {shape}"
+                f"training_step's `{EXAMPLE_LOSS_KEY}` must be one loss per example of the batch ({batch_size},), "
+                f"got {shape}"
             )
         return losses.float()
 

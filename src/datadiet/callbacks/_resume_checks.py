@@ -31,7 +31,7 @@ def saved_arguments(key: str, state: Any) -> dict[str, Any]:
     if isinstance(state, Mapping) and isinstance(state.get("arguments"), Mapping):
         return dict(state["arguments"])
     try:
-        from_key = ast.literal_eval(key[key.index("{"):])
+        from_key = ast.literal_eval(key[key.index("{") :])
     except (ValueError, SyntaxError):
         return {}
     return dict(from_key) if isinstance(from_key, dict) else {}

@@ -35,7 +35,8 @@ class WeightedForwards:
         """Weights of the current training batch's examples, in batch order, on the model's device.
 
         Ones in an epoch where every weight is 1; ``None`` outside training. Use it with
-        ``weight_gradients=False``: ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
+        ``weight_gradients=False``:
+        ``loss = (F.cross_entropy(logits, y, reduction="none") * pruning.batch_weights).mean()``.
         """
         self._weights_read = True
         if self._batch_index is None or self._batch_weights is not None:
@@ -98,7 +99,8 @@ class WeightedForwards:
     def _rows_message(self, logits: Tensor) -> str:
         return (
             f"DynamicPruning weights each example's rows of every forward in a training step, but forward call "
-            f"{self._forwards} returned {tuple(logits.shape)} for a batch of {len(self._batch_index)} examples. Compute "
+            f"{self._forwards} returned {tuple(logits.shape)} for a batch of {len(self._batch_index)} examples. "
+            "Compute "
             "that output under `torch.no_grad()` if it is not trained on, or pass `weight_gradients=False` and weight "
             "the loss yourself with `pruning.batch_weights`"
         )

@@ -13,7 +13,8 @@ def take_rows(batch: Any, rows: Tensor, size: Optional[int] = None) -> Any:
     """``batch`` restricted to ``rows`` (positions along the batch dimension), in that order.
 
     ``size`` is the batch's number of examples (default: its first tensor's first dimension). Every tensor
-    with that first dimension is indexed; so is every list or tuple of that length that holds no tensor and no container (per-example
+    with that first dimension is indexed; so is every list or tuple of that length that holds no tensor and no container
+    (per-example
     Python values, e.g. file names as ``default_collate`` leaves them). Mappings, namedtuples, tuples and
     lists are rebuilt as the same type; everything else is passed through unchanged.
 

@@ -208,8 +208,11 @@ class DifficultyCallback(Callback):
     @property
     def arguments(self) -> dict[str, Any]:
         """The arguments the statistics depend on (saved in checkpoints, compared when resuming)."""
-        return {"scores": tuple(self.score_classes), "score_options": self.scorer.score_options,
-                "feature_module": self.scorer.feature_module}
+        return {
+            "scores": tuple(self.score_classes),
+            "score_options": self.scorer.score_options,
+            "feature_module": self.scorer.feature_module,
+        }
 
     @override
     def state_dict(self) -> dict[str, Any]:

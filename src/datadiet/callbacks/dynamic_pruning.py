@@ -136,8 +136,11 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
             raise ValueError(f"`rule_options` {unknown} are not options of the rule {rule!r}; it takes {options}")
         #: The keyword arguments the rule is called with each epoch.
         self.rule_options = {
-            **{name: value for name, value in (("num_groups", num_groups), ("window_scale", float(window_scale)))
-               if name in accepted},
+            **{
+                name: value
+                for name, value in (("num_groups", num_groups), ("window_scale", float(window_scale)))
+                if name in accepted
+            },
             **dict(rule_options or {}),
         }
         self.num_groups = num_groups
@@ -381,8 +384,13 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
     @property
     def arguments(self) -> dict[str, Any]:
         """The arguments that decide each epoch's examples (saved in checkpoints, compared when resuming)."""
-        return {"rule": self.rule, "prune_ratio": self.prune_ratio, "anneal_fraction": self.anneal_fraction,
-                "seed": self.seed, "rule_options": self.rule_options}
+        return {
+            "rule": self.rule,
+            "prune_ratio": self.prune_ratio,
+            "anneal_fraction": self.anneal_fraction,
+            "seed": self.seed,
+            "rule_options": self.rule_options,
+        }
 
     @override
     def on_load_checkpoint(

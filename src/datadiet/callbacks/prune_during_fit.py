@@ -91,7 +91,8 @@ class PruneDuringFit(Callback):
             (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
             ``auto`` (exclude only when the labels look noisy, see above).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
-        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default: docs/noisy_labels.md).
+        noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default:
+            docs/noisy_labels.md).
         noisy_extra_epochs: with ``auto``, epochs on all data before the detector runs again on noisy labels
             (default 1).
 
@@ -137,7 +138,8 @@ class PruneDuringFit(Callback):
             DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold
         )
         self.noisy_extra_epochs = validate_extra_epochs(
-            DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs)
+            DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs
+        )
         DETECTORS.get(detector)
         self.mislabelled = mislabelled
         self.detector = detector
@@ -164,7 +166,10 @@ class PruneDuringFit(Callback):
                 recorded, adapter=adapter, scoring_batch_size=scoring_batch_size, score_options=options or None
             )
         self._state_key = self._generate_state_key(
-            after_epochs=after_epochs, score=score, keep_fraction=self.keep_fraction, strategy=strategy,
+            after_epochs=after_epochs,
+            score=score,
+            keep_fraction=self.keep_fraction,
+            strategy=strategy,
             **({"mislabelled": mislabelled} if mislabelled is not None else {}),
         )
         #: Original indices of the kept examples once pruned (sorted), else ``None``.
@@ -349,8 +354,12 @@ class PruneDuringFit(Callback):
             if self._auto_detects:
                 if self.noise_decision is None:  # decided from the gathered table: the same on every rank
                     self.noise_decision = NoiseDecision.make(
-                        float(table.metadata["label_noise_estimate"]), self.noise_threshold, self.keep_fraction,
-                        trainer.max_epochs, self.after_epochs, self.noisy_extra_epochs,
+                        float(table.metadata["label_noise_estimate"]),
+                        self.noise_threshold,
+                        self.keep_fraction,
+                        trainer.max_epochs,
+                        self.after_epochs,
+                        self.noisy_extra_epochs,
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table
@@ -392,9 +401,12 @@ class PruneDuringFit(Callback):
             f"PruneDuringFit: after {self.pruned_after_epoch} epoch(s) {self._trained_on(trainer, presented)}, kept "
             f"{len(kept):,} of "
             f"{datamodule.num_examples:,} examples ({self.score} / {self.strategy}) for the remaining epochs"
-            + ("" if issues is None else
-               f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
-               f"{'kept' if handling == 'keep' else 'excluded'}")
+            + (
+                ""
+                if issues is None
+                else f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
+                f"{'kept' if handling == 'keep' else 'excluded'}"
+            )
             + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
         )
 
@@ -432,8 +444,7 @@ class PruneDuringFit(Callback):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             "kept_indices": (
-                None if self.kept_indices is None
-                else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64))
+                None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64))
             ),
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
@@ -454,10 +465,17 @@ class PruneDuringFit(Callback):
     def arguments(self) -> dict[str, Any]:
         """The arguments that decide what this callback prunes (saved in checkpoints, compared when resuming)."""
         return {
-            "after_epochs": self.after_epochs, "score": self.score, "keep_fraction": self.keep_fraction,
-            "strategy": self.strategy, "class_balanced": self.class_balanced, "seed": self.seed,
-            "strategy_options": self.strategy_options, "score_options": self.score_options,
-            "mislabelled": self.mislabelled, "detector": self.detector, "noise_threshold": self.noise_threshold,
+            "after_epochs": self.after_epochs,
+            "score": self.score,
+            "keep_fraction": self.keep_fraction,
+            "strategy": self.strategy,
+            "class_balanced": self.class_balanced,
+            "seed": self.seed,
+            "strategy_options": self.strategy_options,
+            "score_options": self.score_options,
+            "mislabelled": self.mislabelled,
+            "detector": self.detector,
+            "noise_threshold": self.noise_threshold,
             "noisy_extra_epochs": self.noisy_extra_epochs,
         }
 
@@ -486,8 +504,10 @@ class PruneDuringFit(Callback):
         scores_changed = "strategy" in changed and needs_scores(changed["strategy"][0]) != self._strategy_scores
         if changed and (decided or scores_changed or not set(changed) <= _CHOSEN_AT_PRUNING):
             if kept is not None:
-                what = (f"The checkpoint's fit pruned to {len(kept):,} examples after epoch "
-                        f"{state_dict.get('pruned_after_epoch')} with its arguments.")
+                what = (
+                    f"The checkpoint's fit pruned to {len(kept):,} examples after epoch "
+                    f"{state_dict.get('pruned_after_epoch')} with its arguments."
+                )
             elif decided:
                 what = "The checkpoint's fit decided on its labels' noise with its arguments."
             else:

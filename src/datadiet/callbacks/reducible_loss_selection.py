@@ -95,8 +95,10 @@ class ReducibleLossSelection(DeferredState, Callback):
         batch_subset_fn: Callable[[Any, Tensor], Any] | None = None,
     ) -> None:
         super().__init__()
-        if not isinstance(selected_fraction, (int, float)) or isinstance(selected_fraction, bool) or not (
-            0 < selected_fraction <= 1
+        if (
+            not isinstance(selected_fraction, (int, float))
+            or isinstance(selected_fraction, bool)
+            or not (0 < selected_fraction <= 1)
         ):
             raise ValueError(f"`selected_fraction` must be a number in (0, 1], got {selected_fraction!r}")
         if selection_mode not in SELECTION_MODES:
@@ -348,7 +350,6 @@ class ReducibleLossSelection(DeferredState, Callback):
 
     def _state_built(self) -> bool:
         return self._datamodule is not None
-
 
     def _apply_state(self, state_dict: dict[str, Any]) -> None:
         digest = state_dict.get("irreducible_sha1", self._digest)

@@ -172,7 +172,11 @@ class Scorer(DeferredState):
         ``who`` reads batches, and the forward hook of the training-phase scores attached."""
         self.to(pl_module.device)
         check_first_batch(
-            trainer, pl_module, self.adapter, who, scores=self.scores.values(),
+            trainer,
+            pl_module,
+            self.adapter,
+            who,
+            scores=self.scores.values(),
             needs_loss=any(getattr(score, "from_example_loss", False) for score in self.scores.values()),
         )
         if self._train_scores and self._hook_handle is None:
@@ -252,7 +256,8 @@ class Scorer(DeferredState):
         if eval_only:
             scores = {
                 name: self.score_classes[name](self.num_examples, **self.score_options.get(name, {}))
-                for name, score in self.scores.items() if score.phase == "eval"
+                for name, score in self.scores.items()
+                if score.phase == "eval"
             }
             for score in scores.values():
                 score.ignore_index = self.adapter.ignore_index
@@ -281,8 +286,14 @@ class Scorer(DeferredState):
     ) -> None:
         """One eval-mode pass of the model over the training set, updating ``eval_scores``."""
         scoring_pass(
-            trainer, pl_module, eval_scores, self.adapter, self._ledger, batch_size=self.scoring_batch_size,
-            feature_module=self.feature_module, buffer=PresentationBuffer(),
+            trainer,
+            pl_module,
+            eval_scores,
+            self.adapter,
+            self._ledger,
+            batch_size=self.scoring_batch_size,
+            feature_module=self.feature_module,
+            buffer=PresentationBuffer(),
         )
 
     def _build_table(

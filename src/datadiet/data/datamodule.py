@@ -283,8 +283,11 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         if self._streamed_labels is None or not isinstance(batch, (tuple, list)) or len(batch) < 2:
             return
         target = batch[1]
-        if not isinstance(target, Tensor) or target.ndim != 1 or target.is_floating_point() or len(target) != len(
-            original_index
+        if (
+            not isinstance(target, Tensor)
+            or target.ndim != 1
+            or target.is_floating_point()
+            or len(target) != len(original_index)
         ):
             self._streamed_labels = None  # not class labels: read them (or find there are none) in one pass
             return
@@ -346,8 +349,8 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         (never scored) for every example or for more than ``max_unscored_fraction`` of them. Fewer NaN
         are accepted with a warning naming their count: they rank as hardest, so ``hard`` keeps them
         first and ``easy`` drops them first (``random`` ignores scores). A score with one value for every
-        scored example ranks nothing (e.g. the entropy of a one-output model) and is refused too. To use a table on other data on
-        purpose, pass its scores as an array (``table["el2n"]``), which carries no provenance.
+        scored example ranks nothing (e.g. the entropy of a one-output model) and is refused too. To use a table on
+        other data on purpose, pass its scores as an array (``table["el2n"]``), which carries no provenance.
 
         Args:
             table: a :class:`ScoreTable`, or a 1-D array of scores (larger = harder) per original index.
@@ -411,9 +414,17 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 )
         if strategy == "auto" and isinstance(table, ScoreTable) and "label_noise_estimate" in table.metadata:
             # the wrong labels `auto` chooses among: those flagged, unless they are excluded (see `keep_auto`)
-            options.setdefault("label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"]))
+            options.setdefault(
+                "label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"])
+            )
         kept = select(
-            scores, keep_fraction, strategy, labels=labels, class_balanced=class_balanced, seed=seed, exclude=exclude,
+            scores,
+            keep_fraction,
+            strategy,
+            labels=labels,
+            class_balanced=class_balanced,
+            seed=seed,
+            exclude=exclude,
             **options,
         )
         self.kept_indices = kept
@@ -509,7 +520,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         """The kept subset travels with checkpoints (an int64 tensor sharing its memory), so a resumed run trains
         on the same examples."""
         return {
-            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
+            "kept_indices": None
+            if self.kept_indices is None
+            else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "num_examples": self.num_examples,
             "dataset_fingerprint": self.fingerprint(),
         }

@@ -59,9 +59,7 @@ class LabelIssues:
         indices = np.flatnonzero(self.flagged)
         return indices[np.argsort(-self.score[indices], kind="stable")]
 
-    def save_flagged(
-        self, path: str | os.PathLike, labels: np.ndarray, paths: Optional[Sequence[str]] = None
-    ) -> Path:
+    def save_flagged(self, path: str | os.PathLike, labels: np.ndarray, paths: Optional[Sequence[str]] = None) -> Path:
         """Writes the flagged examples as CSV (atomically), most likely wrong first, so labels can be fixed.
 
         Columns: ``original_index``, ``given_label``, ``predicted_label``, ``score`` (:attr:`score`), and

@@ -29,7 +29,8 @@ GRID_EXAMPLES = 8
 
 
 def sweep_name(sweep_dir: str | Path) -> str:
-    """A sweep's W&B group: its directory's last two parts, ``multirun/2026-01-31/12-00-00`` → ``2026-01-31_12-00-00``."""
+    """A sweep's W&B group: its directory's last two parts,
+    ``multirun/2026-01-31/12-00-00`` → ``2026-01-31_12-00-00``."""
     return "_".join(Path(sweep_dir).resolve().parts[-2:])
 
 
@@ -127,7 +128,9 @@ def log_job(loggers: Sequence[Any], summary: dict[str, Any], kept_path: Optional
             f"kept-subset-{run.id}",
             type="kept_subset",
             description="original indices kept for training, with their scores",
-            metadata={key: summary.get(key) for key in ("dataset", "score", "strategy", "keep_fraction", "examples_kept")},
+            metadata={
+                key: summary.get(key) for key in ("dataset", "score", "strategy", "keep_fraction", "examples_kept")
+            },
         )
         artifact.add_file(str(kept_path))
         sidecar = Path(kept_path).with_suffix(".json")

@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo test test-fast docs bench bench-quality bench-cuda clean
+.PHONY: install demo lint test test-fast docs bench bench-quality bench-cuda clean
 
 install: $(STAMP)
 
@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 demo: install  ## in-run EL2N → keep the hardest half → train, beside full data and full data stopped early (MNIST-1D)
 	$(BIN)/datadiet baseline=true
 
-test: install  ## the whole test suite (W&B offline, no downloads)
+lint: install  ## ruff: the project's rules and its formatting (no file is changed)
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+test: lint  ## ruff, then the whole test suite (W&B offline, no downloads)
 	WANDB_MODE=offline $(BIN)/python -m pytest
 
 test-fast: install  ## everything but the CLI / multi-process tests

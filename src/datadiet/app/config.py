@@ -71,6 +71,21 @@ class DigitsConfig(LoaderConfig):
 
 
 @dataclass
+class FashionMNISTConfig(LoaderConfig):
+    _target_: str = "datadiet.data.sources.fashion_mnist_datamodule"
+    root: Optional[str] = None
+    download: bool = True
+    cache_dir: Optional[str] = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_train: Optional[int] = None
+    flatten: bool = False
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    label_noise_seed: int = 0
+
+
+@dataclass
 class SyntheticConfig(LoaderConfig):
     _target_: str = "datadiet.data.sources.synthetic_datamodule"
     num_samples: int = 2000
@@ -269,6 +284,7 @@ def register_configs() -> None:
     for group, name, node in [
         ("data", "mnist1d", MNIST1DConfig),
         ("data", "digits", DigitsConfig),
+        ("data", "fashion_mnist", FashionMNISTConfig),
         ("data", "synthetic", SyntheticConfig),
         ("data", "cifar", CIFARConfig),
         ("data", "imagefolder", ImageFolderConfig),

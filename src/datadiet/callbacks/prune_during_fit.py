@@ -14,6 +14,7 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks._noisy_labels import (
+    DEFAULT_MISLABELLED,
     DEFAULT_NOISE_THRESHOLD,
     auto_detector_applies,
     DEFAULT_NOISY_EXTRA_EPOCHS,
@@ -30,6 +31,11 @@ from datadiet.detection import DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
+
+
+def _class_counts(datamodule: Any) -> Optional[np.ndarray]:
+    labels = datamodule.labels
+    return None if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" else np.bincount(labels)
 
 
 class PruneDuringFit(Callback):
@@ -59,7 +65,9 @@ class PruneDuringFit(Callback):
     is unchanged (E = 15, after 2 epochs, keep 0.5 becomes 0.43 after 3); :attr:`noise_decision` says which. A
     run too short to pay for the extra epochs (the lowered fraction under half the planned one, or no epoch left;
     or no ``max_epochs``) waits fewer, down to none: then the flagged are excluded at ``after_epochs``. Where the
-    detector does not apply (per-token labels of a language model), ``auto`` prunes as ``None``, saying why.
+    detector does not apply (per-token labels of a language model), ``auto`` prunes as ``None``, saying why. Where
+    static selection cannot pay (a class under 1,000 examples, under 3 epochs left after scoring, a noise estimate
+    over 50 %), ``auto`` keeps all data and says so; with a score-free strategy it detects nothing (as the app).
 
     Cost: the scoring pass is :attr:`scored_examples` forward passes of the model (global, DDP padding
     included), to be counted with :class:`datadiet.compute.ComputeAccount` (``in_run_scored``); the
@@ -85,9 +93,10 @@ class PruneDuringFit(Callback):
         adapter: see :class:`~datadiet.Adapter` (batches that are not ``(x, y)``).
         scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
         score_options: constructor arguments of the score, e.g. ``{"exact": True}`` for ``grand``.
-        mislabelled: ``None`` (default: no detection), ``keep`` (flag, keep them eligible), ``exclude``
-            (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
-            ``auto`` (exclude only when the labels look noisy, see above).
+        mislabelled: ``auto`` (default, as the app's: exclude only when the labels look noisy, keep all where the
+            regime guard says static pruning cannot pay, see above), ``None`` (no detection), ``keep`` (flag, keep
+            them eligible), ``exclude`` (never keep a flagged example), ``exclude_disagreeing`` (nor one whose
+            predicted class differs).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
         noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default 0.07).
         noisy_extra_epochs: with ``auto``, epochs on all data before the detector runs again on noisy labels
@@ -118,7 +127,7 @@ class PruneDuringFit(Callback):
         adapter: Optional[Adapter] = None,
         scoring_batch_size: Optional[int] = None,
         score_options: Optional[Mapping[str, Any]] = None,
-        mislabelled: Optional[str] = None,
+        mislabelled: Optional[str] = DEFAULT_MISLABELLED,
         detector: str = "both",
         noise_threshold: Optional[float] = None,
         noisy_extra_epochs: Optional[int] = None,
@@ -135,6 +144,8 @@ class PruneDuringFit(Callback):
         self.noisy_extra_epochs = validate_extra_epochs(
             DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs)
         DETECTORS.get(detector)
+        if mislabelled == "auto" and (not needs_scores(strategy) or (adapter is not None and not adapter.class_probabilities)):
+            mislabelled = None  # as the app: no scores to add the detector to, or a loss without class probabilities
         self.mislabelled = mislabelled
         self.detector = detector
         if isinstance(after_epochs, bool) or not isinstance(after_epochs, int) or after_epochs < 1:
@@ -317,7 +328,7 @@ class PruneDuringFit(Callback):
                 if self.noise_decision is None:  # decided from the gathered table: the same on every rank
                     self.noise_decision = NoiseDecision.make(
                         float(table.metadata["label_noise_estimate"]), self.noise_threshold, self.keep_fraction,
-                        trainer.max_epochs, self.after_epochs, self.noisy_extra_epochs,
+                        trainer.max_epochs, self.after_epochs, self.noisy_extra_epochs, _class_counts(datamodule),
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table

@@ -100,7 +100,7 @@ def find_fashion_mnist(root: Optional[str] = None, cache_dir: Optional[str] = No
             if _holds_all(cache / "FashionMNIST" / "raw"):
                 return cache / "FashionMNIST" / "raw"
             reason = "torchvision's download left no idx files"
-        except Exception as error:  # no torchvision, no network: the message below says what to do
+        except Exception as error:  # noqa: BLE001  (no torchvision, no network: the message below says what to do)
             reason = f"torchvision's download failed: {type(error).__name__}: {error}"
     raise FileNotFoundError(
         "Fashion-MNIST's idx files (train-images-idx3-ubyte[.gz], ...) are in none of "

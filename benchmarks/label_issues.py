@@ -79,6 +79,10 @@ def measure(noise: float, seed: int, after_epochs: int, quick: bool) -> list[dic
     common = {"noise": noise, "seed": seed, "after_epochs": after_epochs, "true_rate": float(flipped.mean())}
     rows = [{**common, "method": "datadiet label_issue (both)", "estimate": ours.noise_rate_estimate,
              **_rates(ours.flagged, flipped)}]
+    for detector in ("below_chance", "confident_other_class"):
+        flagged = find_label_issues(labels, probs, detector)
+        rows.append({**common, "method": f"datadiet {detector}", "estimate": flagged.noise_rate_estimate,
+                     **_rates(flagged.flagged, flipped)})
     try:
         from cleanlab.count import num_label_issues
         from cleanlab.filter import find_label_issues as cleanlab_find
@@ -151,6 +155,8 @@ def measure_fashion(
         f"both (cleanlab's recipe), epoch {epochs}": find_label_issues(labels, snaps[-1], "both").flagged,
         f"prune_by_noise_rate, epoch {epochs}": find_label_issues(labels, snaps[-1], "prune_by_noise_rate").flagged,
         f"confident_other_class, epoch {epochs}": find_label_issues(labels, snaps[-1], "confident_other_class").flagged,
+        f"below_chance, epoch {epochs}": find_label_issues(labels, snaps[-1], "below_chance").flagged,
+        f"below_chance, mean of epochs 1-{epochs}": find_label_issues(labels, averaged, "below_chance").flagged,
         f"both, mean of epochs 1-{epochs}": find_label_issues(labels, averaged, "both").flagged,
         f"confident_other_class, mean of epochs 1-{epochs}":
             find_label_issues(labels, averaged, "confident_other_class").flagged,

@@ -71,3 +71,12 @@ def test_threshold_samples_and_the_aum_bar():
     aum[1] = -2.2
     flagged, _ = aum_flags(aum, is_threshold, percentile=100)
     assert flagged.tolist() == [False, True, False, False, False, False]
+
+
+def test_below_chance_by_hand():
+    labels = np.array([0, 0, 1, 2])
+    p = np.array([[0.2, 0.7, 0.1],     # predicted 1, own .2 < 1/3: flagged
+                  [0.34, 0.6, 0.06],   # predicted 1, own .34 >= 1/3: an ambiguous neighbour, kept
+                  [0.1, 0.8, 0.1],     # predicted as labelled
+                  [0.5, 0.3, 0.2]])    # predicted 0, own .2 < 1/3: flagged
+    assert find_label_issues(labels, p, "below_chance").flagged.tolist() == [True, False, False, True]

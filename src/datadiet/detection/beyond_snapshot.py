@@ -1,5 +1,6 @@
 """Mislabel signals beyond one in-sample snapshot: class-conditional confidence, several snapshots, AUM thresholds.
 
+- ``below_chance`` (registered): predicted as another class, the given class below chance (``p_y < 1/K``).
 - ``confident_other_class`` (registered): confident learning's off-diagonal, kept only where the given class is as
   improbable as it is for the examples *labelled* with the predicted class — "confidently another class", not
   "ambiguous between neighbours" (a shirt predicted as a T-shirt still gives "shirt" more than T-shirts do).
@@ -34,6 +35,15 @@ def confident_other_class(labels: np.ndarray, probabilities: np.ndarray) -> np.n
     predicted = probabilities.argmax(axis=1)
     own = probabilities[np.arange(len(labels)), labels]
     return off_diagonal & (predicted != labels) & (own <= given_to[predicted, labels])
+
+
+@register_detector("below_chance")
+def below_chance(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Predicted as another class, with the given class below chance (``p_y < 1/K``): confidently another class.
+    An ambiguous neighbour (a shirt predicted as a T-shirt) keeps its own class above chance and is not flagged."""
+    k = probabilities.shape[1]
+    own = probabilities[np.arange(len(labels)), labels]
+    return (probabilities.argmax(axis=1) != labels) & (own < 1.0 / k)
 
 
 def average_probabilities(snapshots: Sequence[np.ndarray]) -> np.ndarray:

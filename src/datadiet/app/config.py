@@ -26,6 +26,7 @@ from hydra.types import RunMode
 from omegaconf import MISSING, SI, OmegaConf
 
 from datadiet.callbacks._noisy_labels import DEFAULT_MISLABELLED, DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
+from datadiet.detection import DEFAULT_DETECTOR
 from datadiet.report.wandb_logging import sweep_name
 from datadiet.report.wandb_mode import wandb_offline
 
@@ -178,7 +179,7 @@ class PruningConfig:
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125
     mislabelled: Optional[str] = DEFAULT_MISLABELLED  # one default for the app and PruneDuringFit
-    detector: str = "both"
+    detector: str = DEFAULT_DETECTOR
     noise_threshold: float = DEFAULT_NOISE_THRESHOLD
     noisy_extra_epochs: int = DEFAULT_NOISY_EXTRA_EPOCHS
 

@@ -27,7 +27,7 @@ from datadiet.callbacks._noisy_labels import (
 )
 from datadiet.callbacks.difficulty import DifficultyCallback
 from datadiet.compute import scoring_pass_examples
-from datadiet.detection import DETECTORS, LabelIssues
+from datadiet.detection import DEFAULT_DETECTOR, DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
@@ -128,7 +128,7 @@ class PruneDuringFit(Callback):
         scoring_batch_size: Optional[int] = None,
         score_options: Optional[Mapping[str, Any]] = None,
         mislabelled: Optional[str] = DEFAULT_MISLABELLED,
-        detector: str = "both",
+        detector: str = DEFAULT_DETECTOR,
         noise_threshold: Optional[float] = None,
         noisy_extra_epochs: Optional[int] = None,
     ) -> None:

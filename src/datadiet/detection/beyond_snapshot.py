@@ -60,7 +60,7 @@ def average_probabilities(snapshots: Sequence[np.ndarray]) -> np.ndarray:
     return np.mean(np.stack([np.asarray(s, dtype=np.float64) for s in snapshots]), axis=0)
 
 
-def agreement(labels: np.ndarray, snapshots: Sequence[np.ndarray], detector: str = "both") -> np.ndarray:
+def agreement(labels: np.ndarray, snapshots: Sequence[np.ndarray], detector: str = "below_chance") -> np.ndarray:
     """Flagged by ``detector`` on every snapshot (e.g. after epoch 1 and after epoch 3)."""
     if not snapshots:
         raise ValueError("`snapshots` must hold at least one (N, K) probability array")

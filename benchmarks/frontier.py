@@ -205,6 +205,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default since issue 17
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # 27
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -246,12 +247,14 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.6, "hard", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.3, **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
-        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default until 27
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # 27
     )
     # Real images (issue 27): Fashion-MNIST, a small CNN with batch norm, 10 epochs; clean, 20 % symmetric, 30 % pairwise.
     f_methods = (
         _static(0.5, "random", "none"),
-        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # default
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default until issue 27
         _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),  # the default without detection
         _static(0.5, "random", "in_run", probe_epochs=2),
         ("dynamic", {"prune_ratio": 0.5}),
@@ -287,7 +290,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
                         + (_rho(0.5, 3, il_epochs=2),),
                         label_noise=0.2),
             "f": Regime("f", "quick Fashion-MNIST", _fashion(128, num_train=1000), FASHION_NET, 2e-3, 3, (2 / 3, 1.0),
-                        methods=f_methods[:2] + f_methods[4:5], optimizer="adamw"),
+                        methods=f_methods[:2] + f_methods[5:6], optimizer="adamw"),
             "e": Regime("e", "quick byte-level LM", _lm.make_data(256, 64), _lm.NET, 3e-3, 3, (2 / 3, 1.0),
                         methods=(_static(0.5, "hard", "in_run", probe_epochs=2, score="loss"), e_methods[5]),
                         **_lm.REGIME_OPTIONS),
@@ -391,6 +394,7 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
         if route == "in_run":
             model = _classifier(regime, dm)
             prune = PruneDuringFit(after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"),
+                                   detector=params.get("detector", "both"),  # as the cached rows were made
                                    **select_options)
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
@@ -500,6 +504,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     flagged = f", {params['mislabelled']} flagged" if params.get("mislabelled") else ""
     if params.get("mislabelled") == "auto":
         flagged = ", mislabelled auto"
+    if params.get("detector"):  # rows without one ran cleanlab's `both`, the default detector before issue 27
+        flagged += f", {params['detector']}"
     return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}{flagged}){dynamic}"
 
 
@@ -590,6 +596,8 @@ def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
 
 #: The configuration the README recommends, the app's default (highlighted in the plots and the tables).
 RECOMMENDED = "hard 50% (in-run after 2 ep, mislabelled auto)"
+#: The default since issue 27: auto with the below_chance detector (rows to be run; the lead moves the highlight).
+DEFAULT_27 = "hard 50% (in-run after 2 ep, mislabelled auto, below_chance)"
 #: The default before ``mislabelled=auto``: on clean labels (the detector under its threshold) the same run.
 CLEAN_DEFAULT = "hard 50% (in-run after 2 ep)"
 #: Always excluding what the detector flags after 3 epochs (issue 17: hard, not wrong), highlighted too.
@@ -598,7 +606,7 @@ RECOMMENDED_NOISY = "hard 45% (in-run after 3 ep, exclude flagged)"
 
 def _recommended(name: str) -> str:
     """The tag of a recommended configuration ("" for the others)."""
-    return {RECOMMENDED: "recommended, the default", CLEAN_DEFAULT: "the default without detection; auto on clean labels",
+    return {DEFAULT_27: "the default since issue 27", RECOMMENDED: "recommended, the default until issue 27", CLEAN_DEFAULT: "the default without detection; auto on clean labels",
             RECOMMENDED_NOISY: "always exclude flagged"}.get(name, "")
 
 

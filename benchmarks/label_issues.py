@@ -37,7 +37,9 @@ import numpy as np
 import torch
 
 from benchmarks._timing import base_parser, machine, quiet_trainer, results_dir, write_csv
-from datadiet import DifficultyCallback
+from torch.utils.data import TensorDataset
+
+from datadiet import DifficultyCallback, PruningDataModule
 from datadiet.detection import find_label_issues
 from datadiet.models import CNN1D, Classifier
 
@@ -125,11 +127,10 @@ def _fashion_run(noise: float, seed: int, epochs: int, num_train: int, aum: bool
     net = functools.partial(CNN2D, channels=(16, 32), hidden=64)
     if aum:  # Pleiss et al.: a random 1/(K+1) relabelled to a fake class K, a model with K + 1 outputs
         fake, mask = threshold_samples(labels.numpy(), dm.num_classes, seed=seed)
-        dm.train_dataset.tensors = (x, torch.as_tensor(fake))
-        dm._labels = None  # noqa: SLF001  (the benchmark swaps the labels of its own data module)
         k = dm.num_classes + 1
+        dm = PruningDataModule(TensorDataset(x, torch.as_tensor(fake)), batch_size=128, eval_batch_size=1024)
         difficulty = DifficultyCallback(scores=["aum"])
-        model = Classifier(net, dm.input_shape, k, optimizer="adamw", lr=2e-3, cosine_schedule=True)
+        model = Classifier(net, tuple(x.shape[1:]), k, optimizer="adamw", lr=2e-3, cosine_schedule=True)
         quiet_trainer("cpu", 10, callbacks=[_StopAfter(epochs), difficulty]).fit(model, datamodule=dm)
         return {"aum": difficulty.score_table.raw("aum"), "threshold_samples": mask}
     snapshots = _Snapshots(x, epochs)

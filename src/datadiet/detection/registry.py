@@ -17,9 +17,10 @@ Detector = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 DETECTORS: Registry[Detector] = Registry("mislabel detector")
 #: The detector used when none is named (library, app, the ``label_issue`` score). On Fashion-MNIST with 20 % of
-#: the labels wrong, after 3 of 10 epochs (3 seeds): precision 0.925 / recall 0.911, where cleanlab's ``both``
-#: gives 0.846 / 0.885; on MNIST-1D after 2 of 15 epochs (2 seeds) 0.955 / 0.873 against 0.837 / 0.898; on clean
-#: labels it flags 2.2 % (MNIST-1D) and 2.7 % (Fashion-MNIST), under ``auto``'s 7 % (benchmarks/label_issues.py).
+#: the labels wrong, after 3 of 10 epochs (3 seeds): precision 0.924 / recall 0.911, where cleanlab's ``both``
+#: gives 0.845 / 0.885; on MNIST-1D after 2 of 15 epochs (2 seeds) 0.955 / 0.873 against 0.837 / 0.898; on clean
+#: labels it flags 2.2 % (MNIST-1D) and 2.0-2.7 % (Fashion-MNIST), under ``auto``'s 7 % (benchmarks/label_issues.py;
+#: docs/fashion_mnist.md).
 DEFAULT_DETECTOR = "below_chance"
 
 

@@ -36,14 +36,26 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     net = functools.partial(CNN2D, channels=(16, 32), hidden=64)
-    regime = F.Regime("f20-reduced", "reduced Fashion-MNIST", F._fashion(128, args.noise, num_train=20000), net, 2e-3,
-                      10, (0.6, 1.0), label_noise=args.noise, optimizer="adamw")
+    regime = F.Regime(
+        "f20-reduced",
+        "reduced Fashion-MNIST",
+        F._fashion(128, args.noise, num_train=20000),
+        net,
+        2e-3,
+        10,
+        (0.6, 1.0),
+        label_noise=args.noise,
+        optimizer="adamw",
+    )
     flops = F.measure_flops(regime)
     for method, params in ARMS:
         row = F.run_once(regime, method, params, args.seed, flops)
-        print(f"{F.label(method, params)} | acc {row['test_acc']:.4f} | compute {row['compute']:.3f} | kept "
-              f"{row.get('kept')}, wrong {row.get('kept_flipped')} | flagged {row.get('flagged')} "
-              f"({row.get('flagged_flipped')} wrong) | {row['wall_s']} s", flush=True)
+        print(
+            f"{F.label(method, params)} | acc {row['test_acc']:.4f} | compute {row['compute']:.3f} | kept "
+            f"{row.get('kept')}, wrong {row.get('kept_flipped')} | flagged {row.get('flagged')} "
+            f"({row.get('flagged_flipped')} wrong) | {row['wall_s']} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

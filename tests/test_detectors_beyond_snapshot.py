@@ -34,9 +34,19 @@ def test_confident_other_class_keeps_an_ambiguous_neighbour():
     # 0 shirt, 1 T-shirt, 2 bag. Row 2: a shirt predicted T-shirt but still "shirt" at .22; row 8: a T-shirt
     # labelled bag, "bag" at .04.
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
-    p = np.array([[.8, .15, .05], [.8, .15, .05], [.22, .76, .02],
-                  [.25, .7, .05], [.25, .7, .05], [.1, .85, .05],
-                  [.02, .03, .95], [.02, .03, .95], [.06, .9, .04]])
+    p = np.array(
+        [
+            [0.8, 0.15, 0.05],
+            [0.8, 0.15, 0.05],
+            [0.22, 0.76, 0.02],
+            [0.25, 0.7, 0.05],
+            [0.25, 0.7, 0.05],
+            [0.1, 0.85, 0.05],
+            [0.02, 0.03, 0.95],
+            [0.02, 0.03, 0.95],
+            [0.06, 0.9, 0.04],
+        ]
+    )
     # t_1 = (.7 + .7 + .85)/3 = .75: rows 2 (.76) and 8 (.9) are confidently T-shirts: both in the off-diagonal
     assert find_label_issues(labels, p, "confident_learning").flagged.tolist() == [0, 0, 1, 0, 0, 0, 0, 0, 1]
     # T-shirts give "shirt" (.25 + .25 + .1)/3 = .2 < row 2's .22: ambiguous, kept;
@@ -75,8 +85,12 @@ def test_threshold_samples_and_the_aum_bar():
 
 def test_below_chance_by_hand():
     labels = np.array([0, 0, 1, 2])
-    p = np.array([[0.2, 0.7, 0.1],     # predicted 1, own .2 < 1/3: flagged
-                  [0.34, 0.6, 0.06],   # predicted 1, own .34 >= 1/3: an ambiguous neighbour, kept
-                  [0.1, 0.8, 0.1],     # predicted as labelled
-                  [0.5, 0.3, 0.2]])    # predicted 0, own .2 < 1/3: flagged
+    p = np.array(
+        [
+            [0.2, 0.7, 0.1],  # predicted 1, own .2 < 1/3: flagged
+            [0.34, 0.6, 0.06],  # predicted 1, own .34 >= 1/3: an ambiguous neighbour, kept
+            [0.1, 0.8, 0.1],  # predicted as labelled
+            [0.5, 0.3, 0.2],
+        ]
+    )  # predicted 0, own .2 < 1/3: flagged
     assert find_label_issues(labels, p, "below_chance").flagged.tolist() == [True, False, False, True]

@@ -27,8 +27,12 @@ def _write_idx(path: Path, array: np.ndarray, gz: bool) -> None:
 def _tiny_set(folder: Path, gz: bool = True, num_train: int = 40, num_test: int = 10) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    arrays = {"x": rng.integers(0, 256, (num_train, 28, 28)), "y": np.arange(num_train) % 10,
-              "x_test": rng.integers(0, 256, (num_test, 28, 28)), "y_test": np.arange(num_test) % 10}
+    arrays = {
+        "x": rng.integers(0, 256, (num_train, 28, 28)),
+        "y": np.arange(num_train) % 10,
+        "x_test": rng.integers(0, 256, (num_test, 28, 28)),
+        "y_test": np.arange(num_test) % 10,
+    }
     for key, name in fm.FILES.items():
         _write_idx(folder / name, arrays[key], gz)
     return arrays
@@ -107,8 +111,14 @@ def test_nowhere_to_be_found_names_the_three_ways(tmp_path):
 
 def test_label_noise_flips_training_labels_only(tmp_path):
     _tiny_set(tmp_path / "d", num_train=100)
-    dm = fashion_mnist_datamodule(root=str(tmp_path / "d"), download=False, val_fraction=0.0, label_noise=0.2,
-                                  label_noise_kind="pairwise", label_noise_seed=3)
+    dm = fashion_mnist_datamodule(
+        root=str(tmp_path / "d"),
+        download=False,
+        val_fraction=0.0,
+        label_noise=0.2,
+        label_noise_kind="pairwise",
+        label_noise_seed=3,
+    )
     noise = dm.label_noise
     assert noise.num_flipped == 20
     flipped = noise.flipped_indices
@@ -131,16 +141,25 @@ def test_the_app_composes_and_builds_data_fashion_mnist(tmp_path):
 
     _tiny_set(tmp_path / "d", num_train=20)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=["paths.output_dir=/tmp/unused", "data=fashion_mnist", "model=cnn2d",
-                                           f"data.root={tmp_path / 'd'}", "data.download=false"])
+        cfg = compose(
+            "config",
+            overrides=[
+                "paths.output_dir=/tmp/unused",
+                "data=fashion_mnist",
+                "model=cnn2d",
+                f"data.root={tmp_path / 'd'}",
+                "data.download=false",
+            ],
+        )
     dm = instantiate(cfg.data)
     model = instantiate(cfg.model, input_shape=dm.input_shape, num_classes=dm.num_classes)
     assert dm.num_examples == 18 and isinstance(model.net, CNN2D)
 
 
-@pytest.mark.skipif(not fm._holds_all(Path("/usr/share/datasets/fashion-mnist")),
-                    reason="Fashion-MNIST's files are not installed (make fashion-mnist); the format tests above "
-                           "cover the reader")
+@pytest.mark.skipif(
+    not fm._holds_all(Path("/usr/share/datasets/fashion-mnist")),
+    reason="Fashion-MNIST's files are not installed (make fashion-mnist); the format tests above cover the reader",
+)
 def test_the_real_files_from_debian(monkeypatch):
     monkeypatch.setattr(fm, "DEBIAN_DIR", Path("/usr/share/datasets/fashion-mnist"))
     arrays = fm.load_fashion_mnist(download=False)

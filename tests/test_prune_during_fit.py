@@ -11,10 +11,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import PruneDuringFit, PruningDataModule, select
-
 from _modules import LitClassifier, quiet_trainer
 from _reference import softmax
+from datadiet import PruneDuringFit, PruningDataModule, select
 
 N, D, K = 60, 5, 3
 
@@ -52,7 +51,9 @@ def test_kept_subset_is_select_of_the_scores_at_epoch_k(strategy, class_balanced
     torch.manual_seed(0)
     x, y = data()
     record = Record()
-    prune = PruneDuringFit(after_epochs=2, keep_fraction=0.4, strategy=strategy, class_balanced=class_balanced, seed=3, mislabelled=None)
+    prune = PruneDuringFit(
+        after_epochs=2, keep_fraction=0.4, strategy=strategy, class_balanced=class_balanced, seed=3, mislabelled=None
+    )
     dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=4, callbacks=[record, prune]).fit(LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm)
 

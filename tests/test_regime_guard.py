@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
 from datadiet import PruneDuringFit, PruningDataModule
 from datadiet.callbacks._noisy_labels import (
     DEFAULT_MISLABELLED,
@@ -16,8 +17,6 @@ from datadiet.callbacks._noisy_labels import (
     static_pruning_guard,
 )
 
-from _modules import LitClassifier, quiet_trainer
-
 
 def test_the_thresholds_worked_by_hand():
     assert (GUARD_MIN_EXAMPLES_PER_CLASS, GUARD_MIN_EPOCHS_LEFT, GUARD_MAX_NOISE_ESTIMATE) == (1000, 3, 0.5)
@@ -25,7 +24,8 @@ def test_the_thresholds_worked_by_hand():
     assert static_pruning_guard(big, 10, 2, 0.2) is None  # 8 epochs left, 20 % estimated noise: may prune
     digits = np.array([130] * 9 + [124])  # 1,294 training digits
     assert "1,294 training examples (124 in the smallest class, under 1,000) are too few" in static_pruning_guard(
-        digits, 20, 2, 0.3)
+        digits, 20, 2, 0.3
+    )
     assert "2 epoch(s) left after scoring at epoch 3 of 5" in static_pruning_guard(big, 5, 3, 0.0)
     assert static_pruning_guard(big, 6, 3, 0.0) is None  # 3 left: enough
     assert static_pruning_guard(None, None, 2, 0.5) is None  # unknown sizes are not judged; 50 % is not over
@@ -63,9 +63,8 @@ def test_auto_with_a_score_free_strategy_detects_nothing_as_in_the_app():
 def test_the_app_says_kept_all_in_the_summary(tmp_path, capsys):
     from hydra import compose, initialize_config_dir
 
-    from datadiet.app import config_dir, run
-
     from _app_overrides import SMALL
+    from datadiet.app import config_dir, run
 
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=[*SMALL, f"paths.output_dir={tmp_path}", "pruning.mislabelled=auto"])

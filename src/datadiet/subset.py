@@ -180,7 +180,9 @@ def load_foundation_subset(path: str | os.PathLike, remedy: str = "") -> Foundat
     data = load_npz(path, keys=("kept_indices",), remedy=remedy)
     kept = np.asarray(data["kept_indices"], dtype=np.int64)
     if kept.ndim != 1:
-        raise UnreadableFileError(path, f"its `kept_indices` has shape {kept.shape}, not one index per kept example", remedy)
+        raise UnreadableFileError(
+            path, f"its `kept_indices` has shape {kept.shape}, not one index per kept example", remedy
+        )
     kept_scores = data.get("kept_scores")
     scores = {key[len("score/") :]: values for key, values in data.items() if key.startswith("score/")}
     sidecar = path.with_suffix(".json")

@@ -123,9 +123,18 @@ class RunPlan:
         overrides: dict[str, Any] = {
             "baseline": False,
             "logger": None,
-            "paths": {"output_dir": str(self.paths.output_dir / folder), "cache_dir": str(self.config["paths"]["cache_dir"])},
-            "pruning": {"keep_fraction": 1.0, "budget": "epochs", "compute_fraction": None, "epochs_scale": 1.0,
-                        "subset_path": None, "mode": "static"},
+            "paths": {
+                "output_dir": str(self.paths.output_dir / folder),
+                "cache_dir": str(self.config["paths"]["cache_dir"]),
+            },
+            "pruning": {
+                "keep_fraction": 1.0,
+                "budget": "epochs",
+                "compute_fraction": None,
+                "epochs_scale": 1.0,
+                "subset_path": None,
+                "mode": "static",
+            },
             "probe": {"mode": "separate", "skip_when_keeping_all": True},
         }
         if epochs is not None:

@@ -107,7 +107,7 @@ def find_fashion_mnist(root: Optional[str] = None, cache_dir: Optional[str] = No
         f"{', '.join(str(f) for f in folders)} ({reason}). Either: (1) `apt-get install dataset-fashion-mnist` "
         f"(or `make fashion-mnist`) for Debian's copy in {DEBIAN_DIR}; (2) put the four files in a folder and pass "
         "`root=` (app: data.root=...) or set DATADIET_DATA; (3) let torchvision download them "
-        "(`pip install \"datadiet[vision]\"`, download=True, with a network)"
+        '(`pip install "datadiet[vision]"`, download=True, with a network)'
     )
 
 
@@ -123,15 +123,19 @@ def load_fashion_mnist(
         try:
             return load_npz(cached, keys=tuple(FILES))
         except UnreadableFileError as error:
-            log.warning("cached Fashion-MNIST %s cannot be read (%s): reading the idx files again", cached, error.reason)
+            log.warning(
+                "cached Fashion-MNIST %s cannot be read (%s): reading the idx files again", cached, error.reason
+            )
     folder = find_fashion_mnist(root, cache_dir, download)
     arrays = {key: read_idx(_file(folder, name)) for key, name in FILES.items()}
     for key in ("y", "y_test"):
         arrays[key] = arrays[key].astype(np.int64)
     for images, labels in (("x", "y"), ("x_test", "y_test")):
         if arrays[images].ndim != 3 or len(arrays[images]) != len(arrays[labels]) or arrays[labels].ndim != 1:
-            raise UnreadableFileError(folder, f"{images} {arrays[images].shape} and {labels} {arrays[labels].shape} "
-                                      "are not N images with N labels")
+            raise UnreadableFileError(
+                folder,
+                f"{images} {arrays[images].shape} and {labels} {arrays[labels].shape} are not N images with N labels",
+            )
     if not explicit:
         atomic_save_npz(cached, arrays)
     return arrays
@@ -178,7 +182,16 @@ def fashion_mnist_datamodule(
         return x.reshape(len(raw), -1) if flatten else x[:, None]
 
     return build_datamodule(
-        "fashion_mnist", images(arrays["x"]), arrays["y"], images(arrays["x_test"]), arrays["y_test"], val_fraction,
-        seed, num_train, label_noise=label_noise, label_noise_kind=label_noise_kind, label_noise_seed=label_noise_seed,
+        "fashion_mnist",
+        images(arrays["x"]),
+        arrays["y"],
+        images(arrays["x_test"]),
+        arrays["y_test"],
+        val_fraction,
+        seed,
+        num_train,
+        label_noise=label_noise,
+        label_noise_kind=label_noise_kind,
+        label_noise_seed=label_noise_seed,
         **loader_options,
     )

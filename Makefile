@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -c constraints.txt
 
-.PHONY: install demo lint test test-fast docs bench bench-quality bench-cuda clean
+.PHONY: install demo lint test test-fast docs bench bench-quality bench-cuda clean fashion-mnist
 
 install: $(STAMP)
 
@@ -50,3 +50,8 @@ bench-cuda: install  ## overhead and pruned speed of a ResNet-18 on CUDA (needs 
 
 clean:
 	rm -rf outputs multirun wandb lightning_logs .pytest_cache site
+
+fashion-mnist:  ## Fashion-MNIST's idx files from Debian's package (/usr/share/datasets/fashion-mnist; needs apt, root)
+	@if command -v apt-get >/dev/null; then \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y dataset-fashion-mnist; \
+	else echo "no apt-get here: put the four idx files in a folder and set DATADIET_DATA, or pass data.download=true"; exit 1; fi

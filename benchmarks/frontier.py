@@ -11,6 +11,9 @@ to its own length. A method pays only where it lies *above* that line. Three reg
 - ``d``: regime ``a`` with 20 % of the training labels replaced by a uniformly random other class
   (``d40``: 40 %); validation and test labels clean, a new draw of the noise per seed. The all-data line
   trains on all the noisy data: that is what a user without datadiet gets.
+- ``f``: Fashion-MNIST (54,000 training images, Debian's ``dataset-fashion-mnist``), CNN2D with batch norm,
+  AdamW 2e-3, 10 epochs = 1.0; ``f20``: 20 % of the training labels a random other class; ``f-pair``: 30 %
+  moved to the next class (c -> c + 1).
 - ``e``: a byte-level causal language model (``TinyGPT``) on the Python standard library's source, 2,000
   windows of 64 bytes, 16 epochs = 1.0; ``e6000``: 6,000 windows, 8 epochs = 1.0. Held-out files; the metric
   is held-out bits per byte (lower is better; ``benchmarks/_lm.py``).
@@ -43,6 +46,7 @@ import logging
 import math
 import os
 import sys
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -57,7 +61,7 @@ from benchmarks import _lm
 from benchmarks._timing import base_parser, machine, quiet_trainer, results_dir
 from datadiet import DifficultyCallback, PruningDataModule
 from datadiet.compute import ComputeAccount, forward_flops_per_example, full_data_flops
-from datadiet.models import CNN1D, MLP, Classifier
+from datadiet.models import CNN1D, CNN2D, MLP, Classifier
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 RUNS_FILE = "frontier_runs.csv"
@@ -132,6 +136,23 @@ def _mnist1d(
     return make
 
 
+def _fashion(batch_size: int, label_noise: float = 0.0, kind: str = "symmetric", num_train: Optional[int] = None):
+    from datadiet.data.sources import fashion_mnist_datamodule
+
+    def make(seed: int) -> PruningDataModule:
+        return fashion_mnist_datamodule(
+            download=False,
+            batch_size=batch_size,
+            eval_batch_size=1024,
+            num_train=num_train,
+            label_noise=label_noise,
+            label_noise_kind=kind,
+            label_noise_seed=seed,
+        )
+
+    return make
+
+
 def _digits(batch_size: int):
     from datadiet.data.sources import digits_datamodule
 
@@ -139,6 +160,10 @@ def _digits(batch_size: int):
         return digits_datamodule(seed=0, batch_size=batch_size, eval_batch_size=512)
 
     return make
+
+
+#: The (f) regimes' net: CNN2D's defaults (two conv blocks of 32 and 64 channels with batch norm, hidden 128).
+FASHION_NET = functools.partial(CNN2D)
 
 
 def tiny_mlp(input_shape: Sequence[int], num_classes: int) -> torch.nn.Module:
@@ -219,6 +244,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default since issue 17
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # 27
     )
     b_methods = (
         _static(0.5, "random", "none"),
@@ -260,8 +286,23 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.6, "hard", "in_run", probe_epochs=3, mislabelled="exclude", prune_ratio=0.3, **common_a),
         _static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude_disagreeing", **common_a),
         _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="exclude_disagreeing", **common_a),
-        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default until 27
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # 27
     )
+    # Real images (issue 27): Fashion-MNIST, a small CNN with batch norm, 10 epochs;
+    # clean, 20 % symmetric, 30 % pairwise.
+    f_methods = (
+        _static(0.5, "random", "none"),
+        _static(
+            0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a
+        ),  # default
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", **common_a),  # the default until issue 27
+        _static(0.5, "hard", "in_run", probe_epochs=2, **common_a),  # the default without detection
+        _static(0.5, "random", "in_run", probe_epochs=2),
+        ("dynamic", {"prune_ratio": 0.5}),
+        ("dynamic", {"prune_ratio": 0.3}),
+    )
+    f_noisy_methods = f_methods + (_static(0.45, "hard", "in_run", probe_epochs=3, mislabelled="exclude", **common_a),)
     # A byte-level language model (benchmarks/_lm.py): many epochs over little text (e), and fewer over more (e6000).
     e_methods = (
         _static(0.5, "random", "none"),
@@ -305,6 +346,17 @@ def regimes(quick: bool) -> dict[str, Regime]:
                 methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
                 + (_rho(0.5, 3, il_epochs=2),),
                 label_noise=0.2,
+            ),
+            "f": Regime(
+                "f",
+                "quick Fashion-MNIST",
+                _fashion(128, num_train=1000),
+                FASHION_NET,
+                2e-3,
+                3,
+                (2 / 3, 1.0),
+                methods=f_methods[:2] + f_methods[5:6],
+                optimizer="adamw",
             ),
             "e": Regime(
                 "e",
@@ -366,6 +418,25 @@ def regimes(quick: bool) -> dict[str, Regime]:
             for name, noise, frontier in (
                 ("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
                 ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)),
+            )
+        },
+        **{
+            name: Regime(
+                name,
+                f"Fashion-MNIST, 54,000 training images{noise_words}, CNN2D with batch norm, AdamW (1.0 = 10 epochs)",
+                _fashion(128, noise, kind),
+                FASHION_NET,
+                2e-3,
+                10,
+                (0.4, 0.5, 0.6, 0.8, 1.0),
+                methods=methods,
+                label_noise=noise,
+                optimizer="adamw",
+            )
+            for name, noise, kind, noise_words, methods in (
+                ("f", 0.0, "symmetric", "", f_methods),
+                ("f20", 0.2, "symmetric", ", 20 % of the labels wrong (a random other class)", f_noisy_methods),
+                ("f-pair", 0.3, "pairwise", ", 30 % of the labels wrong (class c -> c + 1)", f_noisy_methods),
             )
         },
         "e": Regime(
@@ -480,7 +551,10 @@ def run_once(
         if route == "in_run":
             model = _classifier(regime, dm)
             prune = PruneDuringFit(
-                after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"), **select_options
+                after_epochs=params["probe_epochs"],
+                mislabelled=params.get("mislabelled"),
+                detector=params.get("detector", "both"),  # as the cached rows were made
+                **select_options,
             )
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
@@ -641,6 +715,8 @@ def label(method: str, params: dict[str, Any]) -> str:
     flagged = f", {params['mislabelled']} flagged" if params.get("mislabelled") else ""
     if params.get("mislabelled") == "auto":
         flagged = ", mislabelled auto"
+    if params.get("detector"):  # rows without one ran cleanlab's `both`, the default detector before issue 27
+        flagged += f", {params['detector']}"
     return f"{params['strategy']} {params['keep']:.0%} ({route[params['route']]}{balanced}{epochs}{flagged}){dynamic}"
 
 
@@ -747,6 +823,8 @@ def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
 
 #: The configuration the README recommends, the app's default (highlighted in the plots and the tables).
 RECOMMENDED = "hard 50% (in-run after 2 ep, mislabelled auto)"
+#: The default since issue 27: auto with the below_chance detector (rows to be run; the lead moves the highlight).
+DEFAULT_27 = "hard 50% (in-run after 2 ep, mislabelled auto, below_chance)"
 #: The default before ``mislabelled=auto``: on clean labels (the detector under its threshold) the same run.
 CLEAN_DEFAULT = "hard 50% (in-run after 2 ep)"
 #: Always excluding what the detector flags after 3 epochs (issue 17: hard, not wrong), highlighted too.
@@ -756,7 +834,8 @@ RECOMMENDED_NOISY = "hard 45% (in-run after 3 ep, exclude flagged)"
 def _recommended(name: str) -> str:
     """The tag of a recommended configuration ("" for the others)."""
     return {
-        RECOMMENDED: "recommended, the default",
+        DEFAULT_27: "the default since issue 27",
+        RECOMMENDED: "recommended, the default until issue 27",
         CLEAN_DEFAULT: "the default without detection; auto on clean labels",
         RECOMMENDED_NOISY: "always exclude flagged",
     }.get(name, "")
@@ -831,7 +910,7 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
     unit = "one pass" if regime.step_schedule else f"{regime.unit_epochs:g} epochs of all data"
     ax.set_xlabel(f"compute: training + probe + scoring FLOPs (1.0 = {unit})")
     ax.set_ylabel(f"{regime.metric}, mean ± std over seeds" + ("" if regime.higher_is_better else " (lower is better)"))
-    ax.set_title(regime.title, fontsize=10)
+    ax.set_title("\n".join(textwrap.wrap(regime.title, 75)), fontsize=10)  # whole: long titles wrap, not cut
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
@@ -892,7 +971,12 @@ def measure_flops(regime: Regime) -> dict[str, float]:
 
 def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40, e, e6000")
+    parser.add_argument(
+        "--regimes",
+        default="a,b,c,d,d40",
+        help="comma-separated: a, b, c, d, d40, e, e6000, f, f20, f-pair "
+        "(f*: Fashion-MNIST's files, `make fashion-mnist`)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
     parser.add_argument(

@@ -15,6 +15,16 @@ from datadiet.app.plan import RunPlan
 NOISY = ["data.label_noise=0.2", "data.label_noise_seed=3", "data.separation=6.0", "max_epochs=4"]
 
 
+@pytest.fixture(autouse=True)
+def _no_regime_guard(monkeypatch):
+    """These tiny sets test what auto does once it prunes; the regime guard (which keeps all data on sets this
+    small) has its own tests in test_regime_guard.py."""
+    from datadiet.callbacks import noisy_labels as _noisy_labels
+
+    monkeypatch.setattr(_noisy_labels, "GUARD_MIN_EXAMPLES_PER_CLASS", 0)
+    monkeypatch.setattr(_noisy_labels, "GUARD_MIN_EPOCHS_LEFT", 0)
+
+
 def compose_small(tmp_path, *overrides):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         return compose("config", overrides=[*SMALL, f"paths.output_dir={tmp_path}", *overrides])

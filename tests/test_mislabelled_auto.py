@@ -15,6 +15,16 @@ from datadiet.callbacks.noisy_labels import NoiseDecision, affordable_extra_epoc
 from test_label_issues import D, K, N, noisy_data, reference_issues
 
 
+@pytest.fixture(autouse=True)
+def _no_regime_guard(monkeypatch):
+    """These tiny sets test what auto does once it prunes; the regime guard (which keeps all data on sets this
+    small) has its own tests in test_regime_guard.py."""
+    from datadiet.callbacks import noisy_labels as _noisy_labels
+
+    monkeypatch.setattr(_noisy_labels, "GUARD_MIN_EXAMPLES_PER_CLASS", 0)
+    monkeypatch.setattr(_noisy_labels, "GUARD_MIN_EPOCHS_LEFT", 0)
+
+
 def clean_data():
     """Three well-separated clusters, labels all correct (the detector flags nothing here)."""
     rng = np.random.default_rng(3)

@@ -40,7 +40,9 @@ def test_kept_subset_is_select_of_the_scores_at_epoch_k(strategy, class_balanced
     torch.manual_seed(0)
     x, y = data()
     record = Record()
-    prune = PruneDuringFit(after_epochs=2, keep_fraction=0.4, strategy=strategy, class_balanced=class_balanced, seed=3)
+    prune = PruneDuringFit(
+        after_epochs=2, keep_fraction=0.4, strategy=strategy, class_balanced=class_balanced, seed=3, mislabelled=None
+    )
     dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=4, callbacks=[record, prune]).fit(LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=dm)
 
@@ -82,7 +84,7 @@ def fit_with_checkpoints(tmp_path, max_epochs, ckpt_path=None, on_validation_end
     torch.manual_seed(0)
     x, y = data()
     record = Record()
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, seed=1)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, seed=1, mislabelled=None)
     dm = PruningDataModule(TensorDataset(x, y), TensorDataset(x, y), batch_size=16)
     checkpoint = ModelCheckpoint(
         dirpath=tmp_path, filename="{epoch}", save_top_k=-1, save_on_train_epoch_end=not on_validation_end
@@ -146,7 +148,7 @@ def test_training_that_stops_before_the_pruning_warns():
         def on_train_epoch_end(self, trainer, pl_module):
             trainer.should_stop = True
 
-    prune = PruneDuringFit(after_epochs=2)
+    prune = PruneDuringFit(after_epochs=2, mislabelled=None)
     with pytest.warns(UserWarning, match="never pruned"):
         quiet_trainer(max_epochs=4, callbacks=[StopEarly(), prune]).fit(
             LitClassifier(nn.Linear(D, K)), datamodule=PruningDataModule(TensorDataset(x, y), batch_size=16)
@@ -158,7 +160,7 @@ def test_training_phase_score_reads_the_first_epochs():
     """forgetting from the first k epochs: the callback drives a DifficultyCallback over exactly those."""
     torch.manual_seed(0)
     x, y = data()
-    prune = PruneDuringFit(after_epochs=3, score="forgetting", keep_fraction=0.5)
+    prune = PruneDuringFit(after_epochs=3, score="forgetting", keep_fraction=0.5, mislabelled=None)
     dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=4, callbacks=[prune]).fit(LitClassifier(nn.Linear(D, K), lr=0.8), datamodule=dm)
     assert prune.score_table.metadata["probe_epochs"] == 3
@@ -169,7 +171,7 @@ def test_training_phase_score_reads_the_first_epochs():
 def test_a_second_fit_decides_anew():
     torch.manual_seed(0)
     x, y = data()
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, mislabelled=None)
     first = PruningDataModule(TensorDataset(x, y), batch_size=16)
     quiet_trainer(max_epochs=2, callbacks=[prune]).fit(LitClassifier(nn.Linear(D, K), lr=0.5), datamodule=first)
     kept_first = prune.kept_indices
@@ -199,7 +201,7 @@ def test_dynamic_pruning_prunes_inside_the_in_run_subset_once_it_is_chosen():
     x, y = data()
     ratio = 0.5
     record = Record()
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, strategy="hard", seed=3)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, strategy="hard", seed=3, mislabelled=None)
     dynamic = DynamicPruning(prune_ratio=ratio, anneal_fraction=0.0, seed=1)
     scores = ScoresAtEpochStart(dynamic)
     dm = PruningDataModule(TensorDataset(x, y), batch_size=16)
@@ -221,7 +223,7 @@ def test_dynamic_pruning_prunes_inside_the_in_run_subset_once_it_is_chosen():
 def test_state_dict_keeps_the_tables_labels_and_columns():
     from datadiet import ScoreTable
 
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, mislabelled=None)
     prune._score_table = ScoreTable(
         {"el2n": np.array([0.5, 0.1, 0.9], dtype=np.float32)},
         labels=np.array([0, 1, 1]),
@@ -231,7 +233,7 @@ def test_state_dict_keeps_the_tables_labels_and_columns():
     prune.kept_indices = np.array([0, 2])
     state = prune.state_dict()
     assert isinstance(state["kept_indices"], torch.Tensor)
-    restored = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    restored = PruneDuringFit(after_epochs=1, keep_fraction=0.5, mislabelled=None)
     restored.load_state_dict(state)
     table = restored._score_table
     np.testing.assert_array_equal(table.labels, [0, 1, 1])

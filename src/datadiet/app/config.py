@@ -25,7 +25,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import MISSING, SI, OmegaConf
 
-from datadiet.callbacks.noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
+from datadiet.callbacks.noisy_labels import DEFAULT_MISLABELLED, DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
+from datadiet.detection import DEFAULT_DETECTOR
 from datadiet.report.wandb_logging import sweep_name
 from datadiet.report.wandb_mode import wandb_offline
 
@@ -65,6 +66,21 @@ class DigitsConfig(LoaderConfig):
     val_fraction: float = 0.1
     seed: int = 0
     flatten: bool = True
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    label_noise_seed: int = 0
+
+
+@dataclass
+class FashionMNISTConfig(LoaderConfig):
+    _target_: str = "datadiet.data.sources.fashion_mnist_datamodule"
+    root: Optional[str] = None
+    download: bool = True
+    cache_dir: Optional[str] = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    num_train: Optional[int] = None
+    flatten: bool = False
     label_noise: float = 0.0
     label_noise_kind: str = "symmetric"
     label_noise_seed: int = 0
@@ -162,8 +178,8 @@ class PruningConfig:
     mode: str = "static"
     prune_ratio: float = 0.5
     anneal_fraction: float = 0.125
-    mislabelled: Optional[str] = "auto"
-    detector: str = "both"
+    mislabelled: Optional[str] = DEFAULT_MISLABELLED  # one default for the app and PruneDuringFit
+    detector: str = DEFAULT_DETECTOR
     noise_threshold: float = DEFAULT_NOISE_THRESHOLD
     noisy_extra_epochs: int = DEFAULT_NOISY_EXTRA_EPOCHS
 
@@ -272,6 +288,7 @@ def register_configs() -> None:
     for group, name, node in [
         ("data", "mnist1d", MNIST1DConfig),
         ("data", "digits", DigitsConfig),
+        ("data", "fashion_mnist", FashionMNISTConfig),
         ("data", "synthetic", SyntheticConfig),
         ("data", "cifar", CIFARConfig),
         ("data", "imagefolder", ImageFolderConfig),

@@ -132,6 +132,8 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             set_aside(plan.paths.output_dir, outputs, error, "kept subset")
     handling = pruning.mislabelled or "keep"
     if pruning.mislabelled == "auto":  # a separate probe: no extension, the flagged are excluded at once if noisy
+        labels = datamodule.labels
+        counts = np.bincount(labels) if labels is not None and labels.ndim == 1 and labels.dtype.kind in "iu" else None
         decision = NoiseDecision.make(
             float(table.metadata["label_noise_estimate"]),
             pruning.noise_threshold,
@@ -139,9 +141,14 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             plan.max_epochs,
             int(plan.probe.epochs),
             0,
+            counts,
+            trained_epochs=0,
         )
         table.metadata["mislabelled_auto"] = decision.as_dict()
         handling = decision.handling
+        if decision.guard is not None:  # the regime guard: static pruning cannot pay here, all data is kept
+            log.info("pruning.mislabelled=auto: %s", decision.describe())
+            subset.keep_fraction = 1.0
     if reused is not None:
         subset.kept = datamodule.kept_indices = reused
         subset.resumed.append("kept subset")

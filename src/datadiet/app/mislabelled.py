@@ -21,7 +21,7 @@ from datadiet.callbacks.noisy_labels import (
     validate_noise_threshold,
 )
 from datadiet.data.datamodule import MISLABELLED_HANDLING
-from datadiet.detection import DETECTORS
+from datadiet.detection import DEFAULT_DETECTOR, DETECTORS
 from datadiet.selection import needs_scores
 
 
@@ -34,7 +34,7 @@ def read_mislabelled(
     Raises:
         ValueError: an unknown handling or detector, a bad threshold or number of extra epochs, naming the key.
     """
-    mislabelled, detector = node.get("mislabelled"), node.get("detector", "both")
+    mislabelled, detector = node.get("mislabelled"), node.get("detector", DEFAULT_DETECTOR)
     if mislabelled is not None and mislabelled not in (*MISLABELLED_HANDLING, "auto"):
         raise ValueError(
             f"`pruning.mislabelled` can be null, {', '.join(MISLABELLED_HANDLING)}, auto, got {mislabelled!r}"

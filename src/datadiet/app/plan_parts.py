@@ -21,6 +21,7 @@ from datadiet.app.mislabelled import read_mislabelled
 from datadiet.app.modes import PruningMode, pruning_mode
 from datadiet.callbacks.noisy_labels import DEFAULT_NOISE_THRESHOLD, DEFAULT_NOISY_EXTRA_EPOCHS
 from datadiet.data.label_noise import validate_label_noise
+from datadiet.detection import DEFAULT_DETECTOR
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, select, validate_keep_fraction
 
@@ -83,7 +84,7 @@ class PruningPlan:
     #: ``None`` (no mislabel detection), ``keep``, ``exclude`` or ``exclude_disagreeing``
     #: (see ``PruningDataModule.prune``).
     mislabelled: Optional[str] = None
-    detector: str = "both"
+    detector: str = DEFAULT_DETECTOR
     #: ``mislabelled=auto``: the noise estimate above which labels count as noisy, and the extra epochs then.
     noise_threshold: float = DEFAULT_NOISE_THRESHOLD
     noisy_extra_epochs: int = DEFAULT_NOISY_EXTRA_EPOCHS

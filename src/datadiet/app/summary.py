@@ -60,7 +60,7 @@ def _readable_mislabelled(summary: dict[str, Any]) -> str:
     when, why = "", ""
     decision = summary.get("mislabelled_auto")
     if decision is not None:  # pruning.mislabelled=auto: when the detector ran, and why it excluded or not
-        handling = "excluded" if decision["noisy"] else "kept"
+        handling = "excluded" if decision["noisy"] and not decision.get("guard") else "kept"
         when, why = f" after {summary['mislabelled_scored_after_epochs']} epochs", f"; {_auto_reason(decision)}"
     truth = ""
     if "mislabel_precision" in summary:
@@ -75,6 +75,8 @@ def _readable_mislabelled(summary: dict[str, Any]) -> str:
 
 
 def _auto_reason(decision: dict[str, Any]) -> str:
+    if decision.get("guard"):  # the regime guard kept all data
+        return f"kept all: {decision['guard']}; trained on all data"
     seen = (
         f"labels looked {'noisy' if decision['noisy'] else 'clean'} after {decision['after_epochs']} epoch(s) "
         f"(estimate {decision['estimate']:.1%} {'>' if decision['noisy'] else '<='} {decision['threshold']:.0%})"

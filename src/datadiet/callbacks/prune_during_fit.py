@@ -16,6 +16,7 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._resume_checks import changed_arguments, refusal, saved_arguments, states_of
 from datadiet.callbacks.noisy_labels import (
+    DEFAULT_MISLABELLED,
     DEFAULT_NOISE_THRESHOLD,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
@@ -28,7 +29,7 @@ from datadiet.callbacks.noisy_labels import (
 )
 from datadiet.callbacks.scorer import Scorer
 from datadiet.compute import scoring_pass_examples
-from datadiet.detection import DETECTORS, LabelIssues
+from datadiet.detection import DEFAULT_DETECTOR, DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
 from datadiet.store import ScoreTable
@@ -37,6 +38,11 @@ from datadiet.store import ScoreTable
 _CHOSEN_AT_PRUNING = frozenset(
     {"keep_fraction", "strategy", "class_balanced", "seed", "strategy_options", "noise_threshold", "noisy_extra_epochs"}
 )
+
+
+def _class_counts(datamodule: Any) -> np.ndarray | None:
+    labels = datamodule.labels
+    return None if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" else np.bincount(labels)
 
 
 class PruneDuringFit(Callback):
@@ -87,9 +93,10 @@ class PruneDuringFit(Callback):
         adapter: see :class:`~datadiet.Adapter` (batches that are not ``(x, y)``).
         scoring_batch_size: batch size of the scoring pass (default: the data module's eval batch size).
         score_options: constructor arguments of the score, e.g. ``{"exact": True}`` for ``grand``.
-        mislabelled: ``None`` (default: no detection), ``keep`` (flag, keep them eligible), ``exclude``
-            (never keep a flagged example), ``exclude_disagreeing`` (nor one whose predicted class differs) or
-            ``auto`` (exclude only when the labels look noisy, see above).
+        mislabelled: ``auto`` (default, as the app's: exclude only when the labels look noisy, keep all where the
+            regime guard says static pruning cannot pay, see above), ``None`` (no detection), ``keep`` (flag, keep
+            them eligible), ``exclude`` (never keep a flagged example), ``exclude_disagreeing`` (nor one whose
+            predicted class differs).
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
         noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default:
             docs/noisy_labels.md).
@@ -121,8 +128,8 @@ class PruneDuringFit(Callback):
         adapter: Adapter | None = None,
         scoring_batch_size: int | None = None,
         score_options: Mapping[str, Any] | None = None,
-        mislabelled: str | None = None,
-        detector: str = "both",
+        mislabelled: str | None = DEFAULT_MISLABELLED,
+        detector: str = DEFAULT_DETECTOR,
         noise_threshold: float | None = None,
         noisy_extra_epochs: int | None = None,
     ) -> None:
@@ -141,6 +148,10 @@ class PruneDuringFit(Callback):
             DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs
         )
         DETECTORS.get(detector)
+        if mislabelled == "auto" and (
+            not needs_scores(strategy) or (adapter is not None and not adapter.class_probabilities)
+        ):
+            mislabelled = None  # as the app: no scores to add the detector to, or a loss without class probabilities
         self.mislabelled = mislabelled
         self.detector = detector
         if isinstance(after_epochs, bool) or not isinstance(after_epochs, int) or after_epochs < 1:
@@ -360,6 +371,7 @@ class PruneDuringFit(Callback):
                         trainer.max_epochs,
                         self.after_epochs,
                         self.noisy_extra_epochs,
+                        _class_counts(datamodule),
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table

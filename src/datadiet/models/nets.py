@@ -70,3 +70,40 @@ class CNN1D(nn.Module):
         if x.ndim == 2:
             x = x.unsqueeze(1)
         return self.head(self.features(x))
+
+
+class CNN2D(nn.Module):
+    """A small 2-D convolutional net with batch norm for small grey or colour images (Fashion-MNIST's 28×28).
+
+    Two blocks of conv 3×3 → batch norm → ReLU → 2×2 max-pool, then a hidden linear layer.
+
+    Args:
+        input_shape: ``(channels, height, width)`` (or ``(height, width)`` for one channel).
+        num_classes: number of output logits.
+        channels: output channels of the two convolution blocks.
+        hidden: width of the hidden linear layer.
+    """
+
+    def __init__(
+        self, input_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (32, 64), hidden: int = 128
+    ) -> None:
+        super().__init__()
+        if len(input_shape) not in (2, 3):
+            raise ValueError(f"CNN2D takes (channels, height, width) images, got input_shape {tuple(input_shape)}")
+        in_channels = 1 if len(input_shape) == 2 else input_shape[0]
+        layers: list[nn.Module] = []
+        for width in channels:
+            layers += [nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2)]
+            in_channels = width
+        layers.append(nn.Flatten())
+        self.features = nn.Sequential(*layers)
+        with torch.no_grad():
+            self.features.eval()
+            flat = self.features(torch.zeros(1, *([1] if len(input_shape) == 2 else []), *input_shape)).shape[1]
+            self.features.train()
+        self.head = nn.Sequential(nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim == 3:
+            x = x.unsqueeze(1)
+        return self.head(self.features(x))

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from datadiet.detection import DETECTORS, LabelIssues, find_label_issues
+from datadiet.detection import DEFAULT_DETECTOR, DETECTORS, LabelIssues, find_label_issues
 from datadiet.scores.base import EvalPassScore, SyncMin, merge_seen, single_process
 from datadiet.scores.registry import register_score
 
@@ -31,7 +31,7 @@ class LabelIssue(EvalPassScore):
 
     bytes_per_example = 44  # 4 (the score) + 4 K (the probabilities), for K = 10 classes
 
-    def __init__(self, num_examples: int, detector: str = "both") -> None:
+    def __init__(self, num_examples: int, detector: str = DEFAULT_DETECTOR) -> None:
         super().__init__(num_examples)
         DETECTORS.get(detector)  # an unknown detector fails now, naming the registered ones
         self.detector = detector

@@ -1,16 +1,20 @@
 """Built-in dataset sources, each a function returning a ready :class:`PruningDataModule`.
 
 All of them work offline: MNIST-1D is generated locally and cached, digits ship with scikit-learn,
-synthetic data is drawn from a seed, text is the Python standard library's own source.
+synthetic data is drawn from a seed, text is the Python standard library's own source; Fashion-MNIST is read
+from its original idx files (Debian's ``dataset-fashion-mnist``, or a folder of your own) and cached.
 """
 
 from datadiet.data.sources.digits import digits_datamodule
+from datadiet.data.sources.fashion_mnist import fashion_mnist_datamodule, load_fashion_mnist
 from datadiet.data.sources.mnist1d import load_mnist1d, mnist1d_datamodule
 from datadiet.data.sources.synthetic import synthetic_datamodule
 from datadiet.data.sources.text import python_source_datamodule
 
 __all__ = [
     "digits_datamodule",
+    "fashion_mnist_datamodule",
+    "load_fashion_mnist",
     "load_mnist1d",
     "mnist1d_datamodule",
     "python_source_datamodule",

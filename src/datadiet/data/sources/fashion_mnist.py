@@ -17,10 +17,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
 from datadiet.data.datamodule import PruningDataModule
 from datadiet.data.sources._split import build_datamodule
 from datadiet.data.sources.mnist1d import default_cache_dir
+from datadiet.files import UnreadableFileError, atomic_save_npz, load_npz
 
 log = logging.getLogger(__name__)
 

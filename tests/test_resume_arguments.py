@@ -15,7 +15,7 @@ from _recorder import BatchRecorder
 from datadiet import DynamicPruning, PruneDuringFit, PruningDataModule
 
 N, D, K = 60, 5, 3
-FIRST = {"after_epochs": 2, "keep_fraction": 0.5, "seed": 1}
+FIRST = {"after_epochs": 2, "keep_fraction": 0.5, "seed": 1, "mislabelled": None}  # plain selection
 
 
 def data():
@@ -131,7 +131,7 @@ def test_fast_dev_run_goes_through_one_batch(make, caplog):
 
 def test_with_dynamic_pruning_before_the_prune_the_log_says_what_was_trained_on(caplog):
     record = BatchRecorder()
-    prune = PruneDuringFit(after_epochs=2, keep_fraction=0.5)
+    prune = PruneDuringFit(after_epochs=2, keep_fraction=0.5, mislabelled=None)
     dynamic = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0)
     dm = PruningDataModule(data(), batch_size=16)
     with caplog.at_level(logging.INFO):

@@ -128,7 +128,7 @@ def test_litdata_prune_during_fit_streams_and_trains_on_the_kept_examples_only(l
     x, y = data()
     CountedStreamingDataset.int_reads = CountedStreamingDataset.chunked_reads = 0
     dm = PruningDataModule(CountedStreamingDataset(litdata_dir), batch_size=32, num_workers=2)
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.4, seed=1)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.4, seed=1, mislabelled=None)
     record = fit(dm, [prune], epochs=3)
     assert CountedStreamingDataset.int_reads == 0  # workers are other processes: the main process read none
     kept = prune.kept_indices
@@ -200,7 +200,7 @@ def test_plain_stream_with_len_through_prune_during_fit_and_scoring():
     x, y = data()
     stream = DictStream(range(N), x, y, with_len=True)
     dm = PruningDataModule(stream, batch_size=32, index_key="index", num_examples=N)
-    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5)
+    prune = PruneDuringFit(after_epochs=1, keep_fraction=0.5, mislabelled=None)
     record = fit(dm, [prune], epochs=2, model_cls=DictClassifier)
     assert sorted(record.presented[1]) == prune.kept_indices.tolist()
     np.testing.assert_allclose(prune.score_table["el2n"], reference_el2n(record.weights[0], x, y), rtol=1e-5, atol=1e-6)
@@ -268,7 +268,7 @@ def test_resume_restores_the_kept_sets_and_the_order(litdata_dir, tmp_path, prun
     def callbacks():
         if pruning == "dynamic":
             return [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, seed=2)]
-        return [PruneDuringFit(after_epochs=1, keep_fraction=0.4)]
+        return [PruneDuringFit(after_epochs=1, keep_fraction=0.4, mislabelled=None)]
 
     def run(epochs, ckpt_path=None, checkpoint=None):
         torch.manual_seed(0)

@@ -48,7 +48,7 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     out = Path(out)
     arrays: dict[str, np.ndarray] = {}
 
-    recorder, prune = RecordIndices(), PruneDuringFit(after_epochs=1, keep_fraction=0.3)
+    recorder, prune = RecordIndices(), PruneDuringFit(after_epochs=1, keep_fraction=0.3, mislabelled=None)
     difficulty = DifficultyCallback(scores=SCORES)
     trainer = make_trainer(devices, 3, [recorder, difficulty, prune])
     trainer.fit(make_model(0.0), datamodule=_data_module(out))

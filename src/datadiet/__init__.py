@@ -14,6 +14,7 @@ from datadiet.scores import get_score, list_scores, register_score
 from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select
 from datadiet.store import ScoreTable
+from datadiet.subset import export_foundation_subset, load_foundation_subset
 
 __version__ = "0.1.0"
 
@@ -27,10 +28,12 @@ __all__ = [
     "ScoreTable",
     "UnreadableFileError",
     "__version__",
+    "export_foundation_subset",
     "fit_irreducible_losses",
     "get_score",
     "list_scores",
     "list_strategies",
+    "load_foundation_subset",
     "register_score",
     "register_strategy",
     "select",

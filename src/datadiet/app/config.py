@@ -250,6 +250,7 @@ class DataDietConfig:
     seed: int = 0
     max_epochs: int = 30
     task_name: str = "datadiet"
+    task: str = "train"
     resume: bool = True
     ckpt_path: Optional[str] = None
     baseline: bool = False

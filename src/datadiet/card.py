@@ -7,7 +7,8 @@ them into its run directory.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,9 +22,9 @@ def subset_card(
     kept_indices: np.ndarray,
     *,
     num_examples: int,
-    labels: Optional[np.ndarray] = None,
-    scores: Optional[np.ndarray] = None,
-    provenance: Optional[Mapping[str, Any]] = None,
+    labels: np.ndarray | None = None,
+    scores: np.ndarray | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card's facts: ``provenance`` (``dataset``, ``selection``, ``cost``, ``train_command``, ... as given)
     plus what is computed from the subset itself — kept counts per class and the histogram of ``scores`` (one
@@ -37,7 +38,7 @@ def subset_card(
         (2, [{'class': 0, 'total': 2, 'kept': 1}, {'class': 1, 'total': 2, 'kept': 1}])
     """
     kept = np.sort(np.asarray(kept_indices, dtype=np.int64))
-    card: dict[str, Any] = {"num_examples": int(num_examples), "num_kept": int(len(kept)),
+    card: dict[str, Any] = {"num_examples": int(num_examples), "num_kept": len(kept),
                             "keep_fraction_kept": len(kept) / num_examples if num_examples else 0.0}
     card.update(dict(provenance or {}))
     if labels is not None:
@@ -69,11 +70,11 @@ def card_markdown(card: Mapping[str, Any]) -> str:
     selector = selection.get("selector") or {}
     cost = card.get("cost") or {}
     name = dataset.get("name", "a dataset")
-    lines = [f"# Foundation subset of {name}: {card['num_kept']:,} of {card['num_examples']:,} examples "
-             f"({card['keep_fraction_kept']:.1%})", ""]
+    lines = [(f"# Foundation subset of {name}: {card['num_kept']:,} of {card['num_examples']:,} examples "
+             f"({card['keep_fraction_kept']:.1%})"), ""]
     if card.get("subset_file"):
-        lines += [f"The subset is `{card['subset_file']}` (original indices `kept_indices`, their scores `kept_scores`); "
-                  "the same facts as this page are in the JSON beside it.", ""]
+        lines += [(f"The subset is `{card['subset_file']}` (original indices `kept_indices`, their scores `kept_scores`); "
+                  "the same facts as this page are in the JSON beside it."), ""]
     lines += ["## Data", "", _table({"name": name, "fingerprint": dataset.get("fingerprint"),
                                      "training examples": dataset.get("num_examples", card["num_examples"]),
                                      "data settings": dataset.get("overrides")}), ""]
@@ -116,8 +117,8 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         lines += ["```", ""]
     if card.get("train_command"):
         lines += ["## Train on it", "", "```bash", card["train_command"], "```", "",
-                  "Any model, any hyperparameters (a Hydra multirun too); a subset made for other data is refused by "
-                  "its fingerprint.", ""]
+                  ("Any model, any hyperparameters (a Hydra multirun too); a subset made for other data is refused by "
+                  "its fingerprint."), ""]
     return "\n".join(lines)
 
 

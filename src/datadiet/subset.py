@@ -252,3 +252,10 @@ def table_for_datamodule(path: str | os.PathLike, datamodule: Any, score: str) -
     if table.labels is None:
         table.labels = datamodule.labels
     return table
+
+
+def subset_group(path: str | os.PathLike) -> str:
+    """The name that groups the runs trained on one subset (W&B group, scaling-curve line): its folder's last two
+    parts and the file's stem, e.g. ``2026-12-06_10-00-00_subset`` for ``outputs/2026-12-06/10-00-00/subset.npz``."""
+    resolved = Path(path).resolve()
+    return "_".join([*resolved.parent.parts[-2:], resolved.stem])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
 from hydra.core.hydra_config import HydraConfig
@@ -40,7 +40,7 @@ _SELECTORS = {
 }
 
 
-def select_only(plan: "RunPlan", loggers: list["Logger"]) -> dict[str, Any]:
+def select_only(plan: RunPlan, loggers: list[Logger]) -> dict[str, Any]:
     """Chooses the subset as ``plan`` says and writes it with its card; returns the run's summary (also written to
     ``summary.json``; its ``objective`` is NaN: nothing is tested)."""
     output_dir = plan.paths.output_dir
@@ -81,7 +81,7 @@ def select_only(plan: "RunPlan", loggers: list["Logger"]) -> dict[str, Any]:
         "task": "select",
         "dataset": datamodule.name,
         "train_examples": datamodule.num_examples,
-        "examples_kept": int(len(subset.kept)),
+        "examples_kept": len(subset.kept),
         "keep_fraction": plan.pruning.keep_fraction,
         "subset_path": str(path),
         "card": str(output_dir / "README.md"),
@@ -131,7 +131,7 @@ def _data_overrides() -> list[str]:
 
 
 def _selector_and_cost(
-    plan: "RunPlan", datamodule: "PruningDataModule", subset: "KeptSubset", wall_time: float, scored_by_model: bool
+    plan: RunPlan, datamodule: PruningDataModule, subset: KeptSubset, wall_time: float, scored_by_model: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     costs = subset.costs
     description = _SELECTORS[plan.selector].format(epochs=plan.probe.epochs, path=plan.probe.scores_path)
@@ -163,7 +163,7 @@ def _model_name(model_cfg: dict[str, Any]) -> str:
     return str(model_cfg.get("_target_"))
 
 
-def _label_noise(plan: "RunPlan", records: dict[str, Any]) -> Optional[dict[str, Any]]:
+def _label_noise(plan: RunPlan, records: dict[str, Any]) -> dict[str, Any] | None:
     """How flagged (likely mislabelled) examples were treated; ``None`` when the detector did not run."""
     if "label_noise_estimate" not in records:
         return {"handling": "none (no mislabel detection)"}

@@ -21,8 +21,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
-from datadiet.subset import subset_group
 from datadiet._io import UnreadableFileError, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from datadiet.subset import subset_group
 
 #: Written by the app into a multirun job's directory when the job raises (see ``datadiet.report.callback``).
 FAILURE_FILE = "job_failure.json"

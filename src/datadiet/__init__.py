@@ -13,6 +13,7 @@ from datadiet.data import PruningDataModule
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select
+from datadiet.score_shards import ScoreShardWriter, merge_score_shards
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, load_foundation_subset
 
@@ -25,6 +26,7 @@ __all__ = [
     "PruneDuringFit",
     "PruningDataModule",
     "ReducibleLossSelection",
+    "ScoreShardWriter",
     "ScoreTable",
     "UnreadableFileError",
     "__version__",
@@ -34,6 +36,7 @@ __all__ = [
     "list_scores",
     "list_strategies",
     "load_foundation_subset",
+    "merge_score_shards",
     "register_score",
     "register_strategy",
     "select",

@@ -40,13 +40,14 @@ def import_score_table(
 ) -> ScoreTable:
     """Reads (index, score) pairs from a CSV (with a header) or an ``.npz`` into a :class:`ScoreTable`.
 
-    A table saved by :meth:`ScoreTable.save` is loaded as is. Otherwise the file has an integer
+    A table saved by :meth:`ScoreTable.save` is loaded as is, and a folder of shards written by
+    :class:`~datadiet.score_shards.ScoreShardWriter` is merged (:func:`~datadiet.score_shards.merge_score_shards`). Otherwise the file has an integer
     ``index_column`` (original index) and a float ``score_column``; examples it does not list get NaN,
     with a warning naming how many: :meth:`PruningDataModule.prune` ranks them hardest, and refuses a
     table with more than ``max_unscored_fraction`` (default half) of them.
 
     Args:
-        path: ``.csv`` or ``.npz`` file.
+        path: ``.csv`` or ``.npz`` file, or a folder of score shards.
         name: the score's name in the table.
         index_column: column / array of original indices.
         score_column: column / array of scores.
@@ -62,6 +63,10 @@ def import_score_table(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no score file at {path}")
+    if path.is_dir():  # the shards of a distributed scoring pass (datadiet.score_shards)
+        from datadiet.score_shards import merge_score_shards
+
+        return merge_score_shards(path)
     if path.suffix == ".npz":
         data = load_npz(path, remedy="it is not a score file datadiet can read")
         if any(key.startswith("score/") for key in data):

@@ -1,0 +1,198 @@
+"""Scoring beyond one machine: Lightning's own ``trainer.predict`` under DDP / multi-node, each rank writing its
+share of the score table as a shard (:class:`ScoreShardWriter`), and :func:`merge_score_shards`, which reads the
+shards one at a time into one :class:`~datadiet.ScoreTable`.
+
+A rank holds only the examples its ``DistributedSampler`` hands it: O(N / world_size) for the scores, never O(N).
+A directory of shards is also read directly wherever a score file is (``probe.scores_path``, ``datadiet
+task=select``, :func:`datadiet.subset.import_score_table`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from typing_extensions import override
+
+from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
+from datadiet.adapter import Adapter
+from datadiet.scores import get_score
+from datadiet.store import ScoreTable
+
+#: A shard's file name: its rank and the world size.
+SHARD_NAME = "scores-rank{rank:05d}-of-{world_size:05d}.npz"
+SHARD_GLOB = "scores-rank*-of-*.npz"
+
+
+class ScoreShardWriter(BasePredictionWriter):
+    """Writes the per-example scores of ``trainer.predict`` over the training set, one shard per rank.
+
+    Each batch's predictions are read as logits (and the batch's labels) by ``adapter``, turned into the eval-pass
+    scores named (e.g. EL2N, margin, loss), and kept with the batch's dataset positions (Lightning's
+    ``batch_indices``: the original indices when the loader reads the training set in order). At the end of the
+    pass each rank writes ``scores-rank{r}-of-{w}.npz`` into ``output_dir``. Call ``trainer.predict(...,
+    return_predictions=False)`` so the logits are not gathered as well.
+
+    Args:
+        output_dir: the folder of the shards (made if missing).
+        scores: eval-pass scores (``datadiet.list_scores()`` whose ``phase`` is ``"eval"``).
+        adapter: how logits and labels are read from ``predict_step``'s output and the batch (default: the
+            output is the logits, the batch is ``(x, y)``).
+
+    Raises:
+        ValueError: an unknown score, or one that is not read off a scoring pass of logits.
+
+    Example::
+
+        >>> import tempfile
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> class Linear(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.layer = torch.nn.Linear(3, 2)
+        ...     def predict_step(self, batch, batch_idx):
+        ...         return self.layer(batch[0])
+        >>> data = TensorDataset(torch.randn(10, 3), torch.randint(0, 2, (10,)))
+        >>> folder = tempfile.mkdtemp()
+        >>> trainer = pl.Trainer(callbacks=[ScoreShardWriter(folder, scores=["el2n"])], logger=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.predict(Linear(), DataLoader(data, batch_size=4), return_predictions=False)
+        >>> merge_score_shards(folder).num_examples
+        10
+    """
+
+    def __init__(
+        self, output_dir: str | os.PathLike, scores: Sequence[str] = ("el2n", "margin", "loss"),
+        adapter: Optional[Adapter] = None,
+    ) -> None:
+        super().__init__(write_interval="batch")
+        self.output_dir = Path(output_dir)
+        self.scores = list(scores)
+        if not self.scores:
+            raise ValueError("`scores` must name at least one eval-pass score, got none")
+        for name in self.scores:
+            cls = get_score(name)
+            if getattr(cls, "phase", None) != "eval" or getattr(cls, "functional", None) is None:
+                raise ValueError(f"`scores` can hold scores read off a scoring pass of logits (e.g. el2n, margin, loss), "
+                                 f"got {name!r}")
+        self.adapter = adapter or Adapter()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._indices: list[np.ndarray] = []
+        self._values: dict[str, list[np.ndarray]] = {name: [] for name in self.scores}
+        self._labels: list[np.ndarray] = []
+
+    @override
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._reset()
+
+    @override
+    def write_on_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Optional[Sequence[int]],
+        batch: Any, batch_idx: int, dataloader_idx: int,
+    ) -> None:
+        if batch_indices is None or len(batch_indices) == 0:
+            raise ValueError("ScoreShardWriter needs each batch's dataset positions: predict with a torch DataLoader "
+                             "(Lightning then records them), not another iterable")
+        logits, target = self.adapter.read(prediction, batch)
+        if target is None:
+            raise ValueError("ScoreShardWriter scores need labels; the adapter read none from the batch")
+        logits = logits.detach().float()
+        self._indices.append(np.asarray(batch_indices, dtype=np.int64))
+        self._labels.append(target.detach().cpu().numpy().astype(np.int64))
+        for name in self.scores:
+            values = get_score(name).functional(logits, target)
+            self._values[name].append(values.detach().to("cpu", torch.float32).numpy())
+
+    @override
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        arrays: dict[str, np.ndarray] = {
+            "original_index": _concatenate(self._indices, np.int64),
+            "label": _concatenate(self._labels, np.int64),
+            "num_examples": np.asarray(_dataset_size(trainer), dtype=np.int64),
+        }
+        for name in self.scores:
+            raw = _concatenate(self._values[name], np.float32)
+            arrays[f"raw/{name}"] = raw
+            arrays[f"score/{name}"] = -raw if get_score(name).raw_is_easiness else raw
+        self._reset()  # the rank's share is on disk: nothing O(N / world_size) stays held
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_save_npz(self.output_dir / SHARD_NAME.format(rank=trainer.global_rank, world_size=trainer.world_size),
+                        arrays)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"output_dir": str(self.output_dir), "scores": list(self.scores)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.output_dir = Path(state_dict.get("output_dir", self.output_dir))
+        self.scores = list(state_dict.get("scores", self.scores))
+
+
+def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
+    """One :class:`ScoreTable` from the shards of :class:`ScoreShardWriter` in ``directory``, read one at a time
+    (peak memory: the table plus one shard). An example two ranks scored (the sampler's padding) must have one
+    value.
+
+    Raises:
+        FileNotFoundError: no shards in ``directory``.
+        UnreadableFileError: shards of different passes (world sizes or sizes), missing ranks, an example no
+            rank scored, or one scored twice with different values.
+    """
+    directory = Path(directory)
+    paths = sorted(directory.glob(SHARD_GLOB))
+    if not paths:
+        raise FileNotFoundError(f"no score shards ({SHARD_GLOB}) in {directory}")
+    world_sizes = {int(path.stem.rsplit("-of-", 1)[1]) for path in paths}
+    if len(world_sizes) != 1 or len(paths) != next(iter(world_sizes)):
+        raise UnreadableFileError(directory, f"it holds {len(paths)} shards of world sizes {sorted(world_sizes)}: "
+                                  "not one complete pass", "rerun the scoring into an empty folder")
+    remedy = "rerun the scoring into an empty folder"
+    raw: dict[str, np.ndarray] = {}
+    scores: dict[str, np.ndarray] = {}
+    labels: Optional[np.ndarray] = None
+    seen: Optional[np.ndarray] = None
+    for path in paths:
+        shard = load_npz(path, keys=("original_index", "label", "num_examples"), remedy=remedy)
+        size = int(shard.pop("num_examples"))
+        if labels is None:
+            labels, seen = np.full(size, -1, dtype=np.int64), np.zeros(size, dtype=bool)
+        elif size != len(labels):
+            raise UnreadableFileError(path, f"it scores {size} examples, another shard {len(labels)}", remedy)
+        index = shard.pop("original_index")
+        again = seen[index]
+        for key, values in shard.items():
+            if key == "label":
+                column = labels
+            elif key.startswith(("raw/", "score/")):
+                kind, _, name = key.partition("/")
+                column = (raw if kind == "raw" else scores).setdefault(name, np.full(size, np.nan, dtype=np.float32))
+            else:
+                continue
+            if again.any() and not np.array_equal(column[index[again]], values[again], equal_nan=values.dtype.kind == "f"):
+                raise UnreadableFileError(path, f"example(s) scored by two ranks with different {key}", remedy)
+            column[index] = values
+        seen[index] = True
+        del shard, index, again
+    if not seen.all():
+        missing = int((~seen).sum())
+        raise UnreadableFileError(directory, f"{missing} of {len(seen)} examples were scored by no rank", remedy)
+    return ScoreTable(scores, raw=raw, labels=labels,
+                      metadata={"num_examples": len(labels), "imported_from": str(directory), "shards": len(paths)})
+
+
+def _concatenate(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+
+
+def _dataset_size(trainer: pl.Trainer) -> int:
+    loaders = trainer.predict_dataloaders
+    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
+    return len(loader.dataset)

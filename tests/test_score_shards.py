@@ -42,7 +42,7 @@ def test_two_processes_shards_merge_to_the_one_process_table_and_numpy(tmp_path)
 def _shard(folder, rank, world, index, el2n, size):
     atomic_save_npz(folder / f"scores-rank{rank:05d}-of-{world:05d}.npz", {
         "original_index": np.asarray(index, dtype=np.int64), "label": np.zeros(len(index), dtype=np.int64),
-        "num_examples": np.asarray(size), "raw/el2n": np.asarray(el2n, np.float32), "score/el2n": np.asarray(el2n, np.float32),
+        "num_examples": np.asarray(size), "raw/el2n": np.asarray(el2n, np.float32),
     })
 
 

@@ -13,7 +13,7 @@ from datadiet.data import PruningDataModule
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select
-from datadiet.score_shards import ScoreShardWriter, merge_score_shards
+from datadiet.score_shards import ScoreShardWriter, ShardSampler, merge_score_shards
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, load_foundation_subset
 
@@ -28,6 +28,7 @@ __all__ = [
     "ReducibleLossSelection",
     "ScoreShardWriter",
     "ScoreTable",
+    "ShardSampler",
     "UnreadableFileError",
     "__version__",
     "export_foundation_subset",

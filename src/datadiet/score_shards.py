@@ -16,7 +16,9 @@ from typing import Any, Optional, Sequence
 import lightning.pytorch as pl
 import numpy as np
 import torch
+import torch.distributed as dist
 from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DistributedSampler
 from typing_extensions import override
 
 from datadiet._io import UnreadableFileError, atomic_save_npz, load_npz
@@ -83,14 +85,34 @@ class ScoreShardWriter(BasePredictionWriter):
         self.adapter = adapter or Adapter()
         self._reset()
 
-    def _reset(self) -> None:
-        self._indices: list[np.ndarray] = []
-        self._values: dict[str, list[np.ndarray]] = {name: [] for name in self.scores}
-        self._labels: list[np.ndarray] = []
+    def _reset(self, capacity: int = 0) -> None:
+        # preallocated to the rank's share when the sampler says it: the shard is never held twice
+        self._filled = 0
+        self._indices = np.empty(capacity, dtype=np.int64)
+        self._labels = np.empty(capacity, dtype=np.int64)
+        self._values = {name: np.empty(capacity, dtype=np.float32) for name in self.scores}
+
+    def _append(self, index: np.ndarray, labels: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        end = self._filled + len(index)
+        if end > len(self._indices):  # a sampler of unknown length: grow geometrically
+            capacity = max(end, 2 * len(self._indices))
+            self._indices = np.resize(self._indices, capacity)
+            self._labels = np.resize(self._labels, capacity)
+            self._values = {name: np.resize(column, capacity) for name, column in self._values.items()}
+        self._indices[self._filled:end] = index
+        self._labels[self._filled:end] = labels
+        for name, column in self._values.items():
+            column[self._filled:end] = values[name]
+        self._filled = end
 
     @override
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._reset()
+        sampler = getattr(_predict_loader(trainer), "sampler", None)
+        try:
+            capacity = len(sampler)  # type: ignore[arg-type]
+        except TypeError:
+            capacity = 0
+        self._reset(capacity)
 
     @override
     def write_on_batch_end(
@@ -104,27 +126,25 @@ class ScoreShardWriter(BasePredictionWriter):
         if target is None:
             raise ValueError("ScoreShardWriter scores need labels; the adapter read none from the batch")
         logits = logits.detach().float()
-        self._indices.append(np.asarray(batch_indices, dtype=np.int64))
-        self._labels.append(target.detach().cpu().numpy().astype(np.int64))
-        for name in self.scores:
-            values = get_score(name).functional(logits, target)
-            self._values[name].append(values.detach().to("cpu", torch.float32).numpy())
+        values = {name: get_score(name).functional(logits, target).detach().to("cpu", torch.float32).numpy()
+                  for name in self.scores}
+        self._append(np.asarray(batch_indices, dtype=np.int64), target.detach().cpu().numpy(), values)
 
     @override
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        filled = self._filled
         arrays: dict[str, np.ndarray] = {
-            "original_index": _concatenate(self._indices, np.int64),
-            "label": _concatenate(self._labels, np.int64),
-            "num_examples": np.asarray(_dataset_size(trainer), dtype=np.int64),
+            "original_index": self._indices[:filled],
+            "label": self._labels[:filled],
+            "num_examples": np.asarray(len(_predict_loader(trainer).dataset), dtype=np.int64),
         }
-        for name in self.scores:
-            raw = _concatenate(self._values[name], np.float32)
-            arrays[f"raw/{name}"] = raw
-            arrays[f"score/{name}"] = -raw if get_score(name).raw_is_easiness else raw
-        self._reset()  # the rank's share is on disk: nothing O(N / world_size) stays held
+        for name in self.scores:  # raw values only: the merge orients them (larger = harder)
+            arrays[f"raw/{name}"] = self._values[name][:filled]
         self.output_dir.mkdir(parents=True, exist_ok=True)
         atomic_save_npz(self.output_dir / SHARD_NAME.format(rank=trainer.global_rank, world_size=trainer.world_size),
                         arrays)
+        del arrays
+        self._reset()  # the rank's share is on disk: nothing O(N / world_size) stays held
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -156,7 +176,6 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
                                   "not one complete pass", "rerun the scoring into an empty folder")
     remedy = "rerun the scoring into an empty folder"
     raw: dict[str, np.ndarray] = {}
-    scores: dict[str, np.ndarray] = {}
     labels: Optional[np.ndarray] = None
     seen: Optional[np.ndarray] = None
     for path in paths:
@@ -171,9 +190,8 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
         for key, values in shard.items():
             if key == "label":
                 column = labels
-            elif key.startswith(("raw/", "score/")):
-                kind, _, name = key.partition("/")
-                column = (raw if kind == "raw" else scores).setdefault(name, np.full(size, np.nan, dtype=np.float32))
+            elif key.startswith("raw/"):
+                column = raw.setdefault(key[len("raw/"):], np.full(size, np.nan, dtype=np.float32))
             else:
                 continue
             if again.any() and not np.array_equal(column[index[again]], values[again], equal_nan=values.dtype.kind == "f"):
@@ -184,15 +202,46 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
     if not seen.all():
         missing = int((~seen).sum())
         raise UnreadableFileError(directory, f"{missing} of {len(seen)} examples were scored by no rank", remedy)
+    scores = {name: -values if get_score(name).raw_is_easiness else values for name, values in raw.items()}
     return ScoreTable(scores, raw=raw, labels=labels,
                       metadata={"num_examples": len(labels), "imported_from": str(directory), "shards": len(paths)})
 
 
-def _concatenate(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype=dtype)
+class ShardSampler(DistributedSampler):
+    """Each rank's contiguous share of ``range(num_examples)``, worked out when iterated: no list of all N indices
+    on any rank (a ``DistributedSampler`` builds one). Lightning keeps it as the predict loader's sampler.
+
+    Args:
+        num_examples: the dataset's size.
+
+    Example::
+
+        >>> list(ShardSampler(5))  # one process: everything, in order
+        [0, 1, 2, 3, 4]
+    """
+
+    def __init__(self, num_examples: int) -> None:  # rank and world size are read when iterated, after DDP starts
+        if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 0:
+            raise ValueError(f"`num_examples` must be an integer >= 0, got {num_examples!r}")
+        self.num_examples = num_examples
+
+    def _share(self) -> range:
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        rank = dist.get_rank() if world > 1 else 0
+        per_rank = -(-self.num_examples // world)
+        start = min(rank * per_rank, self.num_examples)
+        return range(start, min(start + per_rank, self.num_examples))
+
+    def __iter__(self) -> Any:
+        return iter(self._share())
+
+    def __len__(self) -> int:
+        return len(self._share())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Unshuffled: the epoch changes nothing."""
 
 
-def _dataset_size(trainer: pl.Trainer) -> int:
+def _predict_loader(trainer: pl.Trainer) -> Any:
     loaders = trainer.predict_dataloaders
-    loader = loaders[0] if isinstance(loaders, (list, tuple)) else loaders
-    return len(loader.dataset)
+    return loaders[0] if isinstance(loaders, (list, tuple)) else loaders

@@ -7,8 +7,9 @@ from __future__ import annotations
 import csv
 import functools
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -93,7 +94,7 @@ def flops_of(make_net: Callable[..., nn.Module], dm: PruningDataModule) -> float
     return forward_flops_per_example(net, x)
 
 
-def train_and_test(make_net: Callable[..., nn.Module], lr: float, dm: PruningDataModule, kept: Optional[np.ndarray],
+def train_and_test(make_net: Callable[..., nn.Module], lr: float, dm: PruningDataModule, kept: np.ndarray | None,
                    epochs: int, seed: int) -> dict[str, Any]:
     """Trains a fresh network (Adam, cosine) on ``kept`` (all data when ``None``) for ``epochs`` epochs; its test
     accuracy, presentations and wall time."""
@@ -149,7 +150,7 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
     return difficulty.score_table["el2n"], flops
 
 
-def choose(scores: Optional[np.ndarray], dm: PruningDataModule, keep: float, seed: int) -> np.ndarray:
+def choose(scores: np.ndarray | None, dm: PruningDataModule, keep: float, seed: int) -> np.ndarray:
     """The hardest ``keep`` by ``scores``, or a random subset of the same size when ``scores`` is ``None``."""
     n = dm.num_examples
     if scores is None:
@@ -161,7 +162,7 @@ def choose(scores: Optional[np.ndarray], dm: PruningDataModule, keep: float, see
 class RunCache:
     """Finished runs in a CSV (one row each, by key); a rerun skips them. ``None`` path: nothing kept."""
 
-    def __init__(self, path: Optional[Path], key_fields: Sequence[str]) -> None:
+    def __init__(self, path: Path | None, key_fields: Sequence[str]) -> None:
         self.path, self.key_fields = path, tuple(key_fields)
         self.rows: list[dict[str, Any]] = []
         if path is not None and path.is_file():
@@ -171,7 +172,7 @@ class RunCache:
     def _key(self, row: dict[str, Any]) -> tuple[str, ...]:
         return tuple(str(row[field]) for field in self.key_fields)
 
-    def get(self, **key: Any) -> Optional[dict[str, Any]]:
+    def get(self, **key: Any) -> dict[str, Any] | None:
         wanted = self._key(key)
         return next((row for row in self.rows if self._key(row) == wanted), None)
 

@@ -23,13 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: Lightning's DDP launcher re-executes sys.argv for rank 1
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -81,7 +80,7 @@ def _reset_peak() -> int:
     return start
 
 
-def run(num_examples: int, devices: int, batch_size: int, folder: Path) -> Optional[dict[str, Any]]:
+def run(num_examples: int, devices: int, batch_size: int, folder: Path) -> dict[str, Any] | None:
     """One scoring pass on ``devices`` processes; rank 0 returns every rank's figures and the merge's."""
     trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
                          callbacks=[ScoreShardWriter(folder, scores=SCORES)], logger=False, enable_progress_bar=False,
@@ -110,10 +109,10 @@ def run(num_examples: int, devices: int, batch_size: int, folder: Path) -> Optio
     return {"num_examples": num_examples, "devices": devices, "ranks": ranks, **merge}
 
 
-def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-examples", type=int, default=10_000_000)
-    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--devices", type=int, default=None, help="processes (default 2; 1 with --quick)")
     parser.add_argument("--batch-size", type=int, default=65536)
     parser.add_argument("--quick", action="store_true", help="20,000 examples")
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
@@ -121,6 +120,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", "131072")  # the ranks Lightning starts inherit it
     torch.set_num_threads(1)
     num_examples = 20_000 if args.quick else args.num_examples
+    args.devices = args.devices or (1 if args.quick else 2)
     batch_size = min(args.batch_size, 4096) if args.quick else args.batch_size
     if "DATADIET_BENCH_SHARDS" not in os.environ:  # one folder for every rank (they inherit the environment)
         os.environ["DATADIET_BENCH_SHARDS"] = tempfile.mkdtemp(prefix="score_shards_")

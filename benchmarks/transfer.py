@@ -15,17 +15,24 @@ Keep fractions 0.5 and 0.7, 3 seeds (the selection is redone per seed). Every ru
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from benchmarks._foundation import (
-    LEARNERS, SELECTORS, RunCache, choose, data_maker, flops_of, selector_scores, train_and_test,
+    LEARNERS,
+    SELECTORS,
+    RunCache,
+    choose,
+    data_maker,
+    flops_of,
+    selector_scores,
+    train_and_test,
 )
 from benchmarks._timing import base_parser, machine, results_dir, write_csv
 
 
-def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = base_parser(__doc__)
     parser.add_argument("--data", default="mnist1d", help="mnist1d | fashion_mnist")
     parser.add_argument("--seeds", type=int, default=3)
@@ -37,8 +44,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     import torch
 
     torch.set_num_threads(2)
-    epochs, seeds = (2, 1) if args.quick else (args.epochs, args.seeds)
-    keeps = [float(k) for k in args.keep.split(",")]
+    epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
+    keeps = [0.5] if args.quick else [float(k) for k in args.keep.split(",")]
     learners, selectors = args.learners.split(","), args.selectors.split(",")
     make_data = data_maker(args.data, args.quick)
     out = results_dir(args)
@@ -113,8 +120,9 @@ def print_table(table: list[dict[str, Any]]) -> None:
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
-    lines = ["| learner B | chosen by A | keep | test acc (%) | vs B all data (pt) | vs random same size (pt) | "
-             "B's compute | with selection | pays |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    header = ("| learner B | chosen by A | keep | test acc (%) | vs B all data (pt) | vs random same size (pt) | "
+              "B's compute | with selection | pays |")
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in table:
         with_selection = row["compute_with_selection"]
         lines.append(f"| {row['learner']} | {row['selector']} | {row['keep']:g} | {row['test_acc']:.2f} ± {row['std']:.2f} "

@@ -20,7 +20,8 @@ def benchmarks_importable():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["overhead", "pruned_speed", "scale", "quality", "frontier", "one_pass_bound", "label_issues"])
+@pytest.mark.parametrize("name", ["overhead", "pruned_speed", "scale", "quality", "frontier", "one_pass_bound", "label_issues",
+                                  "transfer", "sweep_on_subset", "score_shards"])
 def test_benchmark_runs_quick(name, tmp_path, benchmarks_importable, capsys):
     module = importlib.import_module(f"benchmarks.{name}")
     result = module.main(["--quick", "--results", str(tmp_path)])

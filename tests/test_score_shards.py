@@ -3,12 +3,11 @@ numpy; a folder of shards read wherever a score file is."""
 
 import numpy as np
 import pytest
+from _equivalence import load_script, one_and_two_processes
 
 from datadiet import ScoreShardWriter, merge_score_shards
 from datadiet._io import UnreadableFileError, atomic_save_npz
 from datadiet.subset import import_score_table
-
-from _equivalence import load_script, one_and_two_processes
 
 
 def _numpy_scores(x, y, weight, bias):

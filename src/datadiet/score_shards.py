@@ -10,8 +10,9 @@ task=select``, :func:`datadiet.subset.import_score_table`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -70,7 +71,7 @@ class ScoreShardWriter(BasePredictionWriter):
 
     def __init__(
         self, output_dir: str | os.PathLike, scores: Sequence[str] = ("el2n", "margin", "loss"),
-        adapter: Optional[Adapter] = None,
+        adapter: Adapter | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
@@ -116,7 +117,7 @@ class ScoreShardWriter(BasePredictionWriter):
 
     @override
     def write_on_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Optional[Sequence[int]],
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
         batch: Any, batch_idx: int, dataloader_idx: int,
     ) -> None:
         if batch_indices is None or len(batch_indices) == 0:
@@ -176,8 +177,8 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
                                   "not one complete pass", "rerun the scoring into an empty folder")
     remedy = "rerun the scoring into an empty folder"
     raw: dict[str, np.ndarray] = {}
-    labels: Optional[np.ndarray] = None
-    seen: Optional[np.ndarray] = None
+    labels: np.ndarray | None = None
+    seen: np.ndarray | None = None
     for path in paths:
         shard = load_npz(path, keys=("original_index", "label", "num_examples"), remedy=remedy)
         size = int(shard.pop("num_examples"))

@@ -12,10 +12,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from probe_equivalence import main
 from torch.utils.data import DataLoader, TensorDataset
 
 from datadiet import ScoreShardWriter, merge_score_shards
-from probe_equivalence import main
 
 NUM_EXAMPLES, FEATURES, CLASSES = 51, 6, 3
 SCORES = ("el2n", "margin", "loss")

@@ -79,6 +79,7 @@ def test_select_in_run_scores_with_the_models_own_first_epochs(tmp_path):
         (["task=fit"], r"`task` can be train or select, got 'fit'"),
         (["task=select", "pruning.keep_fraction=1.0"], r"`task=select` with `pruning.keep_fraction=1.0`"),
         (["task=select", "pruning.mode=dynamic"], r"`pruning.mode=dynamic` selects none"),
+        (["task=select", "baseline=true"], r"`task=select` trains no model to compare or resume, so `baseline=True`"),
     ],
 )
 def test_select_refuses_what_cannot_choose(tmp_path, overrides, match):
@@ -148,3 +149,14 @@ def test_select_reads_a_folder_of_score_shards(tmp_path):
     kept = load_foundation_subset(tmp_path / "run" / "subset.npz").kept_indices
     np.testing.assert_array_equal(kept, np.sort(np.argsort(-values, kind="stable")[:72]))  # the hardest quarter
     assert card["selection"]["selector"]["kind"] == "imported" and card["cost"]["flops"] == 0.0
+
+
+def test_the_jobs_of_one_subset_share_a_wandb_group(tmp_path):
+    from omegaconf import OmegaConf
+
+    from datadiet.subset import subset_group
+
+    path = export_foundation_subset(tmp_path / "sel" / "subset.npz", np.arange(10), num_examples=TRAIN_EXAMPLES)
+    cfg = compose_small(tmp_path, "logger=wandb", f"pruning.subset_path={path}")
+    assert OmegaConf.to_container(cfg.logger, resolve=True)["wandb"]["group"] == f"subset_{subset_group(path)}"
+    assert subset_group(path).endswith("_sel_subset")

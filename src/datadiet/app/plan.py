@@ -217,6 +217,10 @@ def _selector_probe(cfg: DictConfig, probe: ProbePlan, pruning: PruningPlan) -> 
             f"`task=select` chooses a subset, so `pruning.subset_path={pruning.subset_path}` cannot apply: drop it, "
             "or train on that subset with task=train"
         )
+    for key in ("baseline", "ckpt_path"):
+        if cfg.get(key):
+            raise ValueError(f"`task=select` trains no model to compare or resume, so `{key}={cfg.get(key)}` cannot "
+                             f"apply: drop it, or use task=train")
     if not pruning.mode.selects_subset:
         raise ValueError(f"`task=select` chooses a static subset; `pruning.mode={pruning.mode.name}` selects none: use "
                          "pruning.mode=static")

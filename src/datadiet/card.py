@@ -91,7 +91,7 @@ def card_markdown(card: Mapping[str, Any]) -> str:
         "seed": selection.get("seed"),
     }), ""]
     lines += ["## What choosing cost", "", _table({
-        "FLOPs": None if cost.get("flops") is None else f"{cost['flops']:.3g}",
+        "FLOPs": None if cost.get("flops") is None else f"{cost['flops']:.3e}",
         "of which the selector's training": None if cost.get("train_flops") is None else f"{cost['train_flops']:.3g}",
         "of which scoring": None if cost.get("scoring_flops") is None else f"{cost['scoring_flops']:.3g}",
         "wall time": None if cost.get("wall_time_s") is None else f"{cost['wall_time_s']:.1f} s",

@@ -10,10 +10,10 @@ from datadiet._io import UnreadableFileError
 from datadiet.adapter import Adapter
 from datadiet.callbacks import DifficultyCallback, DynamicPruning, PruneDuringFit, ReducibleLossSelection
 from datadiet.data import PruningDataModule
+from datadiet.score_shards import ScoreShardWriter, ShardSampler, merge_score_shards
 from datadiet.scores import get_score, list_scores, register_score
 from datadiet.scores.rho_loss import fit_irreducible_losses
 from datadiet.selection import list_strategies, register_strategy, select
-from datadiet.score_shards import ScoreShardWriter, ShardSampler, merge_score_shards
 from datadiet.store import ScoreTable
 from datadiet.subset import export_foundation_subset, load_foundation_subset
 

@@ -2,7 +2,9 @@
 
 Public API: :class:`PruningDataModule`, :class:`DifficultyCallback`, :class:`DynamicPruning`,
 :class:`PruneDuringFit`, :class:`ReducibleLossSelection` (with :func:`fit_irreducible_losses`),
-:class:`ScoreTable`, :class:`Adapter`, :func:`select`, and the score / strategy registries.
+:class:`ScoreTable`, :class:`Adapter`, :func:`select`, the score / strategy registries, foundation subsets
+(:func:`export_foundation_subset` with its dataset card, :func:`load_foundation_subset`) and distributed scoring
+(:class:`ScoreShardWriter`, :class:`ShardSampler`, :func:`merge_score_shards`).
 """
 
 from datadiet import theory as _theory  # noqa: F401  (registers the `auto` strategy)

@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--keep", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a machine shared with others)")
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     epochs = 1 if args.quick else args.epochs
     make_data = data_maker(args.data, args.quick)
     dm = make_data()

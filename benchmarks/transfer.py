@@ -40,10 +40,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--keep", default="0.5,0.7")
     parser.add_argument("--learners", default=",".join(LEARNERS))
     parser.add_argument("--selectors", default=",".join(SELECTORS))
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a machine shared with others)")
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
     keeps = [0.5] if args.quick else [float(k) for k in args.keep.split(",")]
     learners, selectors = args.learners.split(","), args.selectors.split(",")

@@ -34,13 +34,22 @@ def data_maker(name: str, quick: bool) -> Callable[[], PruningDataModule]:
     from datadiet.data import sources
 
     if name == "mnist1d":
-        return functools.partial(sources.mnist1d_datamodule, num_samples=3000 if quick else 62500, val_fraction=0.1,
-                                 seed=42, batch_size=128, eval_batch_size=1024, num_train=600 if quick else None)
+        return functools.partial(
+            sources.mnist1d_datamodule,
+            num_samples=3000 if quick else 62500,
+            val_fraction=0.1,
+            seed=42,
+            batch_size=128,
+            eval_batch_size=1024,
+            num_train=600 if quick else None,
+        )
     if name == "fashion_mnist":
         make = getattr(sources, "fashion_mnist_datamodule", None)
         if make is None:
-            raise ValueError("`--data fashion_mnist` needs datadiet.data.sources.fashion_mnist_datamodule, which this "
-                             "checkout does not have yet; use --data mnist1d")
+            raise ValueError(
+                "`--data fashion_mnist` needs datadiet.data.sources.fashion_mnist_datamodule, which this "
+                "checkout does not have yet; use --data mnist1d"
+            )
         options: dict[str, Any] = {"batch_size": 128}
         if quick:
             options["num_train"] = 600
@@ -54,11 +63,17 @@ class _Block1D(nn.Module):
         super().__init__()
         out = channels * stride
         self.body = nn.Sequential(
-            nn.Conv1d(channels, out, 3, stride=stride, padding=1, bias=False), nn.BatchNorm1d(out), nn.ReLU(),
-            nn.Conv1d(out, out, 3, padding=1, bias=False), nn.BatchNorm1d(out),
+            nn.Conv1d(channels, out, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm1d(out),
+            nn.ReLU(),
+            nn.Conv1d(out, out, 3, padding=1, bias=False),
+            nn.BatchNorm1d(out),
         )
-        self.skip = nn.Identity() if stride == 1 else nn.Sequential(nn.Conv1d(channels, out, 1, stride=stride, bias=False),
-                                                                     nn.BatchNorm1d(out))
+        self.skip = (
+            nn.Identity()
+            if stride == 1
+            else nn.Sequential(nn.Conv1d(channels, out, 1, stride=stride, bias=False), nn.BatchNorm1d(out))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.body(x) + self.skip(x))
@@ -70,7 +85,9 @@ class ResNet1D(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 16) -> None:
         super().__init__()
         in_channels = 1 if len(input_shape) == 1 else int(np.prod(input_shape[:-1]))
-        self.stem = nn.Sequential(nn.Conv1d(in_channels, width, 5, padding=2, bias=False), nn.BatchNorm1d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, width, 5, padding=2, bias=False), nn.BatchNorm1d(width), nn.ReLU()
+        )
         self.stages = nn.Sequential(_Block1D(width, 1), _Block1D(width, 2), _Block1D(2 * width, 2))
         self.head = nn.Linear(4 * width, num_classes)
 
@@ -94,8 +111,14 @@ def flops_of(make_net: Callable[..., nn.Module], dm: PruningDataModule) -> float
     return forward_flops_per_example(net, x)
 
 
-def train_and_test(make_net: Callable[..., nn.Module], lr: float, dm: PruningDataModule, kept: np.ndarray | None,
-                   epochs: int, seed: int) -> dict[str, Any]:
+def train_and_test(
+    make_net: Callable[..., nn.Module],
+    lr: float,
+    dm: PruningDataModule,
+    kept: np.ndarray | None,
+    epochs: int,
+    seed: int,
+) -> dict[str, Any]:
     """Trains a fresh network (Adam, cosine) on ``kept`` (all data when ``None``) for ``epochs`` epochs; its test
     accuracy, presentations and wall time."""
     if kept is None:
@@ -138,8 +161,10 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
     if name == "prototypes":  # embedding only: no model, no labels
         x = torch.stack([dm.train_dataset[i][0] for i in range(n)]).reshape(n, -1).numpy()
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0
-    make_net, lr, epochs = {"cnn1d_in_run": (CNN1D, 5e-3, 2),
-                            "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1)}[name]
+    make_net, lr, epochs = {
+        "cnn1d_in_run": (CNN1D, 5e-3, 2),
+        "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1),
+    }[name]
     pl.seed_everything(seed, workers=True)
     dm.reset_pruning()
     probe = Classifier(make_net, dm.input_shape, dm.num_classes, optimizer="adam", lr=lr, cosine_schedule=False)

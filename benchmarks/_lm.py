@@ -29,8 +29,9 @@ def make_data(num_train: int, num_test: int, batch_size: int = 64):
     from datadiet.data.sources import python_source_datamodule
 
     def make(seed: int) -> PruningDataModule:
-        return python_source_datamodule(context=CONTEXT, num_train=num_train, num_test=num_test, seed=0,
-                                        batch_size=batch_size, eval_batch_size=256)
+        return python_source_datamodule(
+            context=CONTEXT, num_train=num_train, num_test=num_test, seed=0, batch_size=batch_size, eval_batch_size=256
+        )
 
     return make
 
@@ -42,6 +43,12 @@ def held_out_bits_per_byte(model: pl.LightningModule, dm: PruningDataModule) -> 
 
 #: The ``Regime`` fields that make regime (e) a language model (see ``benchmarks/frontier.py``).
 REGIME_OPTIONS: dict[str, Any] = dict(
-    module=CausalLM, optimizer="adamw", selector=SELECTOR, evaluate=held_out_bits_per_byte,
-    metric="held-out bits per byte", higher_is_better=False, metric_scale=1.0, recommended=False,
+    module=CausalLM,
+    optimizer="adamw",
+    selector=SELECTOR,
+    evaluate=held_out_bits_per_byte,
+    metric="held-out bits per byte",
+    higher_is_better=False,
+    metric_scale=1.0,
+    recommended=False,
 )

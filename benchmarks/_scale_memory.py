@@ -346,7 +346,11 @@ def figures(result: dict[str, Any], target: float) -> list[tuple[str, str, str]]
     held = ours["state"] + ours["table"]
     out = [
         ("DifficultyCallback state B/example", f"{ours['state']:.1f}", f"numpy {numpy_['state']:.1f}"),
-        ("DifficultyCallback score table B/example", f"{ours['table']:.1f}", f"numpy {numpy_['table']:.1f} (labels are the data module's)"),
+        (
+            "DifficultyCallback score table B/example",
+            f"{ours['table']:.1f}",
+            f"numpy {numpy_['table']:.1f} (labels are the data module's)",
+        ),
     ]
     for phase, key in (("table build", "build_peak"), ("checkpoint, streamed", "checkpoint_peak")):
         out.append((f"DifficultyCallback peak B/example, {phase}", f"{ours[key]:.1f}",
@@ -364,5 +368,11 @@ def figures(result: dict[str, Any], target: float) -> list[tuple[str, str, str]]
     ]  # fmt: skip
     timing = result["timing"]
     ratio = timing["datadiet_s"] / timing["numpy_s"]
-    out.append(("DynamicPruning epoch boundary / numpy", f"{ratio:.2f}", f"{timing['datadiet_s']:.2f} s vs {timing['numpy_s']:.2f} s"))
+    out.append(
+        (
+            "DynamicPruning epoch boundary / numpy",
+            f"{ratio:.2f}",
+            f"{timing['datadiet_s']:.2f} s vs {timing['numpy_s']:.2f} s",
+        )
+    )
     return out

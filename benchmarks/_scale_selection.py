@@ -115,8 +115,18 @@ def figures(rows: list[dict[str, Any]], ratio_target: float, memory_target: floa
     out = []
     for row in rows:
         tag = f"{row['strategy']}" + (f" class_balanced ({row['classes']:,} classes)" if row["classes"] else "")
-        out.append((f"select {tag} / numpy", f"{row['ratio']:.2f}",
-                    f"{row['datadiet_s']:.3f} s vs {row['numpy_s']:.3f} s; " + verdict(row["ratio"], ratio_target)))
-        out.append((f"select {tag} peak (float64 copies)", f"{row['datadiet_peak_copies']:.2f}",
-                    f"numpy {row['numpy_peak_copies']:.2f}; " + verdict(row["datadiet_peak_copies"], memory_target)))
+        out.append(
+            (
+                f"select {tag} / numpy",
+                f"{row['ratio']:.2f}",
+                f"{row['datadiet_s']:.3f} s vs {row['numpy_s']:.3f} s; " + verdict(row["ratio"], ratio_target),
+            )
+        )
+        out.append(
+            (
+                f"select {tag} peak (float64 copies)",
+                f"{row['datadiet_peak_copies']:.2f}",
+                f"numpy {row['numpy_peak_copies']:.2f}; " + verdict(row["datadiet_peak_copies"], memory_target),
+            )
+        )
     return out

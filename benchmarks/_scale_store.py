@@ -78,6 +78,14 @@ def figures(row: dict[str, Any], target: float) -> list[tuple[str, str, str]]:
 
     tag = f"{row['table_bytes'] / row['num_examples']:.0f} B/example in memory, file {row['file_bytes'] / 1e6:.0f} MB"
     return [
-        ("ScoreTable.save MB/s", f"{row['save_mb_per_s']:.0f}", f"{row['save_s']:.2f} s, {tag}; " + verdict(row["save_mb_per_s"], target, at_most=False)),
-        ("ScoreTable.load MB/s", f"{row['load_mb_per_s']:.0f}", f"{row['load_s']:.2f} s; " + verdict(row["load_mb_per_s"], target, at_most=False)),
+        (
+            "ScoreTable.save MB/s",
+            f"{row['save_mb_per_s']:.0f}",
+            f"{row['save_s']:.2f} s, {tag}; " + verdict(row["save_mb_per_s"], target, at_most=False),
+        ),
+        (
+            "ScoreTable.load MB/s",
+            f"{row['load_mb_per_s']:.0f}",
+            f"{row['load_s']:.2f} s; " + verdict(row["load_mb_per_s"], target, at_most=False),
+        ),
     ]

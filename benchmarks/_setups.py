@@ -35,14 +35,25 @@ def make_datamodule(model: str, num_examples: int, batch_size: int, pin_memory: 
     if model == "lm":
         from datadiet.data.sources import python_source_datamodule
 
-        return python_source_datamodule(context=64, num_train=num_examples, num_test=64, batch_size=batch_size,
-                                        eval_batch_size=2 * batch_size, pin_memory=pin_memory)
+        return python_source_datamodule(
+            context=64,
+            num_train=num_examples,
+            num_test=64,
+            batch_size=batch_size,
+            eval_batch_size=2 * batch_size,
+            pin_memory=pin_memory,
+        )
     if model == "resnet18":
         generator = torch.Generator().manual_seed(0)
         x = torch.randn(num_examples, 3, 32, 32, generator=generator)
         y = torch.randint(0, 10, (num_examples,), generator=generator)
-        dm = PruningDataModule(TensorDataset(x, y), batch_size=batch_size, eval_batch_size=2 * batch_size,
-                               pin_memory=pin_memory, name="random32")
+        dm = PruningDataModule(
+            TensorDataset(x, y),
+            batch_size=batch_size,
+            eval_batch_size=2 * batch_size,
+            pin_memory=pin_memory,
+            name="random32",
+        )
         dm.input_shape, dm.num_classes = (3, 32, 32), 10
         return dm
     from datadiet.data.sources import mnist1d_datamodule
@@ -69,10 +80,15 @@ def make_model(model: str, dm: PruningDataModule) -> BenchClassifier:
 def add_fit_options(parser: argparse.ArgumentParser) -> None:
     """The options of the benchmarks that time ``Trainer`` epochs (``overhead``, ``pruned_speed``)."""
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--model", choices=("mlp", "cnn1d", "resnet18", "lm"), default=None,
-                        help="default mlp on CPU, resnet18 (bf16 AMP) on CUDA; lm: a byte-level causal LM")
-    parser.add_argument("--num-examples", type=int, default=None,
-                        help="default 18000 (CPU), 50000 (CUDA), 4000 windows (lm)")
+    parser.add_argument(
+        "--model",
+        choices=("mlp", "cnn1d", "resnet18", "lm"),
+        default=None,
+        help="default mlp on CPU, resnet18 (bf16 AMP) on CUDA; lm: a byte-level causal LM",
+    )
+    parser.add_argument(
+        "--num-examples", type=int, default=None, help="default 18000 (CPU), 50000 (CUDA), 4000 windows (lm)"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="default 128 (CPU), 256 (CUDA), 64 (lm)")
     parser.add_argument("--epochs", type=int, default=4, help="epochs per fit (the first is not timed)")
     parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds (one fit of every side each)")
@@ -99,5 +115,6 @@ def precision(args: argparse.Namespace) -> str:
 def describe(args: argparse.Namespace, num_examples: int, batch_size: int) -> tuple[str, str]:
     """The setup line printed above the figures, and the tag in the CSV's name."""
     data = {"resnet18": "ResNet-18 bf16 AMP on random 32x32", "lm": "byte-level TinyGPT LM on Python source"}.get(
-        args.model, f"MNIST-1D {args.model}")
+        args.model, f"MNIST-1D {args.model}"
+    )
     return f"{args.device}, {data}, N={num_examples:,}, batch {batch_size}", f"{args.device}_{args.model}"

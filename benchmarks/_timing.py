@@ -158,7 +158,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: checks the script runs, measures nothing")
     parser.add_argument(
-        "--results", type=Path, default=None,
+        "--results",
+        type=Path,
+        default=None,
         help="folder for the CSV of figures (default: benchmarks/results; none with --quick)",
     )
     return parser

@@ -63,8 +63,18 @@ FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 RUNS_FILE = "frontier_runs.csv"
 #: ``test_acc`` holds the regime's test metric (``Regime.metric``: accuracy as a fraction, or bits per byte).
 RUN_COLUMNS = (
-    "regime", "method", "label", "seed", "test_acc", "compute", "flops", "train_presentations",
-    "probe_presentations", "scored_main", "scored_probe", "wall_s",
+    "regime",
+    "method",
+    "label",
+    "seed",
+    "test_acc",
+    "compute",
+    "flops",
+    "train_presentations",
+    "probe_presentations",
+    "scored_main",
+    "scored_probe",
+    "wall_s",
 )
 #: The regimes with label noise keep their rows apart, with what only they can measure.
 NOISY_RUNS_FILE = "frontier_noisy_runs.csv"
@@ -102,14 +112,22 @@ class Regime:
     recommended: bool = True
 
 
-def _mnist1d(num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None,
-             label_noise: float = 0.0):
+def _mnist1d(
+    num_samples: int, val_fraction: float, batch_size: int, num_train: Optional[int] = None, label_noise: float = 0.0
+):
     from datadiet.data.sources import mnist1d_datamodule
 
     def make(seed: int) -> PruningDataModule:
-        return mnist1d_datamodule(num_samples=num_samples, val_fraction=val_fraction, seed=42, batch_size=batch_size,
-                                  eval_batch_size=1024, num_train=num_train, label_noise=label_noise,
-                                  label_noise_seed=seed)
+        return mnist1d_datamodule(
+            num_samples=num_samples,
+            val_fraction=val_fraction,
+            seed=42,
+            batch_size=batch_size,
+            eval_batch_size=1024,
+            num_train=num_train,
+            label_noise=label_noise,
+            label_noise_seed=seed,
+        )
 
     return make
 
@@ -132,13 +150,27 @@ def _static(keep: float, strategy: str, route: str, **extra: Any) -> tuple[str, 
     return "static", {"keep": keep, "strategy": strategy, "route": route, **extra}
 
 
-def _rho(fraction: float, epochs: int, il_model: str = "cnn", holdout: float = 0.1, il_epochs: int = 10,
-         il_batch: int = 32, **extra: Any) -> tuple[str, dict[str, Any]]:
+def _rho(
+    fraction: float,
+    epochs: int,
+    il_model: str = "cnn",
+    holdout: float = 0.1,
+    il_epochs: int = 10,
+    il_batch: int = 32,
+    **extra: Any,
+) -> tuple[str, dict[str, Any]]:
     """Online RHO-LOSS: large batches of ``128 / fraction`` (the step still trains on 128), ``epochs`` epochs;
     the IL model trained on a ``holdout`` split (excluded from training) for ``il_epochs`` in batches of
     ``il_batch`` (at equal FLOPs, batches of 32 give a far better IL model than 128 on 4,500 examples)."""
-    return "rho", {"fraction": fraction, "epochs": epochs, "il_model": il_model, "holdout": holdout,
-                   "il_epochs": il_epochs, "il_batch": il_batch, **extra}
+    return "rho", {
+        "fraction": fraction,
+        "epochs": epochs,
+        "il_model": il_model,
+        "holdout": holdout,
+        "il_epochs": il_epochs,
+        "il_batch": il_batch,
+        **extra,
+    }
 
 
 #: Online RHO-LOSS, in (a) and the noisy regimes: the paper's 10 % and larger fractions; a better IL model.
@@ -248,48 +280,130 @@ def regimes(quick: bool) -> dict[str, Regime]:
     )
     if quick:
         return {
-            "a": Regime("a", "quick MNIST-1D", _mnist1d(3000, 0.1, 128, num_train=600), cnn, 5e-3, 3,
-                        (2 / 3, 1.0), methods=a_methods[:1] + a_methods[2:3] + a_methods[5:6] + a_methods[28:29]
-                        + (_rho(0.5, 3, il_epochs=2),)),
-            "d": Regime("d", "quick MNIST-1D, 20 % noisy labels", _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
-                        cnn, 5e-3, 3, (2 / 3, 1.0),
-                        methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
-                        + (_rho(0.5, 3, il_epochs=2),),
-                        label_noise=0.2),
-            "e": Regime("e", "quick byte-level LM", _lm.make_data(256, 64), _lm.NET, 3e-3, 3, (2 / 3, 1.0),
-                        methods=(_static(0.5, "hard", "in_run", probe_epochs=2, score="loss"), e_methods[5]),
-                        **_lm.REGIME_OPTIONS),
+            "a": Regime(
+                "a",
+                "quick MNIST-1D",
+                _mnist1d(3000, 0.1, 128, num_train=600),
+                cnn,
+                5e-3,
+                3,
+                (2 / 3, 1.0),
+                methods=a_methods[:1]
+                + a_methods[2:3]
+                + a_methods[5:6]
+                + a_methods[28:29]
+                + (_rho(0.5, 3, il_epochs=2),),
+            ),
+            "d": Regime(
+                "d",
+                "quick MNIST-1D, 20 % noisy labels",
+                _mnist1d(3000, 0.1, 128, num_train=600, label_noise=0.2),
+                cnn,
+                5e-3,
+                3,
+                (2 / 3, 1.0),
+                methods=tuple(m for m in d_methods if m[1].get("mislabelled") and m[1]["probe_epochs"] == 2)[:1]
+                + (_rho(0.5, 3, il_epochs=2),),
+                label_noise=0.2,
+            ),
+            "e": Regime(
+                "e",
+                "quick byte-level LM",
+                _lm.make_data(256, 64),
+                _lm.NET,
+                3e-3,
+                3,
+                (2 / 3, 1.0),
+                methods=(_static(0.5, "hard", "in_run", probe_epochs=2, score="loss"), e_methods[5]),
+                **_lm.REGIME_OPTIONS,
+            ),
         }
     return {
-        "a": Regime("a", "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
-                    _mnist1d(62500, 0.1, 128), cnn, 5e-3, 15, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0),
-                    methods=a_methods + RHO_METHODS),
-        "b": Regime("b", "MNIST-1D pool of 196,000 training examples, CNN1D, about one pass (1.0 = one pass)",
-                    _mnist1d(250000, 0.02, 256), cnn, 5e-3, 1, (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
-                    step_schedule=True, methods=b_methods),
-        "c": Regime("c", "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
-                    _digits(64), functools.partial(MLP), 1e-3, 20, (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
-                    methods=c_methods),
-        **{name: Regime(name, f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
-                              "(1.0 = 15 epochs)",
-                        _mnist1d(62500, 0.1, 128, label_noise=noise), cnn, 5e-3, 15, frontier,
-                        methods=d_methods + RHO_METHODS, label_noise=noise)
-           for name, noise, frontier in (("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
-                                         ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)))},
-        "e": Regime("e", "byte-level LM (TinyGPT, 85k params), Python stdlib source, 2,000 windows of 64 B "
-                         "(1.0 = 16 epochs)", _lm.make_data(2000, 1000), _lm.NET, 1e-2, 16,
-                    (0.25, 0.375, 0.5, 0.625, 0.75, 1.0), methods=e_methods, **_lm.REGIME_OPTIONS),
-        "e6000": Regime("e6000", "byte-level LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
-                        _lm.make_data(6000, 1000), _lm.NET, 3e-3, 8, (0.25, 0.5, 0.75, 1.0), methods=e6000_methods,
-                        **_lm.REGIME_OPTIONS),
+        "a": Regime(
+            "a",
+            "MNIST-1D, 45,000 training examples, CNN1D (1.0 = 15 epochs)",
+            _mnist1d(62500, 0.1, 128),
+            cnn,
+            5e-3,
+            15,
+            (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0),
+            methods=a_methods + RHO_METHODS,
+        ),
+        "b": Regime(
+            "b",
+            "MNIST-1D pool of 196,000 training examples, CNN1D, about one pass (1.0 = one pass)",
+            _mnist1d(250000, 0.02, 256),
+            cnn,
+            5e-3,
+            1,
+            (0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
+            step_schedule=True,
+            methods=b_methods,
+        ),
+        "c": Regime(
+            "c",
+            "digits, 1,294 training examples, MLP (1.0 = 20 epochs)",
+            _digits(64),
+            functools.partial(MLP),
+            1e-3,
+            20,
+            (0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
+            methods=c_methods,
+        ),
+        **{
+            name: Regime(
+                name,
+                f"MNIST-1D 45k, {noise:.0%} of the training labels wrong (a random other class), CNN1D "
+                "(1.0 = 15 epochs)",
+                _mnist1d(62500, 0.1, 128, label_noise=noise),
+                cnn,
+                5e-3,
+                15,
+                frontier,
+                methods=d_methods + RHO_METHODS,
+                label_noise=noise,
+            )
+            for name, noise, frontier in (
+                ("d", 0.2, (4 / 15, 6 / 15, 8 / 15, 10 / 15, 12 / 15, 1.0)),
+                ("d40", 0.4, (6 / 15, 8 / 15, 10 / 15, 1.0)),
+            )
+        },
+        "e": Regime(
+            "e",
+            "byte-level LM (TinyGPT, 85k params), Python stdlib source, 2,000 windows of 64 B (1.0 = 16 epochs)",
+            _lm.make_data(2000, 1000),
+            _lm.NET,
+            1e-2,
+            16,
+            (0.25, 0.375, 0.5, 0.625, 0.75, 1.0),
+            methods=e_methods,
+            **_lm.REGIME_OPTIONS,
+        ),
+        "e6000": Regime(
+            "e6000",
+            "byte-level LM as (e), 6,000 windows, AdamW 3e-3 (1.0 = 8 epochs)",
+            _lm.make_data(6000, 1000),
+            _lm.NET,
+            3e-3,
+            8,
+            (0.25, 0.5, 0.75, 1.0),
+            methods=e6000_methods,
+            **_lm.REGIME_OPTIONS,
+        ),
     }
 
 
 # One run ---------------------------------------------------------------------------------------------
 def _classifier(regime: Regime, dm: PruningDataModule, net: Any = None, lr: Optional[float] = None) -> Classifier:
-    return regime.module(net or regime.make_net, dm.input_shape, dm.num_classes, optimizer=regime.optimizer,
-                         lr=lr or regime.lr, cosine_schedule=True,
-                         schedule_interval="step" if regime.step_schedule else "epoch")
+    return regime.module(
+        net or regime.make_net,
+        dm.input_shape,
+        dm.num_classes,
+        optimizer=regime.optimizer,
+        lr=lr or regime.lr,
+        cosine_schedule=True,
+        schedule_interval="step" if regime.step_schedule else "epoch",
+    )
 
 
 def _fit(model: Classifier, dm: PruningDataModule, epochs: float, callbacks: Sequence[pl.Callback] = ()) -> int:
@@ -311,12 +425,18 @@ def _test_accuracy(model: Classifier, dm: PruningDataModule) -> float:
     x, y = dm.test_dataset.tensors
     model.eval()
     with torch.no_grad():
-        correct = sum(int((model(x[i:i + 4096]).argmax(1) == y[i:i + 4096]).sum()) for i in range(0, len(y), 4096))
+        correct = sum(int((model(x[i : i + 4096]).argmax(1) == y[i : i + 4096]).sum()) for i in range(0, len(y), 4096))
     return correct / len(y)
 
 
-def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flops: dict[str, float],
-             cache_dir: Optional[Path] = None) -> dict[str, Any]:
+def run_once(
+    regime: Regime,
+    method: str,
+    params: dict[str, Any],
+    seed: int,
+    flops: dict[str, float],
+    cache_dir: Optional[Path] = None,
+) -> dict[str, Any]:
     """Trains one configuration with one seed; returns its row (accuracy, presentations, FLOPs, wall time).
     ``cache_dir`` keeps what several configurations share (RHO-LOSS's irreducible losses)."""
     from datadiet.callbacks import PruneDuringFit
@@ -340,29 +460,49 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
 
         epochs = params.get("epochs", regime.unit_epochs)
         model = _classifier(regime, dm)
-        pruning = DynamicPruning(prune_ratio=params["prune_ratio"], anneal_fraction=params.get("anneal", 0.125),
-                                 seed=seed, rule=params.get("rule", "infobatch"))
+        pruning = DynamicPruning(
+            prune_ratio=params["prune_ratio"],
+            anneal_fraction=params.get("anneal", 0.125),
+            seed=seed,
+            rule=params.get("rule", "infobatch"),
+        )
         train_presentations = _fit(model, dm, epochs, [pruning])
     else:  # static
         keep, strategy, route = params["keep"], params["strategy"], params["route"]
         epochs = params.get("epochs", regime.unit_epochs)
-        select_options = dict(score=params.get("score", "el2n"), keep_fraction=keep, strategy=strategy,
-                              class_balanced=params.get("class_balanced", False), seed=seed)
+        select_options = dict(
+            score=params.get("score", "el2n"),
+            keep_fraction=keep,
+            strategy=strategy,
+            class_balanced=params.get("class_balanced", False),
+            seed=seed,
+        )
         if route == "in_run":
             model = _classifier(regime, dm)
-            prune = PruneDuringFit(after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"),
-                                   **select_options)
+            prune = PruneDuringFit(
+                after_epochs=params["probe_epochs"], mislabelled=params.get("mislabelled"), **select_options
+            )
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
             issues = prune.label_issues
         else:
             if route == "none":
-                dm.prune(np.zeros(n), keep_fraction=keep, strategy=strategy, seed=seed,
-                         class_balanced=select_options["class_balanced"])
+                dm.prune(
+                    np.zeros(n),
+                    keep_fraction=keep,
+                    strategy=strategy,
+                    seed=seed,
+                    class_balanced=select_options["class_balanced"],
+                )
             else:
                 net = (regime.selector or tiny_mlp) if route == "selector" else regime.make_net
-                probe = regime.module(net, dm.input_shape, dm.num_classes, lr=1e-3 if route == "selector" else regime.lr,
-                                      cosine_schedule=False)
+                probe = regime.module(
+                    net,
+                    dm.input_shape,
+                    dm.num_classes,
+                    lr=1e-3 if route == "selector" else regime.lr,
+                    cosine_schedule=False,
+                )
                 difficulty = DifficultyCallback(scores=[select_options["score"]])
                 probe_presentations = _fit(probe, dm, params["probe_epochs"], [difficulty])
                 scored_probe = n
@@ -383,19 +523,40 @@ def run_once(regime: Regime, method: str, params: dict[str, Any], seed: int, flo
     total = account.total_flops
     unit = full_data_flops(n, regime.unit_epochs, flops["main"])
     return {
-        "regime": regime.name, "method": method, "label": label(method, params), "seed": seed,
-        "test_acc": (regime.evaluate or _test_accuracy)(model, dm), "compute": total / unit, "flops": total,
-        "train_presentations": train_presentations, "probe_presentations": probe_presentations,
-        "scored_main": scored_main, "scored_probe": scored_probe, "wall_s": round(wall, 2),
-        **({} if dm.label_noise is None else
-           {"kept": len(kept), "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()), **(kept_stats or {}),
-            "flagged": "" if issues is None else issues.num_flagged,
-            "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum())}),
+        "regime": regime.name,
+        "method": method,
+        "label": label(method, params),
+        "seed": seed,
+        "test_acc": (regime.evaluate or _test_accuracy)(model, dm),
+        "compute": total / unit,
+        "flops": total,
+        "train_presentations": train_presentations,
+        "probe_presentations": probe_presentations,
+        "scored_main": scored_main,
+        "scored_probe": scored_probe,
+        "wall_s": round(wall, 2),
+        **(
+            {}
+            if dm.label_noise is None
+            else {
+                "kept": len(kept),
+                "kept_flipped": int(dm.label_noise.is_flipped()[kept].sum()),
+                **(kept_stats or {}),
+                "flagged": "" if issues is None else issues.num_flagged,
+                "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum()),
+            }
+        ),
     }
 
 
-def _rho_run(regime: Regime, dm: PruningDataModule, params: dict[str, Any], seed: int, flops: dict[str, float],
-             cache_dir: Optional[Path]) -> tuple[Classifier, ComputeAccount, Optional[dict[str, int]]]:
+def _rho_run(
+    regime: Regime,
+    dm: PruningDataModule,
+    params: dict[str, Any],
+    seed: int,
+    flops: dict[str, float],
+    cache_dir: Optional[Path],
+) -> tuple[Classifier, ComputeAccount, Optional[dict[str, int]]]:
     """Online RHO-LOSS: the IL model on a holdout split (cached), then the main model with
     :class:`~datadiet.ReducibleLossSelection`; returns the model, its compute and, with label noise, its
     presentations and how many of them carried a wrong label."""
@@ -406,17 +567,31 @@ def _rho_run(regime: Regime, dm: PruningDataModule, params: dict[str, Any], seed
     cross_fit = params.get("cross_fit", False)
 
     def il_model() -> Classifier:
-        return Classifier(tiny_mlp if small else regime.make_net, dm.input_shape, dm.num_classes, optimizer="adam",
-                          lr=1e-3 if small else regime.lr, cosine_schedule=True)
+        return Classifier(
+            tiny_mlp if small else regime.make_net,
+            dm.input_shape,
+            dm.num_classes,
+            optimizer="adam",
+            lr=1e-3 if small else regime.lr,
+            cosine_schedule=True,
+        )
 
     # keyed by the training set's content too: a changed noise draw or source never reads stale losses
-    name = (f"{regime.name}_{seed}_{dm.fingerprint()[:12]}_{params['il_model']}_h{params['holdout']}"
-            f"_{params['il_epochs']}ep_b{params['il_batch']}{'_x' if cross_fit else ''}")
+    name = (
+        f"{regime.name}_{seed}_{dm.fingerprint()[:12]}_{params['il_model']}_h{params['holdout']}"
+        f"_{params['il_epochs']}ep_b{params['il_batch']}{'_x' if cross_fit else ''}"
+    )
     cache = None if cache_dir is None else cache_dir / "rho_irreducible" / f"{name}.npz"
     record = fit_irreducible_losses(
-        dm.train_dataset, il_model, params["holdout"], cross_fit=cross_fit, seed=seed, batch_size=params["il_batch"],
+        dm.train_dataset,
+        il_model,
+        params["holdout"],
+        cross_fit=cross_fit,
+        seed=seed,
+        batch_size=params["il_batch"],
         trainer_factory=lambda **kw: quiet_trainer("cpu", params["il_epochs"], **kw),
-        collate_fn=dm.collate_fn, cache_path=cache,
+        collate_fn=dm.collate_fn,
+        cache_path=cache,
     )
     pl.seed_everything(seed, workers=True)
     dm.batch_size = round(128 / params["fraction"])
@@ -444,16 +619,22 @@ def label(method: str, params: dict[str, Any]) -> str:
     if method == "full":
         return f"all data, {params['epochs']:g} ep"
     if method == "rho":
-        il = f"IL {params['il_model']} {params['holdout']:.0%} x {params['il_epochs']} ep, batch {params['il_batch']}" + (
-            ", cross-fit" if params.get("cross_fit") else "")
+        il = (
+            f"IL {params['il_model']} {params['holdout']:.0%} x {params['il_epochs']} ep, batch {params['il_batch']}"
+            + (", cross-fit" if params.get("cross_fit") else "")
+        )
         return f"RHO-LOSS {params['fraction']:.0%} of {round(128 / params['fraction'])}, {params['epochs']} ep ({il})"
     if method == "dynamic":
         epochs = f", {params['epochs']} ep" if "epochs" in params else ""
         anneal = f", anneal {params['anneal']}" if "anneal" in params else ""
         rule = "SeTa" if params.get("rule") == "seta" else "dynamic"
         return f"{rule} r={params['prune_ratio']}{epochs}{anneal}"
-    route = {"none": "no probe", "probe": f"probe {params.get('probe_epochs')} ep", "in_run":
-             f"in-run after {params.get('probe_epochs')} ep", "selector": f"selector {params.get('probe_epochs')} ep"}
+    route = {
+        "none": "no probe",
+        "probe": f"probe {params.get('probe_epochs')} ep",
+        "in_run": f"in-run after {params.get('probe_epochs')} ep",
+        "selector": f"selector {params.get('probe_epochs')} ep",
+    }
     balanced = ", balanced" if params.get("class_balanced") else ""
     dynamic = f" + dynamic r={params['prune_ratio']}" if "prune_ratio" in params else ""
     epochs = f", {params['epochs']} ep" if "epochs" in params else ""
@@ -488,7 +669,10 @@ def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    for file, columns, noisy in ((path, RUN_COLUMNS, False), (path.with_name(NOISY_RUNS_FILE), NOISY_RUN_COLUMNS, True)):
+    for file, columns, noisy in (
+        (path, RUN_COLUMNS, False),
+        (path.with_name(NOISY_RUNS_FILE), NOISY_RUN_COLUMNS, True),
+    ):
         chosen = [row for row in rows if ("kept_flipped" in row) == noisy]
         if noisy and not chosen:
             continue
@@ -500,7 +684,9 @@ def save_runs(path: Optional[Path], rows: list[dict[str, Any]]) -> None:
         os.replace(tmp, file)
 
 
-def summarise(rows: list[dict[str, Any]], regime: str, scale: float = 100.0, higher_is_better: bool = True) -> list[dict[str, Any]]:
+def summarise(
+    rows: list[dict[str, Any]], regime: str, scale: float = 100.0, higher_is_better: bool = True
+) -> list[dict[str, Any]]:
     """Mean and std over seeds of the metric (``acc_*``, times ``scale``), compute, presentations and wall time,
     per configuration; ``above_frontier`` is how much better than the frontier at the same compute."""
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -512,17 +698,26 @@ def summarise(rows: list[dict[str, Any]], regime: str, scale: float = 100.0, hig
     table = []
     for name, runs in groups.items():
         acc = np.array([r["test_acc"] for r in runs]) * scale
-        table.append({
-            "label": name, "method": runs[0]["method"], "seeds": len(runs),
-            "acc_mean": acc.mean(), "acc_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
-            "compute": float(np.mean([r["compute"] for r in runs])),
-            "presentations": float(np.mean([float(r["train_presentations"]) + float(r["probe_presentations"])
-                                            for r in runs])),
-            "wall_s": float(np.mean([r["wall_s"] for r in runs])),
-            **({"kept_wrong_share": float(np.mean([r["kept_flipped"] / r["kept"] for r in runs]))}
-               if "kept_flipped" in runs[0] else {}),
-            **_detector_rates(runs, flipped),
-        })
+        table.append(
+            {
+                "label": name,
+                "method": runs[0]["method"],
+                "seeds": len(runs),
+                "acc_mean": acc.mean(),
+                "acc_std": acc.std(ddof=1) if len(acc) > 1 else 0.0,
+                "compute": float(np.mean([r["compute"] for r in runs])),
+                "presentations": float(
+                    np.mean([float(r["train_presentations"]) + float(r["probe_presentations"]) for r in runs])
+                ),
+                "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+                **(
+                    {"kept_wrong_share": float(np.mean([r["kept_flipped"] / r["kept"] for r in runs]))}
+                    if "kept_flipped" in runs[0]
+                    else {}
+                ),
+                **_detector_rates(runs, flipped),
+            }
+        )
     frontier = sorted((t for t in table if t["method"] == "full"), key=lambda t: t["compute"])
     for entry in table:
         entry["frontier_acc"] = frontier_at(frontier, entry["compute"])
@@ -535,8 +730,10 @@ def _detector_rates(runs: list[dict[str, Any]], flipped: Optional[int]) -> dict[
     scored = [r for r in runs if r.get("flagged") not in (None, "")]
     if not scored or not flipped:
         return {}
-    return {"detector_precision": float(np.mean([r["flagged_flipped"] / max(r["flagged"], 1) for r in scored])),
-            "detector_recall": float(np.mean([r["flagged_flipped"] / flipped for r in scored]))}
+    return {
+        "detector_precision": float(np.mean([r["flagged_flipped"] / max(r["flagged"], 1) for r in scored])),
+        "detector_recall": float(np.mean([r["flagged_flipped"] / flipped for r in scored])),
+    }
 
 
 def frontier_at(frontier: list[dict[str, Any]], compute: float) -> float:
@@ -558,8 +755,11 @@ RECOMMENDED_NOISY = "hard 45% (in-run after 3 ep, exclude flagged)"
 
 def _recommended(name: str) -> str:
     """The tag of a recommended configuration ("" for the others)."""
-    return {RECOMMENDED: "recommended, the default", CLEAN_DEFAULT: "the default without detection; auto on clean labels",
-            RECOMMENDED_NOISY: "always exclude flagged"}.get(name, "")
+    return {
+        RECOMMENDED: "recommended, the default",
+        CLEAN_DEFAULT: "the default without detection; auto on clean labels",
+        RECOMMENDED_NOISY: "always exclude flagged",
+    }.get(name, "")
 
 
 def _family(entry: dict[str, Any]) -> str:
@@ -593,19 +793,34 @@ def plot(table: list[dict[str, Any]], regime: Regime, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(10, 5.2))
     frontier = [t for t in table if t["method"] == "full"]
-    ax.errorbar([t["compute"] for t in frontier], [t["acc_mean"] for t in frontier],
-                yerr=[t["acc_std"] for t in frontier], color="black", lw=2, marker="o", capsize=3,
-                label="all data, fewer epochs (the frontier to beat)")
+    ax.errorbar(
+        [t["compute"] for t in frontier],
+        [t["acc_mean"] for t in frontier],
+        yerr=[t["acc_std"] for t in frontier],
+        color="black",
+        lw=2,
+        marker="o",
+        capsize=3,
+        label="all data, fewer epochs (the frontier to beat)",
+    )
     markers = "sD^v<>pPXhd"
     seen: dict[str, int] = {}
     for entry in (t for t in table if t["method"] != "full"):
         family = _family(entry)
         index = seen[family] = seen.get(family, -1) + 1
         best = _recommended(entry["label"]) if regime.recommended else ""
-        ax.errorbar(entry["compute"], entry["acc_mean"], yerr=entry["acc_std"], ls="none", capsize=3,
-                    marker="*" if best else markers[index % len(markers)], ms=14 if best else 7,
-                    color=_FAMILY_COLORS[family], mec="black" if best else None,
-                    label=f"{entry['label']}{f'  ← {best}' if best else ''}")
+        ax.errorbar(
+            entry["compute"],
+            entry["acc_mean"],
+            yerr=entry["acc_std"],
+            ls="none",
+            capsize=3,
+            marker="*" if best else markers[index % len(markers)],
+            ms=14 if best else 7,
+            color=_FAMILY_COLORS[family],
+            mec="black" if best else None,
+            label=f"{entry['label']}{f'  ← {best}' if best else ''}",
+        )
     if frontier and regime.metric_scale == 100:
         full = min(frontier, key=lambda t: abs(t["compute"] - 1.0))  # the run compute 1.0 stands for
         ax.axhline(full["acc_mean"] - 0.5, color="gray", ls=":", lw=1, label="full-data accuracy − 0.5 pt")
@@ -630,21 +845,34 @@ def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
     print(f"\n## regime {regime.name}: {regime.title}")
     noisy = regime.label_noise > 0
     extra = " wrong labels in the kept set | detector precision / recall |" if noisy else ""
-    print(f"| run | compute | {regime.metric} (mean ± std) | better than the frontier at same compute by | "
-          f"presentations | wall s |{extra}")
+    print(
+        f"| run | compute | {regime.metric} (mean ± std) | better than the frontier at same compute by | "
+        f"presentations | wall s |{extra}"
+    )
     print("|---|---|---|---|---|---|" + ("---|---|" if noisy else ""))
     unit, digits = (" pt", 2) if regime.metric_scale == 100 else ("", 4)
     for t in table:
-        gap = "" if t["method"] == "full" or math.isnan(t["above_frontier"]) else f"{t['above_frontier']:+.{digits}f}{unit}"
+        gap = (
+            ""
+            if t["method"] == "full" or math.isnan(t["above_frontier"])
+            else f"{t['above_frontier']:+.{digits}f}{unit}"
+        )
         tag = _recommended(t["label"]) if regime.recommended else ""
         name = f"**{t['label']}** ({tag})" if tag else t["label"]
         wrong = ""
         if noisy:
-            wrong = " — |" if t["method"] == "dynamic" or "kept_wrong_share" not in t else f" {t['kept_wrong_share']:.1%} |"
-            wrong += (f" {t['detector_precision']:.3f} / {t['detector_recall']:.3f} |" if "detector_precision" in t
-                      else " — |")
-        print(f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.{digits}f} ± {t['acc_std']:.{digits}f} (n={t['seeds']}) | "
-              f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |{wrong}")
+            wrong = (
+                " — |" if t["method"] == "dynamic" or "kept_wrong_share" not in t else f" {t['kept_wrong_share']:.1%} |"
+            )
+            wrong += (
+                f" {t['detector_precision']:.3f} / {t['detector_recall']:.3f} |"
+                if "detector_precision" in t
+                else " — |"
+            )
+        print(
+            f"| {name} | {t['compute']:.3f} | {t['acc_mean']:.{digits}f} ± {t['acc_std']:.{digits}f} (n={t['seeds']}) | "
+            f"{gap} | {t['presentations']:,.0f} | {t['wall_s']:.1f} |{wrong}"
+        )
 
 
 def configurations(regime: Regime, only: Optional[set[str]]) -> list[tuple[str, dict[str, Any]]]:
@@ -666,8 +894,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--regimes", default="a,b,c,d,d40", help="comma-separated: a, b, c, d, d40, e, e6000")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
-    parser.add_argument("--labels", default=None,
-                        help="only configurations whose label is one of these (';'-separated, as the tables print them)")
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="only configurations whose label is one of these (';'-separated, as the tables print them)",
+    )
     parser.add_argument("--fresh", action="store_true", help="ignore the cached runs of frontier_runs.csv")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--report-only", action="store_true", help="print and plot the cached runs, train nothing")
@@ -687,8 +918,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     figures = FIGURES if not args.quick else out
     for regime in chosen:
         flops = measure_flops(regime)
-        print(f"regime {regime.name}: forward FLOPs per example, main {flops['main']:,.0f}, "
-              f"selector {flops['selector']:,.0f}", flush=True)
+        print(
+            f"regime {regime.name}: forward FLOPs per example, main {flops['main']:,.0f}, "
+            f"selector {flops['selector']:,.0f}",
+            flush=True,
+        )
         if args.report_only:
             continue
         for method, params in configurations(regime, only):
@@ -706,8 +940,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
                 rows.append(row)
                 done.add(key)
                 save_runs(runs_path, rows)
-                print(f"{regime.name} | {row['label']} | seed {seed} | {regime.metric} {row['test_acc']:.4f} | "
-                      f"compute {row['compute']:.3f} | {row['wall_s']:.1f} s", flush=True)
+                print(
+                    f"{regime.name} | {row['label']} | seed {seed} | {regime.metric} {row['test_acc']:.4f} | "
+                    f"compute {row['compute']:.3f} | {row['wall_s']:.1f} s",
+                    flush=True,
+                )
     tables = {}
     for regime in chosen:
         table = summarise(rows, regime.name, regime.metric_scale, regime.higher_is_better)

@@ -45,8 +45,16 @@ def probabilities(noise: float, seed: int, after_epochs: int, quick: bool) -> tu
     from datadiet.data.sources import mnist1d_datamodule
 
     pl.seed_everything(seed, workers=True)
-    dm = mnist1d_datamodule(num_samples=3000 if quick else 62500, num_train=600 if quick else None, val_fraction=0.1,
-                            seed=42, batch_size=128, eval_batch_size=1024, label_noise=noise, label_noise_seed=seed)
+    dm = mnist1d_datamodule(
+        num_samples=3000 if quick else 62500,
+        num_train=600 if quick else None,
+        val_fraction=0.1,
+        seed=42,
+        batch_size=128,
+        eval_batch_size=1024,
+        label_noise=noise,
+        label_noise_seed=seed,
+    )
     model = Classifier(CNN1D, dm.input_shape, dm.num_classes, optimizer="adam", lr=5e-3, cosine_schedule=True)
     difficulty = DifficultyCallback(scores=["el2n", "label_issue"])
     quiet_trainer("cpu", 15, callbacks=[_StopAfter(after_epochs), difficulty]).fit(model, datamodule=dm)
@@ -57,17 +65,25 @@ def probabilities(noise: float, seed: int, after_epochs: int, quick: bool) -> tu
 
 def _rates(flagged: np.ndarray, flipped: np.ndarray) -> dict[str, float]:
     hits = int((flagged & flipped).sum())
-    return {"flagged_share": float(flagged.mean()),
-            "precision": hits / flagged.sum() if flagged.any() else float("nan"),
-            "recall": hits / flipped.sum() if flipped.any() else float("nan")}
+    return {
+        "flagged_share": float(flagged.mean()),
+        "precision": hits / flagged.sum() if flagged.any() else float("nan"),
+        "recall": hits / flipped.sum() if flipped.any() else float("nan"),
+    }
 
 
 def measure(noise: float, seed: int, after_epochs: int, quick: bool) -> list[dict[str, Any]]:
     labels, probs, flipped = probabilities(noise, seed, after_epochs, quick)
     ours = find_label_issues(labels, probs, "both")
     common = {"noise": noise, "seed": seed, "after_epochs": after_epochs, "true_rate": float(flipped.mean())}
-    rows = [{**common, "method": "datadiet label_issue (both)", "estimate": ours.noise_rate_estimate,
-             **_rates(ours.flagged, flipped)}]
+    rows = [
+        {
+            **common,
+            "method": "datadiet label_issue (both)",
+            "estimate": ours.noise_rate_estimate,
+            **_rates(ours.flagged, flipped),
+        }
+    ]
     try:
         from cleanlab.count import num_label_issues
         from cleanlab.filter import find_label_issues as cleanlab_find
@@ -77,8 +93,15 @@ def measure(noise: float, seed: int, after_epochs: int, quick: bool) -> list[dic
     estimate = num_label_issues(labels, probs, estimation_method="off_diagonal_calibrated") / len(labels)
     for method in ("both", "prune_by_noise_rate"):
         flagged = cleanlab_find(labels, probs, filter_by=method, n_jobs=1)
-        rows.append({**common, "method": f"cleanlab find_label_issues ({method})", "estimate": float(estimate),
-                     "same_flags_as_datadiet": bool(np.array_equal(flagged, ours.flagged)), **_rates(flagged, flipped)})
+        rows.append(
+            {
+                **common,
+                "method": f"cleanlab find_label_issues ({method})",
+                "estimate": float(estimate),
+                "same_flags_as_datadiet": bool(np.array_equal(flagged, ours.flagged)),
+                **_rates(flagged, flipped),
+            }
+        )
     return rows
 
 
@@ -91,7 +114,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"noise": noise, "method": method, "seeds": len(runs)}
         for key in ("estimate", "flagged_share", "precision", "recall"):
             values = np.array([r[key] for r in runs], dtype=float)
-            entry[key], entry[f"{key}_std"] = float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            entry[key], entry[f"{key}_std"] = (
+                float(np.mean(values)),
+                float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            )
         table.append(entry)
     return table
 
@@ -100,8 +126,12 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     parser = base_parser(__doc__.split("\n")[0])
     parser.add_argument("--noise", default="0,0.2,0.4", help="comma-separated shares of flipped training labels")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--clean-seeds", type=int, default=None,
-                        help="seeds of the clean labels (default --seeds): their flag rate sets mislabelled=auto's threshold")
+    parser.add_argument(
+        "--clean-seeds",
+        type=int,
+        default=None,
+        help="seeds of the clean labels (default --seeds): their flag rate sets mislabelled=auto's threshold",
+    )
     parser.add_argument("--after-epochs", type=int, default=3, help="epochs of the 15-epoch schedule before scoring")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -119,16 +149,21 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     write_csv(None if out is None else out / f"label_issues_after{args.after_epochs}.csv", table)
     clean = [r["estimate"] for r in rows if r["noise"] == 0 and r["method"].startswith("datadiet")]
     if clean:  # mislabelled=auto takes labels as clean at an estimate <= its noise_threshold
-        print(f"clean labels, datadiet's estimate per seed: {', '.join(f'{e:.2%}' for e in clean)} (max {max(clean):.2%})")
+        print(
+            f"clean labels, datadiet's estimate per seed: {', '.join(f'{e:.2%}' for e in clean)} (max {max(clean):.2%})"
+        )
     print("\n| labels flipped | detector | noise estimate | flagged | precision | recall |")
     print("|---|---|---|---|---|---|")
     for t in table:
+
         def cell(key: str, percent: bool = False) -> str:
             value, std = t[key], t[f"{key}_std"]
             return "—" if np.isnan(value) else (f"{value:.1%} ± {std:.1%}" if percent else f"{value:.3f} ± {std:.3f}")
 
-        print(f"| {t['noise']:.0%} | {t['method']} | {cell('estimate', True)} | {cell('flagged_share', True)} | "
-              f"{cell('precision')} | {cell('recall')} |")
+        print(
+            f"| {t['noise']:.0%} | {t['method']} | {cell('estimate', True)} | {cell('flagged_share', True)} | "
+            f"{cell('precision')} | {cell('recall')} |"
+        )
     return table
 
 

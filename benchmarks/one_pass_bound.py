@@ -53,12 +53,16 @@ class Pool:
         self.n = len(self.y)
 
 
-def _train(pool: Pool, seed: int, steps: int, batches: Callable[[int, torch.nn.Module], torch.Tensor]) -> torch.nn.Module:
+def _train(
+    pool: Pool, seed: int, steps: int, batches: Callable[[int, torch.nn.Module], torch.Tensor]
+) -> torch.nn.Module:
     """Adam + step-wise cosine over ``steps`` steps; ``batches(step, model)`` gives each step's rows."""
     torch.manual_seed(seed)
     model = CNN1D((pool.x.shape[-1],), 10)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
     for step in range(steps):
         rows = batches(step, model)
         model.train()
@@ -79,8 +83,9 @@ def _accuracy(model: torch.nn.Module, pool: Pool) -> float:
 def _losses(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        return torch.cat([F.cross_entropy(model(x[i:i + 8192]), y[i:i + 8192], reduction="none")
-                          for i in range(0, len(y), 8192)])
+        return torch.cat(
+            [F.cross_entropy(model(x[i : i + 8192]), y[i : i + 8192], reduction="none") for i in range(0, len(y), 8192)]
+        )
 
 
 def _stream(rows: torch.Tensor, seed: int, length: int) -> torch.Tensor:
@@ -99,7 +104,7 @@ def static_run(
     order = _stream(rows, seed + 1000, steps * BATCH)
     if difficulty is not None:
         order = order[difficulty[order].argsort()]
-    model = _train(pool, seed, steps, lambda step, _: order[step * BATCH:(step + 1) * BATCH])
+    model = _train(pool, seed, steps, lambda step, _: order[step * BATCH : (step + 1) * BATCH])
     return {"test_acc": _accuracy(model, pool), "compute": steps * BATCH / pool.n}
 
 
@@ -110,7 +115,7 @@ def online_run(pool: Pool, compute: float, seed: int, rule: Rule) -> dict[str, f
     order = _stream(torch.arange(pool.n), seed + 1000, steps * CANDIDATES)
 
     def batches(step: int, model: torch.nn.Module) -> torch.Tensor:
-        candidates = order[step * CANDIDATES:(step + 1) * CANDIDATES]
+        candidates = order[step * CANDIDATES : (step + 1) * CANDIDATES]
         return candidates[rule(_losses(model, pool.x[candidates], pool.y[candidates]), candidates)]
 
     model = _train(pool, seed, steps, batches)
@@ -127,13 +132,21 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
     print(f"machine: {machine()}; seeds {seeds}", flush=True)
     pool = Pool(args.quick)
     everything = torch.arange(pool.n)
-    oracle = _train(pool, 7, round(3 * pool.n / BATCH),
-                    lambda step, _: torch.randint(0, pool.n, (BATCH,), generator=torch.Generator().manual_seed(step)))
+    oracle = _train(
+        pool,
+        7,
+        round(3 * pool.n / BATCH),
+        lambda step, _: torch.randint(0, pool.n, (BATCH,), generator=torch.Generator().manual_seed(step)),
+    )
     print(f"oracle model (3 passes): test accuracy {_accuracy(oracle, pool):.2f} %", flush=True)
     oracle_losses = _losses(oracle, pool.x, pool.y)
     ranked = oracle_losses.argsort(descending=True)  # hardest first
-    held = _train(pool, 11, round(10 * len(pool.y_held) / 128),
-                  lambda step, _: torch.randint(0, len(pool.y_held), (BATCH,), generator=torch.Generator().manual_seed(step)))
+    held = _train(
+        pool,
+        11,
+        round(10 * len(pool.y_held) / 128),
+        lambda step, _: torch.randint(0, len(pool.y_held), (BATCH,), generator=torch.Generator().manual_seed(step)),
+    )
     # RHO-LOSS's irreducible loss: a model trained on the held-out set only (its rows are looked up by pool index)
     irreducible = _losses(held, pool.x, pool.y)
 
@@ -153,12 +166,20 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
     ]
     for keep in (0.5, 0.7):
         k = int(keep * pool.n)
-        subsets = {"hard": ranked[:k], "easy": ranked[-k:], "random": torch.randperm(pool.n, generator=torch.Generator().manual_seed(3))[:k]}
+        subsets = {
+            "hard": ranked[:k],
+            "easy": ranked[-k:],
+            "random": torch.randperm(pool.n, generator=torch.Generator().manual_seed(3))[:k],
+        }
         for name, rows in subsets.items():
-            methods.append((f"oracle {name} {keep:.0%}, cost not counted",
-                            lambda s, rows=rows: static_run(pool, rows, budget, s)))
+            methods.append(
+                (f"oracle {name} {keep:.0%}, cost not counted", lambda s, rows=rows: static_run(pool, rows, budget, s))
+            )
     methods += [
-        (f"oracle curriculum: a random {budget:g} pass, easiest first", lambda s: static_run(pool, everything, budget, s, difficulty=oracle_losses)),
+        (
+            f"oracle curriculum: a random {budget:g} pass, easiest first",
+            lambda s: static_run(pool, everything, budget, s, difficulty=oracle_losses),
+        ),
         ("online: largest loss of 512", lambda s: online_run(pool, budget, s, top)),
         ("online: sampled ∝ loss", lambda s: online_run(pool, budget, s, proportional)),
         ("online: RHO-LOSS (held-out model not counted)", lambda s: online_run(pool, budget, s, rho)),
@@ -167,9 +188,13 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
     for name, method in methods:
         results = [method(seed) for seed in range(seeds)]
         accuracy = np.array([r["test_acc"] for r in results])
-        row = {"method": name, "compute": float(np.mean([r["compute"] for r in results])),
-               "test_acc_mean": float(accuracy.mean()), "test_acc_std": float(accuracy.std(ddof=1)) if seeds > 1 else 0.0,
-               "seeds": seeds}
+        row = {
+            "method": name,
+            "compute": float(np.mean([r["compute"] for r in results])),
+            "test_acc_mean": float(accuracy.mean()),
+            "test_acc_std": float(accuracy.std(ddof=1)) if seeds > 1 else 0.0,
+            "seeds": seeds,
+        }
         rows_out.append(row)
         print(f"{name}: {row['test_acc_mean']:.2f} ± {row['test_acc_std']:.2f} at {row['compute']:.3f}", flush=True)
     out = results_dir(args)
@@ -178,8 +203,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, float]]:
     print(f"\n## selection at {budget:g} of a pass (regime b); target: one-pass accuracy − 0.5 = {target:.2f}")
     print(f"| method | compute | test acc % | vs all data for {budget:g} pass | vs target |\n|---|---|---|---|---|")
     for row in rows_out:
-        print(f"| {row['method']} | {row['compute']:.3f} | {row['test_acc_mean']:.2f} ± {row['test_acc_std']:.2f} | "
-              f"{row['test_acc_mean'] - frontier:+.2f} | {row['test_acc_mean'] - target:+.2f} |")
+        print(
+            f"| {row['method']} | {row['compute']:.3f} | {row['test_acc_mean']:.2f} ± {row['test_acc_std']:.2f} | "
+            f"{row['test_acc_mean'] - frontier:+.2f} | {row['test_acc_mean'] - target:+.2f} |"
+        )
     return rows_out
 
 

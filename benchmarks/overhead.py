@@ -26,7 +26,16 @@ from torch.utils.data import DataLoader
 
 from benchmarks._setups import add_fit_options, describe, fit_settings, make_datamodule, make_model, precision
 from benchmarks._timing import (
-    EpochTimer, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, synchronize, timed, verdict,
+    EpochTimer,
+    base_parser,
+    interleave,
+    median,
+    print_figures,
+    quiet_trainer,
+    results_dir,
+    synchronize,
+    timed,
+    verdict,
     write_csv,
 )
 from benchmarks.scale import available_scores
@@ -100,7 +109,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser = base_parser(__doc__.splitlines()[0])
     add_fit_options(parser)
     parser.add_argument(
-        "--dynamic-pruning", type=float, default=None, metavar="R",
+        "--dynamic-pruning",
+        type=float,
+        default=None,
+        metavar="R",
         help="also fit with DynamicPruning(prune_ratio=R, anneal_fraction=0) and report its hooks' in-fit share",
     )
     args = parser.parse_args(argv)
@@ -190,27 +202,40 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         dict(setup=setup, clock="wall", figure="scoring/predict ratio", value=scoring / predict),
     ]
     figures += [
-        ("callback's own hooks, share of the epoch (in-fit)", f"{100 * hook_share:.2f} %",
-         verdict(1 + hook_share, target_epoch).replace("target", "as a ratio, target")),
+        (
+            "callback's own hooks, share of the epoch (in-fit)",
+            f"{100 * hook_share:.2f} %",
+            verdict(1 + hook_share, target_epoch).replace("target", "as a ratio, target"),
+        ),
         ("scoring pass s (el2n+margin)", f"{scoring:.4f}", ""),
         ("trainer.predict s, same data", f"{predict:.4f}", ""),
         ("scoring / predict", f"{scoring / predict:.3f}", verdict(scoring / predict, 1.10)),
     ]
     if dynamic_shares:
         dynamic_share = median(dynamic_shares[1:] or dynamic_shares)
-        rows.append(dict(
-            setup=setup, clock="wall", value=dynamic_share,
-            figure=f"DynamicPruning(r={args.dynamic_pruning})'s own time / epoch time, in-fit",
-        ))
+        rows.append(
+            dict(
+                setup=setup,
+                clock="wall",
+                value=dynamic_share,
+                figure=f"DynamicPruning(r={args.dynamic_pruning})'s own time / epoch time, in-fit",
+            )
+        )
         step_share = median(dynamic_step_shares[1:] or dynamic_step_shares)
-        figures.append((
-            f"DynamicPruning r={args.dynamic_pruning}: per-step hooks, share of the epoch (in-fit)",
-            f"{100 * step_share:.2f} %", verdict(1 + step_share, 1.02).replace("target", "as a ratio, target"),
-        ))
-        figures.append((
-            f"DynamicPruning r={args.dynamic_pruning}: all its hooks (+ epoch start/end), share",
-            f"{100 * dynamic_share:.2f} %", "",
-        ))
+        figures.append(
+            (
+                f"DynamicPruning r={args.dynamic_pruning}: per-step hooks, share of the epoch (in-fit)",
+                f"{100 * step_share:.2f} %",
+                verdict(1 + step_share, 1.02).replace("target", "as a ratio, target"),
+            )
+        )
+        figures.append(
+            (
+                f"DynamicPruning r={args.dynamic_pruning}: all its hooks (+ epoch start/end), share",
+                f"{100 * dynamic_share:.2f} %",
+                "",
+            )
+        )
     out = results_dir(args)
     write_csv(out / f"overhead_{tag}.csv" if out else None, rows)
     if note:

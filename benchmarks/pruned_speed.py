@@ -17,7 +17,17 @@ import lightning.pytorch as pl
 import numpy as np
 
 from benchmarks._setups import add_fit_options, describe, fit_settings, make_datamodule, make_model, precision
-from benchmarks._timing import EpochTimer, base_parser, interleave, median, print_figures, quiet_trainer, results_dir, verdict, write_csv
+from benchmarks._timing import (
+    EpochTimer,
+    base_parser,
+    interleave,
+    median,
+    print_figures,
+    quiet_trainer,
+    results_dir,
+    verdict,
+    write_csv,
+)
 
 
 def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
@@ -47,16 +57,26 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     # Wall time always; on CPU also the process's CPU time, which a busy shared machine disturbs less.
     for position, clock in enumerate(["wall"] + ([] if args.device == "cuda" else ["CPU"])):
         epoch = {f: median(m[position] for m in measured[f]) for f in fractions}
-        rows += [dict(setup=setup, clock=clock, keep_fraction=f, epoch_seconds=epoch[f], ratio=epoch[f] / epoch[1.0])
-                 for f in fractions]
+        rows += [
+            dict(setup=setup, clock=clock, keep_fraction=f, epoch_seconds=epoch[f], ratio=epoch[f] / epoch[1.0])
+            for f in fractions
+        ]
         figures.append((f"epoch {clock} s, full data", f"{epoch[1.0]:.4f}", ""))
         for f in fractions[1:]:
             figures.append((f"epoch {clock} s, f={f:g}", f"{epoch[f]:.4f}", ""))
-            figures.append((f"{clock} ratio f={f:g} / full", f"{epoch[f] / epoch[1.0]:.3f}", verdict(epoch[f] / epoch[1.0], f + 0.05)))
+            figures.append(
+                (
+                    f"{clock} ratio f={f:g} / full",
+                    f"{epoch[f] / epoch[1.0]:.3f}",
+                    verdict(epoch[f] / epoch[1.0], f + 0.05),
+                )
+            )
     out = results_dir(args)
     write_csv(out / f"pruned_speed_{tag}.csv" if out else None, rows)
-    print_figures(f"pruned_speed: {setup}; {args.epochs - 1} timed epochs per fit, median of {args.repeats} "
-                  "interleaved fits", figures)
+    print_figures(
+        f"pruned_speed: {setup}; {args.epochs - 1} timed epochs per fit, median of {args.repeats} interleaved fits",
+        figures,
+    )
     return {(row["clock"], row["keep_fraction"]): row["ratio"] for row in rows}
 
 

@@ -93,22 +93,39 @@ def run_size(label: str, num_train: int, epochs: int, args: Any, rows: list, cur
             overhead = probe_forwarded if uses_probe else 0
             rows.append(
                 dict(
-                    size=label, num_train=num_train, seed=seed, strategy=strategy, keep_fraction=keep_fraction,
-                    examples_kept=kept, epochs=epochs, probe_epochs=probe_epochs if uses_probe else 0,
-                    test_accuracy=round(accuracy[-1], 5), test_error=round(1 - accuracy[-1], 5),
+                    size=label,
+                    num_train=num_train,
+                    seed=seed,
+                    strategy=strategy,
+                    keep_fraction=keep_fraction,
+                    examples_kept=kept,
+                    epochs=epochs,
+                    probe_epochs=probe_epochs if uses_probe else 0,
+                    test_accuracy=round(accuracy[-1], 5),
+                    test_error=round(1 - accuracy[-1], 5),
                     examples_forwarded=overhead + kept * epochs,
                     compute_fraction=round((overhead + kept * epochs) / full_compute, 4),
-                    train_seconds=round(seconds, 2), probe_seconds=round(probe_seconds, 2) if uses_probe else 0.0,
+                    train_seconds=round(seconds, 2),
+                    probe_seconds=round(probe_seconds, 2) if uses_probe else 0.0,
                 )
             )
             for epoch, value in enumerate(accuracy, start=1):
                 curves.append(
-                    dict(size=label, seed=seed, strategy=strategy, keep_fraction=keep_fraction, epoch=epoch,
-                         test_accuracy=round(value, 5),
-                         compute_fraction=round((overhead + kept * epoch) / full_compute, 4))
+                    dict(
+                        size=label,
+                        seed=seed,
+                        strategy=strategy,
+                        keep_fraction=keep_fraction,
+                        epoch=epoch,
+                        test_accuracy=round(value, 5),
+                        compute_fraction=round((overhead + kept * epoch) / full_compute, 4),
+                    )
                 )
-            print(f"[{label} n={num_train} seed={seed}] {strategy:>6} f={keep_fraction:.1f}: "
-                  f"test error {1 - accuracy[-1]:.4f} ({seconds:.1f} s)", flush=True)
+            print(
+                f"[{label} n={num_train} seed={seed}] {strategy:>6} f={keep_fraction:.1f}: "
+                f"test error {1 - accuracy[-1]:.4f} ({seconds:.1f} s)",
+                flush=True,
+            )
     dm.reset_pruning()
 
 
@@ -210,15 +227,21 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     fractions = [f for f in args.keep_fractions if f < 1.0]
     for label, num_train, epochs in sizes:
         full_mean, full_std = _mean(rows, size=label, strategy="all")
-        print(f"\n{label}: {num_train:,} training examples, {epochs} epochs; full data: test error "
-              f"{100 * full_mean:.2f} ± {100 * full_std:.2f} %")
+        print(
+            f"\n{label}: {num_train:,} training examples, {epochs} epochs; full data: test error "
+            f"{100 * full_mean:.2f} ± {100 * full_std:.2f} %"
+        )
         print(f"{'keep':>6} " + " ".join(f"{s:>15}" for s in STRATEGIES) + "   best")
         wins = {s: 0 for s in STRATEGIES}
         for f in fractions:
             stats = {s: _mean(rows, size=label, strategy=s, keep_fraction=f) for s in STRATEGIES}
             best = min(stats, key=lambda s: stats[s][0])
             wins[best] += 1
-            print(f"{f:>6.1f} " + " ".join(f"{100 * m:>8.2f} ± {100 * sd:4.2f}" for m, sd in stats.values()) + f"   {best}")
+            print(
+                f"{f:>6.1f} "
+                + " ".join(f"{100 * m:>8.2f} ± {100 * sd:4.2f}" for m, sd in stats.values())
+                + f"   {best}"
+            )
         compute = {s: compute_to_accuracy(curves, label, s) for s in STRATEGIES}
         target = next(iter(compute.values()))[1]
         print(f"compute to reach {100 * target:.2f} % test accuracy (full - 0.5 pt), fraction of full-data training:")
@@ -229,9 +252,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         print(f"winner at the most keep fractions: {winner} ({wins})")
     small_winner, large_winner = summary["small"]["winner"], summary["large"]["winner"]
     agrees = small_winner == "easy" and large_winner == "hard"
-    print(f"\npaper's prediction (Sorscher et al. 2022): keep easy when small, keep hard when large. "
-          f"Measured: {small_winner} when small, {large_winner} when large -> "
-          f"{'agrees' if agrees else 'does not fully agree'}")
+    print(
+        f"\npaper's prediction (Sorscher et al. 2022): keep easy when small, keep hard when large. "
+        f"Measured: {small_winner} when small, {large_winner} when large -> "
+        f"{'agrees' if agrees else 'does not fully agree'}"
+    )
     return summary
 
 

@@ -64,8 +64,10 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
 
     generator = torch.Generator().manual_seed(0)
     pool = [
-        (torch.randn(batch_size, NUM_CLASSES, generator=generator) * 3,
-         torch.randint(0, NUM_CLASSES, (batch_size,), generator=generator))
+        (
+            torch.randn(batch_size, NUM_CLASSES, generator=generator) * 3,
+            torch.randint(0, NUM_CLASSES, (batch_size,), generator=generator),
+        )
         for _ in range(4)
     ]
     order = torch.randperm(num_examples, generator=generator)
@@ -120,9 +122,22 @@ def child(num_examples: int, batch_size: int, names: list[str], epochs: int) -> 
 
 
 def run_child(num_examples: int, batch_size: int, names: tuple[str, ...], epochs: int, threads: int) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.scale", "--child", "--num-examples", str(num_examples),
-               "--batch-size", str(batch_size), "--epochs", str(epochs), "--threads", str(threads),
-               "--scores", *names]
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.scale",
+        "--child",
+        "--num-examples",
+        str(num_examples),
+        "--batch-size",
+        str(batch_size),
+        "--epochs",
+        str(epochs),
+        "--threads",
+        str(threads),
+        "--scores",
+        *names,
+    ]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run(command, capture_output=True, text=True, cwd=root, env=env, check=False)
@@ -159,8 +174,15 @@ def kmeans_comparison(num_points: int, dim: int, k: int, passes: int, sklearn_po
     subset = x[:sklearn_points]
     start = time.perf_counter()
     sk = MiniBatchKMeans(
-        n_clusters=k, init="random", n_init=1, max_iter=passes, batch_size=batch, max_no_improvement=None,
-        tol=0.0, compute_labels=False, random_state=0,
+        n_clusters=k,
+        init="random",
+        n_init=1,
+        max_iter=passes,
+        batch_size=batch,
+        max_no_improvement=None,
+        tol=0.0,
+        compute_labels=False,
+        random_state=0,
     ).fit(subset)
     sklearn_seconds = time.perf_counter() - start
     return {
@@ -185,8 +207,13 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[4096, 65536])
     parser.add_argument("--batch-size", type=int, default=65536, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
-                        help="torch threads of the bookkeeping children: each count is measured (breakdown at the first)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="torch threads of the bookkeeping children: each count is measured (breakdown at the first)",
+    )
     parser.add_argument("--scores", nargs="+", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kmeans-points", type=int, default=1_000_000)
@@ -266,27 +293,57 @@ def _bookkeeping_and_kmeans(args: argparse.Namespace, out: Any) -> dict[str, Any
 
     for row in rows:
         tag = f"{row['scores']} B={row['batch_size']} {row['threads']}T"
-        figures.append((f"updates/s {tag}", f"{row['updates_per_s'] / 1e6:.1f} M",
-                        verdict(row["updates_per_s"] / 1e6, 10, at_most=False) if "+" in row["scores"] else ""))
-        figures.append((f"updates/s incl. epoch-end merge {tag}", f"{row['updates_per_s_with_merge'] / 1e6:.1f} M",
-                        verdict(row["updates_per_s_with_merge"] / 1e6, 10, at_most=False) if "+" in row["scores"] else ""))
-        figures.append((f"state bytes/example {tag}", f"{row['state_bytes_per_example']:.1f}",
-                        f"(declared {row['declared_bytes_per_example']})"))
-        figures.append((f"peak RSS bytes/example {tag}", f"{row['peak_rss_bytes_per_example']:.1f}",
-                        verdict(row["peak_rss_bytes_per_example"], 64) if "+" in row["scores"] else ""))
+        figures.append(
+            (
+                f"updates/s {tag}",
+                f"{row['updates_per_s'] / 1e6:.1f} M",
+                verdict(row["updates_per_s"] / 1e6, 10, at_most=False) if "+" in row["scores"] else "",
+            )
+        )
+        figures.append(
+            (
+                f"updates/s incl. epoch-end merge {tag}",
+                f"{row['updates_per_s_with_merge'] / 1e6:.1f} M",
+                verdict(row["updates_per_s_with_merge"] / 1e6, 10, at_most=False) if "+" in row["scores"] else "",
+            )
+        )
+        figures.append(
+            (
+                f"state bytes/example {tag}",
+                f"{row['state_bytes_per_example']:.1f}",
+                f"(declared {row['declared_bytes_per_example']})",
+            )
+        )
+        figures.append(
+            (
+                f"peak RSS bytes/example {tag}",
+                f"{row['peak_rss_bytes_per_example']:.1f}",
+                verdict(row["peak_rss_bytes_per_example"], 64) if "+" in row["scores"] else "",
+            )
+        )
 
     kmeans = None
     if "kmeans" in args.parts:
         sklearn_points = min(args.sklearn_points or args.kmeans_points, args.kmeans_points)
-        kmeans = kmeans_comparison(args.kmeans_points, args.kmeans_dim, args.kmeans_k, args.kmeans_passes,
-                                   sklearn_points, args.sklearn_batch_size)
+        kmeans = kmeans_comparison(
+            args.kmeans_points,
+            args.kmeans_dim,
+            args.kmeans_k,
+            args.kmeans_passes,
+            sklearn_points,
+            args.sklearn_batch_size,
+        )
         write_csv(out / "scale_kmeans.csv" if out else None, [kmeans])
         scaled = "" if sklearn_points == args.kmeans_points else f" (measured on {sklearn_points:,}, scaled)"
         tag = f"{args.kmeans_points:,}x{args.kmeans_dim} k={args.kmeans_k} {args.kmeans_passes} passes"
         figures += [
             (f"faiss k-means seconds {tag}", f"{kmeans['faiss_seconds']:.1f}", ""),
             (f"MiniBatchKMeans seconds {tag}", f"{kmeans['sklearn_seconds_scaled_to_full']:.1f}", scaled.strip()),
-            ("MiniBatchKMeans / faiss time", f"{kmeans['sklearn_seconds_scaled_to_full'] / kmeans['faiss_seconds']:.2f}", scaled.strip()),
+            (
+                "MiniBatchKMeans / faiss time",
+                f"{kmeans['sklearn_seconds_scaled_to_full'] / kmeans['faiss_seconds']:.2f}",
+                scaled.strip(),
+            ),
             ("inertia/point faiss", f"{kmeans['faiss_inertia_per_point']:.2f}", ""),
             ("inertia/point MiniBatchKMeans", f"{kmeans['sklearn_inertia_per_point']:.2f}", ""),
         ]

@@ -82,20 +82,34 @@ def _reset_peak() -> int:
 
 def run(num_examples: int, devices: int, batch_size: int, folder: Path) -> dict[str, Any] | None:
     """One scoring pass on ``devices`` processes; rank 0 returns every rank's figures and the merge's."""
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                         callbacks=[ScoreShardWriter(folder, scores=SCORES)], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        callbacks=[ScoreShardWriter(folder, scores=SCORES)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     # ShardSampler: each rank's share worked out when iterated (a DistributedSampler holds a list of all N indices)
-    loader = DataLoader(OnTheFly(num_examples), batch_size=batch_size, sampler=ShardSampler(num_examples),
-                        collate_fn=lambda batch: batch)
+    loader = DataLoader(
+        OnTheFly(num_examples),
+        batch_size=batch_size,
+        sampler=ShardSampler(num_examples),
+        collate_fn=lambda batch: batch,
+    )
     start_rss = _reset_peak()
     start = time.perf_counter()
     trainer.predict(Linear(), loader, return_predictions=False)
     seconds = time.perf_counter() - start
     rank = trainer.global_rank
     shard = folder / f"scores-rank{rank:05d}-of-{devices:05d}.npz"
-    mine = {"rank": rank, "pass_peak_growth_bytes": _status("VmHWM") - start_rss, "shard_bytes": shard.stat().st_size,
-            "pass_s": round(seconds, 2)}
+    mine = {
+        "rank": rank,
+        "pass_peak_growth_bytes": _status("VmHWM") - start_rss,
+        "shard_bytes": shard.stat().st_size,
+        "pass_s": round(seconds, 2),
+    }
     (folder / f"memory-rank{rank}.json").write_text(json.dumps(mine))
     trainer.strategy.barrier()
     if rank != 0:
@@ -104,8 +118,11 @@ def run(num_examples: int, devices: int, batch_size: int, folder: Path) -> dict[
     start_rss = _reset_peak()
     start = time.perf_counter()
     table = merge_score_shards(folder)
-    merge = {"merge_peak_growth_bytes": _status("VmHWM") - start_rss, "merge_s": round(time.perf_counter() - start, 2),
-             "table_bytes": sum(table[name].nbytes + table.raw(name).nbytes for name in SCORES) + table.labels.nbytes}
+    merge = {
+        "merge_peak_growth_bytes": _status("VmHWM") - start_rss,
+        "merge_s": round(time.perf_counter() - start, 2),
+        "table_bytes": sum(table[name].nbytes + table.raw(name).nbytes for name in SCORES) + table.labels.nbytes,
+    }
     return {"num_examples": num_examples, "devices": devices, "ranks": ranks, **merge}
 
 
@@ -131,17 +148,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)
     del os.environ["DATADIET_BENCH_SHARDS"]
     print(f"machine: {machine()}")
-    print(f"scoring {num_examples:,} examples ({', '.join(SCORES)}) on {args.devices} process(es), batch {batch_size:,}")
+    print(
+        f"scoring {num_examples:,} examples ({', '.join(SCORES)}) on {args.devices} process(es), batch {batch_size:,}"
+    )
     rows = []
     for rank in result["ranks"]:
         share = num_examples / args.devices
-        rows.append({"num_examples": num_examples, "devices": args.devices, **rank,
-                     "bytes_per_example_of_share": round(rank["pass_peak_growth_bytes"] / share, 2)})
-        print(f"  rank {rank['rank']}: pass peak +{rank['pass_peak_growth_bytes'] / 2**20:,.1f} MiB "
-              f"({rows[-1]['bytes_per_example_of_share']} B per example of its share of {share:,.0f}), "
-              f"shard {rank['shard_bytes'] / 2**20:,.1f} MiB, {rank['pass_s']} s")
-    print(f"  merge (rank 0, one table of all N): peak +{result['merge_peak_growth_bytes'] / 2**20:,.1f} MiB for a "
-          f"table of {result['table_bytes'] / 2**20:,.1f} MiB, {result['merge_s']} s")
+        rows.append(
+            {
+                "num_examples": num_examples,
+                "devices": args.devices,
+                **rank,
+                "bytes_per_example_of_share": round(rank["pass_peak_growth_bytes"] / share, 2),
+            }
+        )
+        print(
+            f"  rank {rank['rank']}: pass peak +{rank['pass_peak_growth_bytes'] / 2**20:,.1f} MiB "
+            f"({rows[-1]['bytes_per_example_of_share']} B per example of its share of {share:,.0f}), "
+            f"shard {rank['shard_bytes'] / 2**20:,.1f} MiB, {rank['pass_s']} s"
+        )
+    print(
+        f"  merge (rank 0, one table of all N): peak +{result['merge_peak_growth_bytes'] / 2**20:,.1f} MiB for a "
+        f"table of {result['table_bytes'] / 2**20:,.1f} MiB, {result['merge_s']} s"
+    )
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"score_shards_memory_{num_examples}_{args.devices}.csv"

@@ -60,24 +60,44 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     make_data = data_maker(args.data, args.quick)
     dm = make_data()
     out = results_dir(args)
-    cache = RunCache(None if out is None else out / f"sweep_on_subset_{args.data}_runs.csv",
-                     ("configuration", "subset", "keep", "seed", "epochs"))
+    cache = RunCache(
+        None if out is None else out / f"sweep_on_subset_{args.data}_runs.csv",
+        ("configuration", "subset", "keep", "seed", "epochs"),
+    )
     print(f"machine: {machine()}")
-    print(f"sweep of {len(CONFIGURATIONS)} configurations on {args.data}: {dm.num_examples:,} training examples, "
-          f"{epochs} epochs, keep {args.keep}, seed {args.seed}")
+    print(
+        f"sweep of {len(CONFIGURATIONS)} configurations on {args.data}: {dm.num_examples:,} training examples, "
+        f"{epochs} epochs, keep {args.keep}, seed {args.seed}"
+    )
     scores, selection_flops = selector_scores("cnn1d_in_run", dm, args.seed)
-    subsets = {"all data": None, "chosen": choose(scores, dm, args.keep, args.seed),
-               "random": choose(None, dm, args.keep, args.seed)}
+    subsets = {
+        "all data": None,
+        "chosen": choose(scores, dm, args.keep, args.seed),
+        "random": choose(None, dm, args.keep, args.seed),
+    }
     flops = {name: flops_of(make, dm) for name, (make, _) in CONFIGURATIONS.items()}
     for name, (make, lr) in CONFIGURATIONS.items():
         for subset, kept in subsets.items():
             keep = 1.0 if kept is None else args.keep
             if cache.get(configuration=name, subset=subset, keep=keep, seed=args.seed, epochs=epochs) is None:
-                cache.add({"configuration": name, "subset": subset, "keep": keep, "seed": args.seed, "epochs": epochs,
-                           "flops": 3 * flops[name] * (dm.num_examples if kept is None else len(kept)) * epochs,
-                           **train_and_test(make, lr, dm, kept, epochs, args.seed)})
-    rows = [row for row in cache.rows if int(row["epochs"]) == epochs and int(row["seed"]) == args.seed
-            and (row["subset"] == "all data" or float(row["keep"]) == args.keep)]
+                cache.add(
+                    {
+                        "configuration": name,
+                        "subset": subset,
+                        "keep": keep,
+                        "seed": args.seed,
+                        "epochs": epochs,
+                        "flops": 3 * flops[name] * (dm.num_examples if kept is None else len(kept)) * epochs,
+                        **train_and_test(make, lr, dm, kept, epochs, args.seed),
+                    }
+                )
+    rows = [
+        row
+        for row in cache.rows
+        if int(row["epochs"]) == epochs
+        and int(row["seed"]) == args.seed
+        and (row["subset"] == "all data" or float(row["keep"]) == args.keep)
+    ]
     accuracy = {(row["configuration"], row["subset"]): 100 * float(row["test_acc"]) for row in rows}
     run_flops = {(row["configuration"], row["subset"]): float(row["flops"]) for row in rows}
     names = list(CONFIGURATIONS)
@@ -88,24 +108,37 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         on_subset = np.array([accuracy[(name, subset)] for name in names])
         picked = names[int(on_subset.argmax())]
         sweep = sum(run_flops[(name, subset)] for name in names) + (selection_flops if subset == "chosen" else 0.0)
-        summary.append({
-            "subset": subset, "keep": args.keep, "spearman": round(_spearman(on_subset, full), 3),
-            "picked": picked, "best_on_all_data": names[int(full.argmax())],
-            "regret_pt": round(float(full.max() - accuracy[(picked, "all data")]), 2),
-            "sweep_compute": round(sweep / full_sweep, 3),
-            "with_winner_on_all_data": round((sweep + run_flops[(picked, "all data")]) / full_sweep, 3),
-        })
+        summary.append(
+            {
+                "subset": subset,
+                "keep": args.keep,
+                "spearman": round(_spearman(on_subset, full), 3),
+                "picked": picked,
+                "best_on_all_data": names[int(full.argmax())],
+                "regret_pt": round(float(full.max() - accuracy[(picked, "all data")]), 2),
+                "sweep_compute": round(sweep / full_sweep, 3),
+                "with_winner_on_all_data": round((sweep + run_flops[(picked, "all data")]) / full_sweep, 3),
+            }
+        )
     print("| configuration | all data (%) | chosen (%) | random (%) |\n|---|---:|---:|---:|")
     for name in names:
-        print(f"| {name} | {accuracy[(name, 'all data')]:.2f} | {accuracy[(name, 'chosen')]:.2f} | "
-              f"{accuracy[(name, 'random')]:.2f} |")
-    print("\n| sweep on | Spearman vs all data | picked | regret (pt) | sweep compute (selection incl.) | "
-          "+ winner on all data |\n|---|---:|---|---:|---:|---:|")
+        print(
+            f"| {name} | {accuracy[(name, 'all data')]:.2f} | {accuracy[(name, 'chosen')]:.2f} | "
+            f"{accuracy[(name, 'random')]:.2f} |"
+        )
+    print(
+        "\n| sweep on | Spearman vs all data | picked | regret (pt) | sweep compute (selection incl.) | "
+        "+ winner on all data |\n|---|---:|---|---:|---:|---:|"
+    )
     for row in summary:
-        print(f"| {row['subset']} {row['keep']:g} | {row['spearman']:.3f} | {row['picked']} | {row['regret_pt']:.2f} | "
-              f"{row['sweep_compute']:.2f}× | {row['with_winner_on_all_data']:.2f}× |")
-    print(f"(best on all data: {summary[0]['best_on_all_data']}; the chosen subset's selection: "
-          f"{selection_flops / full_sweep:.3f}× the full-data sweep)")
+        print(
+            f"| {row['subset']} {row['keep']:g} | {row['spearman']:.3f} | {row['picked']} | {row['regret_pt']:.2f} | "
+            f"{row['sweep_compute']:.2f}× | {row['with_winner_on_all_data']:.2f}× |"
+        )
+    print(
+        f"(best on all data: {summary[0]['best_on_all_data']}; the chosen subset's selection: "
+        f"{selection_flops / full_sweep:.3f}× the full-data sweep)"
+    )
     if out is not None:
         write_csv(out / f"sweep_on_subset_{args.data}.csv", summary)
     return {"summary": summary, "accuracy": accuracy}

@@ -50,11 +50,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     learners, selectors = args.learners.split(","), args.selectors.split(",")
     make_data = data_maker(args.data, args.quick)
     out = results_dir(args)
-    cache = RunCache(None if out is None else out / f"transfer_{args.data}_runs.csv",
-                     ("learner", "selector", "keep", "seed", "epochs"))
+    cache = RunCache(
+        None if out is None else out / f"transfer_{args.data}_runs.csv",
+        ("learner", "selector", "keep", "seed", "epochs"),
+    )
     dm = make_data()
     print(f"machine: {machine()}")
-    print(f"transfer on {args.data}: {dm.num_examples:,} training examples, {epochs} epochs, seeds {seeds}, keep {keeps}")
+    print(
+        f"transfer on {args.data}: {dm.num_examples:,} training examples, {epochs} epochs, seeds {seeds}, keep {keeps}"
+    )
     learner_flops = {name: flops_of(LEARNERS[name][0], dm) for name in learners}
     for seed in range(seeds):
         scores: dict[str, Any] = {}
@@ -62,9 +66,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             make_net, lr = LEARNERS[learner]
             train = functools.partial(train_and_test, make_net, lr, dm, epochs=epochs, seed=seed)
             if cache.get(learner=learner, selector="all data", keep=1.0, seed=seed, epochs=epochs) is None:
-                cache.add({"learner": learner, "selector": "all data", "keep": 1.0, "seed": seed, "epochs": epochs,
-                           "selection_flops": 0.0, "learner_full_flops": 3 * learner_flops[learner] * dm.num_examples * epochs,
-                           **train(None)})
+                cache.add(
+                    {
+                        "learner": learner,
+                        "selector": "all data",
+                        "keep": 1.0,
+                        "seed": seed,
+                        "epochs": epochs,
+                        "selection_flops": 0.0,
+                        "learner_full_flops": 3 * learner_flops[learner] * dm.num_examples * epochs,
+                        **train(None),
+                    }
+                )
             for keep in keeps:
                 for selector in ["random", *selectors]:
                     if cache.get(learner=learner, selector=selector, keep=keep, seed=seed, epochs=epochs) is not None:
@@ -73,10 +86,18 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         scores[selector] = selector_scores(selector, dm, seed)
                     values, selection_flops = scores.get(selector, (None, 0.0))
                     kept = choose(values, dm, keep, seed)
-                    cache.add({"learner": learner, "selector": selector, "keep": keep, "seed": seed, "epochs": epochs,
-                               "selection_flops": selection_flops,
-                               "learner_full_flops": 3 * learner_flops[learner] * dm.num_examples * epochs,
-                               **train(kept)})
+                    cache.add(
+                        {
+                            "learner": learner,
+                            "selector": selector,
+                            "keep": keep,
+                            "seed": seed,
+                            "epochs": epochs,
+                            "selection_flops": selection_flops,
+                            "learner_full_flops": 3 * learner_flops[learner] * dm.num_examples * epochs,
+                            **train(kept),
+                        }
+                    )
     table = summarise(cache.rows, epochs)
     print_table(table)
     if out is not None:
@@ -101,17 +122,28 @@ def summarise(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
         full = float(runs[0]["learner_full_flops"])
         selection = float(np.mean([float(run["selection_flops"]) for run in runs]))
         entry = {
-            "learner": learner, "selector": selector, "keep": keep, "seeds": len(runs),
-            "test_acc": round(float(accuracy.mean()), 2), "std": round(float(accuracy.std()), 2),
-            "vs_all_data_pt": None if not line else round(float(accuracy.mean() - 100 * np.mean(
-                [float(r["test_acc"]) for r in line])), 2),
-            "vs_random_pt": None if not random or selector == "random" else round(float(accuracy.mean() - 100 * np.mean(
-                [float(r["test_acc"]) for r in random])), 2),
+            "learner": learner,
+            "selector": selector,
+            "keep": keep,
+            "seeds": len(runs),
+            "test_acc": round(float(accuracy.mean()), 2),
+            "std": round(float(accuracy.std()), 2),
+            "vs_all_data_pt": None
+            if not line
+            else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in line])), 2),
+            "vs_random_pt": None
+            if not random or selector == "random"
+            else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in random])), 2),
             "compute": round(keep, 3),
             "compute_with_selection": round(keep + selection / full, 3) if full else None,
         }
-        entry["pays"] = bool(entry["vs_all_data_pt"] is not None and entry["vs_all_data_pt"] > 0 and keep <= 0.7
-                             and entry["vs_random_pt"] is not None and entry["vs_random_pt"] >= 1.0)
+        entry["pays"] = bool(
+            entry["vs_all_data_pt"] is not None
+            and entry["vs_all_data_pt"] > 0
+            and keep <= 0.7
+            and entry["vs_random_pt"] is not None
+            and entry["vs_random_pt"] >= 1.0
+        )
         table.append(entry)
     return table
 
@@ -121,14 +153,18 @@ def print_table(table: list[dict[str, Any]]) -> None:
 
 
 def markdown(table: list[dict[str, Any]]) -> str:
-    header = ("| learner B | chosen by A | keep | test acc (%) | vs B all data (pt) | vs random same size (pt) | "
-              "B's compute | with selection | pays |")
+    header = (
+        "| learner B | chosen by A | keep | test acc (%) | vs B all data (pt) | vs random same size (pt) | "
+        "B's compute | with selection | pays |"
+    )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in table:
         with_selection = row["compute_with_selection"]
-        lines.append(f"| {row['learner']} | {row['selector']} | {row['keep']:g} | {row['test_acc']:.2f} ± {row['std']:.2f} "
-                     f"| {_signed(row['vs_all_data_pt'])} | {_signed(row['vs_random_pt'])} | {row['compute']:.2f}× | "
-                     f"{'—' if with_selection is None else f'{with_selection:.2f}×'} | {'yes' if row['pays'] else 'no'} |")
+        lines.append(
+            f"| {row['learner']} | {row['selector']} | {row['keep']:g} | {row['test_acc']:.2f} ± {row['std']:.2f} "
+            f"| {_signed(row['vs_all_data_pt'])} | {_signed(row['vs_random_pt'])} | {row['compute']:.2f}× | "
+            f"{'—' if with_selection is None else f'{with_selection:.2f}×'} | {'yes' if row['pays'] else 'no'} |"
+        )
     lines.append("")
     lines += [f"- {name}: {text}" for name, text in SELECTORS.items()]
     return "\n".join(lines) + "\n"

@@ -65,17 +65,30 @@ class LitByteLM(L.LightningModule):
 
 def run(name: str, epochs: int, num_train: int, callbacks=(), seed: int = 0) -> dict:
     L.seed_everything(seed, verbose=False)
-    dm = python_source_datamodule(context=64, num_train=num_train, num_test=1000 if num_train >= 1000 else 64,
-                                  batch_size=64)
+    dm = python_source_datamodule(
+        context=64, num_train=num_train, num_test=1000 if num_train >= 1000 else 64, batch_size=64
+    )
     model = LitByteLM()
-    trainer = L.Trainer(max_epochs=epochs, callbacks=list(callbacks), logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=list(callbacks),
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=False,
+    )
     trainer.fit(model, datamodule=dm)
     bits = trainer.test(model, datamodule=dm, verbose=False)[0]["test/bits_per_byte"]
     scored = sum(getattr(callback, "scored_examples", 0) for callback in callbacks)
     flops = forward_flops_per_example(model.net, dm.train_dataset.tensors[0][:8])
-    account = ComputeAccount(flops_per_example=flops, train_presentations=dm.train_examples_served, in_run_scored=scored)
-    return {"run": name, "bits per byte": bits, "compute": account.ratio_to(full_data_flops(dm.num_examples, epochs, flops))}
+    account = ComputeAccount(
+        flops_per_example=flops, train_presentations=dm.train_examples_served, in_run_scored=scored
+    )
+    return {
+        "run": name,
+        "bits per byte": bits,
+        "compute": account.ratio_to(full_data_flops(dm.num_examples, epochs, flops)),
+    }
 
 
 def main() -> None:
@@ -86,12 +99,18 @@ def main() -> None:
     epochs, after, num_train = (3, 2, 256) if args.quick else (16, 4, 2000)
     results = [
         run("all data", epochs, num_train),
-        run(f"PruneDuringFit: 70 % highest perplexity after {after} epochs", epochs, num_train,
-            [PruneDuringFit(after_epochs=after, score="loss", keep_fraction=0.7, strategy="hard")]),
+        run(
+            f"PruneDuringFit: 70 % highest perplexity after {after} epochs",
+            epochs,
+            num_train,
+            [PruneDuringFit(after_epochs=after, score="loss", keep_fraction=0.7, strategy="hard")],
+        ),
         run("DynamicPruning r=0.3", epochs, num_train, [DynamicPruning(prune_ratio=0.3, anneal_fraction=0.125)]),
     ]
     for result in results:
-        print(f"{result['run']:<55} held-out bits per byte {result['bits per byte']:.3f}   compute {result['compute']:.2f}")
+        print(
+            f"{result['run']:<55} held-out bits per byte {result['bits per byte']:.3f}   compute {result['compute']:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,12 @@ PROBE_ANGLE_B = 10.0
 def _theory_curve(alphas_prune, keep_fraction, strategy, probe_angle_deg=0.0):
     return np.array(
         [
-            predict(alpha_tot=a / keep_fraction, keep_fraction=keep_fraction, strategy=strategy,
-                    probe_angle_deg=probe_angle_deg).error
+            predict(
+                alpha_tot=a / keep_fraction,
+                keep_fraction=keep_fraction,
+                strategy=strategy,
+                probe_angle_deg=probe_angle_deg,
+            ).error
             for a in alphas_prune
         ]
     )
@@ -46,8 +50,14 @@ def _theory_curve(alphas_prune, keep_fraction, strategy, probe_angle_deg=0.0):
 def _simulated_points(alphas_prune, keep_fraction, strategy, seeds, probe_angle_deg=0.0):
     means, sems = [], []
     for alpha_prune in alphas_prune:
-        result = simulate(N_DIM, alpha_tot=alpha_prune / keep_fraction, keep_fraction=keep_fraction,
-                          strategy=strategy, probe_angle_deg=probe_angle_deg, seeds=seeds)
+        result = simulate(
+            N_DIM,
+            alpha_tot=alpha_prune / keep_fraction,
+            keep_fraction=keep_fraction,
+            strategy=strategy,
+            probe_angle_deg=probe_angle_deg,
+            seeds=seeds,
+        )
         means.append(result.mean_error)
         sems.append(result.sem_error)
     return np.array(means), np.array(sems)
@@ -65,10 +75,23 @@ def _panel_a(axis, seeds):
             axis.plot(alphas, _theory_curve(alphas, keep_fraction, strategy), style, color=color, label=label)
             means, sems = _simulated_points(sim_alphas, keep_fraction, strategy, seeds)
             marker = "s" if strategy == "easy" else "o"
-            axis.errorbar(sim_alphas, means, yerr=sems, fmt=marker, color=color, ms=4, mfc="none" if
-                          strategy == "easy" else color, capsize=0)
-    axis.set(xscale="log", yscale="log", xlabel=r"$\alpha_{prune}$ = kept examples / N",
-             ylabel=r"test error $\varepsilon$", title=r"(a) perfect probe ($\theta=0$): hard —, easy - -")
+            axis.errorbar(
+                sim_alphas,
+                means,
+                yerr=sems,
+                fmt=marker,
+                color=color,
+                ms=4,
+                mfc="none" if strategy == "easy" else color,
+                capsize=0,
+            )
+    axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"$\alpha_{prune}$ = kept examples / N",
+        ylabel=r"test error $\varepsilon$",
+        title=r"(a) perfect probe ($\theta=0$): hard —, easy - -",
+    )
     axis.legend(fontsize=7, ncol=2, loc="lower left")
 
 
@@ -87,14 +110,31 @@ def _panel_b(axis, seeds):
         axis.plot(alphas, _theory_curve(alphas, keep_fraction, strategy, PROBE_ANGLE_B), color=color, label=label)
         means, sems = _simulated_points(sim_alphas, keep_fraction, strategy, seeds, PROBE_ANGLE_B)
         axis.errorbar(sim_alphas, means, yerr=sems, fmt="o", color=color, ms=4, capsize=0)
-    axis.plot(alphas, _frontier(alphas, PROBE_ANGLE_B), "k-", lw=2.5, alpha=0.35,
-              label=rf"best f, $\theta={PROBE_ANGLE_B:g}°$")
+    axis.plot(
+        alphas,
+        _frontier(alphas, PROBE_ANGLE_B),
+        "k-",
+        lw=2.5,
+        alpha=0.35,
+        label=rf"best f, $\theta={PROBE_ANGLE_B:g}°$",
+    )
     axis.plot(alphas, _frontier(alphas, 0.0), "k:", lw=1.5, label=r"best f, $\theta=0$")
     reference = 0.5 / alphas
-    axis.plot(alphas, reference / (1.0 / np.sin(np.radians(PROBE_ANGLE_B))), color="gray", lw=0.8, ls="-.",
-              label=r"$\propto 1/\alpha_{prune}$")
-    axis.set(xscale="log", yscale="log", xlabel=r"$\alpha_{prune}$ = kept examples / N",
-             ylim=(3e-4, 0.6), title=rf"(b) imperfect probe ($\theta={PROBE_ANGLE_B:g}°$), keep hard")
+    axis.plot(
+        alphas,
+        reference / (1.0 / np.sin(np.radians(PROBE_ANGLE_B))),
+        color="gray",
+        lw=0.8,
+        ls="-.",
+        label=r"$\propto 1/\alpha_{prune}$",
+    )
+    axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel=r"$\alpha_{prune}$ = kept examples / N",
+        ylim=(3e-4, 0.6),
+        title=rf"(b) imperfect probe ($\theta={PROBE_ANGLE_B:g}°$), keep hard",
+    )
     axis.legend(fontsize=7, loc="lower left")
 
 
@@ -107,8 +147,11 @@ def main() -> None:
     figure, (axis_a, axis_b) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
     _panel_a(axis_a, args.seeds)
     _panel_b(axis_b, args.seeds)
-    figure.suptitle("Perceptron teacher–student: max-margin student on the pruned set (lines: large-N theory, "
-                    f"dots: simulation N={N_DIM})", fontsize=10)
+    figure.suptitle(
+        "Perceptron teacher–student: max-margin student on the pruned set (lines: large-N theory, "
+        f"dots: simulation N={N_DIM})",
+        fontsize=10,
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(args.output, dpi=130)
     print(f"wrote {args.output} in {time.perf_counter() - start:.0f} s")

@@ -128,8 +128,15 @@ class Regressor(L.LightningModule):
     """A small MLP trained with a batch-mean ``criterion`` (squared error by default); outputs ``(B,)`` or
     ``(B, D)`` (multi-label logits with ``F.binary_cross_entropy_with_logits``, soft labels with cross-entropy)."""
 
-    def __init__(self, num_features: int = 4, outputs: int = 0, lr: float = 0.05, seed: int = 0, double: bool = False,
-                 criterion=F.mse_loss):
+    def __init__(
+        self,
+        num_features: int = 4,
+        outputs: int = 0,
+        lr: float = 0.05,
+        seed: int = 0,
+        double: bool = False,
+        criterion=F.mse_loss,
+    ):
         super().__init__()
         self.criterion = criterion
         torch.manual_seed(seed)

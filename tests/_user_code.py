@@ -14,7 +14,9 @@ class UserDataModule(L.LightningDataModule):
         super().__init__()
         generator = torch.Generator().manual_seed(0)
         y = torch.randint(classes, (num_samples,), generator=generator)
-        x = 2 * torch.randn(classes, features, generator=generator)[y] + torch.randn(num_samples, features, generator=generator)
+        x = 2 * torch.randn(classes, features, generator=generator)[y] + torch.randn(
+            num_samples, features, generator=generator
+        )
         self.train_set = TensorDataset(x[: num_samples * 3 // 4], y[: num_samples * 3 // 4])
         self.test_set = TensorDataset(x[num_samples * 3 // 4 :], y[num_samples * 3 // 4 :])
         if with_shape:

@@ -50,7 +50,11 @@ class OfflineRun:
         for record in read_records(path):
             kind = record.WhichOneof("record_type")
             if kind == "run":
-                self.group, self.job_type, self.name = record.run.run_group, record.run.job_type, record.run.display_name
+                self.group, self.job_type, self.name = (
+                    record.run.run_group,
+                    record.run.job_type,
+                    record.run.display_name,
+                )
             elif kind == "config":
                 self.config_keys.update(item.key or "/".join(item.nested_key) for item in record.config.update)
             elif kind == "summary":

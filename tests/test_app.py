@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
 from datadiet import ScoreTable
 from datadiet.app import config_dir, run
-
-from _app_overrides import SMALL
 
 
 def compose_small(tmp_path, *overrides):

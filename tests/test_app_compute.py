@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
 from datadiet import ScoreTable, select
 from datadiet.app import config_dir, run
 from datadiet.app.budget import Budget
 from datadiet.scores import get_score
-
-from _app_overrides import SMALL
 
 N = 288  # synthetic, 400 examples: 20 % test, 10 % validation
 FEATURES, CLASSES = 20, 4
@@ -26,12 +25,18 @@ def compose_small(tmp_path, *overrides, base=SMALL):
 
 
 # Budget arithmetic (no training) -------------------------------------------------------------------
-def budget_cfg(budget, max_epochs=10, mode="separate", probe_epochs=2, compute_fraction=None, score="el2n",
-               epochs_scale=1.0):
+def budget_cfg(
+    budget, max_epochs=10, mode="separate", probe_epochs=2, compute_fraction=None, score="el2n", epochs_scale=1.0
+):
     in_run = mode == "in_run"
-    return Budget(kind=budget, max_epochs=max_epochs, epochs_scale=epochs_scale, compute_fraction=compute_fraction,
-                  in_run_epochs=probe_epochs if in_run else 0,
-                  in_run_scoring=in_run and get_score(score).phase == "eval")
+    return Budget(
+        kind=budget,
+        max_epochs=max_epochs,
+        epochs_scale=epochs_scale,
+        compute_fraction=compute_fraction,
+        in_run_epochs=probe_epochs if in_run else 0,
+        in_run_scoring=in_run and get_score(score).phase == "eval",
+    )
 
 
 def train_epochs(budget, *arguments, **keywords):
@@ -80,8 +85,10 @@ def test_budget_compute_rounds_down():
         (["pruning.compute_fraction=0.5"], r"only applies with `pruning.budget=compute`"),
         (["pruning.epochs_scale=0"], r"`pruning.epochs_scale` must be a number > 0 \(e.g. 1.25\), got 0"),
         (["pruning.budget=steps", "pruning.epochs_scale=1.5"], r"epochs_scale=1.5` only applies with .*budget=steps"),
-        (["probe.mode=in_run", "max_epochs=4", "probe.epochs=2", "pruning.epochs_scale=0.5"],
-         r"epochs_scale=0.5` trains 2 epochs, not more than .*probe.epochs=2"),
+        (
+            ["probe.mode=in_run", "max_epochs=4", "probe.epochs=2", "pruning.epochs_scale=0.5"],
+            r"epochs_scale=0.5` trains 2 epochs, not more than .*probe.epochs=2",
+        ),
         (["probe.mode=in_run", "probe.epochs=2", "max_epochs=2"], r"probe.epochs.*\[1, max_epochs=2\), got 2"),
         (["probe.mode=in_run", "probe.seeds=2", "max_epochs=3", "probe.epochs=1"], r"probe.seeds=2"),
     ],

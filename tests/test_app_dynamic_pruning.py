@@ -5,9 +5,8 @@ import json
 import pytest
 from hydra import compose, initialize_config_dir
 
-from datadiet.app import config_dir, run
-
 from _app_overrides import SMALL
+from datadiet.app import config_dir, run
 
 
 def compose_small(tmp_path, *overrides):
@@ -17,8 +16,11 @@ def compose_small(tmp_path, *overrides):
 
 @pytest.mark.slow
 def test_dynamic_mode_trains_all_data_without_a_probe(tmp_path):
-    summary = run(compose_small(tmp_path, "pruning.mode=dynamic", "pruning.prune_ratio=0.7", "max_epochs=4",
-                                "pruning.anneal_fraction=0.25"))
+    summary = run(
+        compose_small(
+            tmp_path, "pruning.mode=dynamic", "pruning.prune_ratio=0.7", "max_epochs=4", "pruning.anneal_fraction=0.25"
+        )
+    )
     assert not (tmp_path / "scores.npz").exists() and summary["probe_examples_seen"] == 0
     presented = summary["presentations_per_epoch"]
     assert presented[0] == presented[3] == 288  # first epoch: nothing scored yet; last ⌊0.25 * 4⌋ = 1 annealed
@@ -32,8 +34,16 @@ def test_dynamic_mode_trains_all_data_without_a_probe(tmp_path):
 
 @pytest.mark.slow
 def test_epochs_scale_trains_longer_and_counts_compute_against_max_epochs(tmp_path, capsys):
-    summary = run(compose_small(tmp_path, "pruning.mode=dynamic", "pruning.prune_ratio=0.7", "max_epochs=2",
-                                "pruning.epochs_scale=1.5", "pruning.anneal_fraction=0"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            "pruning.mode=dynamic",
+            "pruning.prune_ratio=0.7",
+            "max_epochs=2",
+            "pruning.epochs_scale=1.5",
+            "pruning.anneal_fraction=0",
+        )
+    )
     presented = summary["presentations_per_epoch"]
     assert summary["train_epochs"] == len(presented) == 3 and presented[0] == 288  # round(1.5 * 2)
     assert summary["max_epochs"] == 2 and summary["epochs_scale"] == 1.5
@@ -44,8 +54,11 @@ def test_epochs_scale_trains_longer_and_counts_compute_against_max_epochs(tmp_pa
 
 @pytest.mark.slow
 def test_both_mode_prunes_dynamically_inside_the_static_subset(tmp_path):
-    summary = run(compose_small(tmp_path, "pruning.mode=both", "pruning.keep_fraction=0.5", "max_epochs=3",
-                                "pruning.anneal_fraction=0"))
+    summary = run(
+        compose_small(
+            tmp_path, "pruning.mode=both", "pruning.keep_fraction=0.5", "max_epochs=3", "pruning.anneal_fraction=0"
+        )
+    )
     presented = summary["presentations_per_epoch"]
     assert summary["examples_kept"] == presented[0] == 144
     assert all(count < 144 for count in presented[1:])
@@ -55,8 +68,17 @@ def test_both_mode_prunes_dynamically_inside_the_static_subset(tmp_path):
 
 @pytest.mark.slow
 def test_both_mode_with_the_in_run_probe_prunes_dynamically_inside_the_subset_once_chosen(tmp_path):
-    summary = run(compose_small(tmp_path, "pruning.mode=both", "probe.mode=in_run", "probe.epochs=1",
-                                "pruning.keep_fraction=0.5", "max_epochs=3", "pruning.anneal_fraction=0"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            "pruning.mode=both",
+            "probe.mode=in_run",
+            "probe.epochs=1",
+            "pruning.keep_fraction=0.5",
+            "max_epochs=3",
+            "pruning.anneal_fraction=0",
+        )
+    )
     presented = summary["presentations_per_epoch"]
     assert presented[0] == 288 and summary["examples_kept"] == 144  # all data, then the in-run half
     assert all(count < 144 for count in presented[1:])  # InfoBatch skips part of the kept half

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
 from datadiet import ScoreTable
 from datadiet.app import config_dir, run
 from datadiet.app.plan import RunPlan
-
-from _app_overrides import SMALL
 
 NOISY = ["data.label_noise=0.2", "data.label_noise_seed=3", "data.separation=6.0", "max_epochs=4"]
 
@@ -23,8 +22,11 @@ def compose_small(tmp_path, *overrides):
 
 @pytest.mark.parametrize("probe_mode", ["in_run", "separate"])
 def test_flagged_examples_are_excluded_counted_and_listed(tmp_path, probe_mode, capsys):
-    summary = run(compose_small(tmp_path, *NOISY, f"probe.mode={probe_mode}", "pruning.keep_fraction=0.5",
-                                "pruning.mislabelled=exclude"))
+    summary = run(
+        compose_small(
+            tmp_path, *NOISY, f"probe.mode={probe_mode}", "pruning.keep_fraction=0.5", "pruning.mislabelled=exclude"
+        )
+    )
     table = ScoreTable.load(tmp_path / "scores.npz")
     flagged = table.columns["mislabelled"]
     kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
@@ -53,8 +55,16 @@ def test_keep_fraction_one_is_still_all_data_and_clean_runs_say_nothing_about_no
 
 
 def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
-    summary = run(compose_small(tmp_path, *NOISY, "probe.mode=in_run", "pruning.keep_fraction=1.0",
-                                "probe.skip_when_keeping_all=false", "pruning.mislabelled=exclude"))
+    summary = run(
+        compose_small(
+            tmp_path,
+            *NOISY,
+            "probe.mode=in_run",
+            "pruning.keep_fraction=1.0",
+            "probe.skip_when_keeping_all=false",
+            "pruning.mislabelled=exclude",
+        )
+    )
     flagged = ScoreTable.load(tmp_path / "scores.npz").columns["mislabelled"]
     kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
     assert kept.tolist() == np.flatnonzero(~flagged).tolist() and summary["mislabelled_excluded"] == flagged.sum() > 0
@@ -65,9 +75,15 @@ def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
     [
         ("data.label_noise=1.0", "data.label_noise` must be a share of training labels in [0, 1), got 1.0"),
         ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
-        ("pruning.mislabelled=relabel", "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, auto, got 'relabel'"),
+        (
+            "pruning.mislabelled=relabel",
+            "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, auto, got 'relabel'",
+        ),
         ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
-        ("pruning.mislabelled=exclude probe.seeds=2", "averaging `probe.seeds=2` probes' scores has no flags to average: use probe.seeds=1"),
+        (
+            "pruning.mislabelled=exclude probe.seeds=2",
+            "averaging `probe.seeds=2` probes' scores has no flags to average: use probe.seeds=1",
+        ),
     ],
 )
 def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
@@ -78,8 +94,11 @@ def test_bad_settings_are_refused_when_the_plan_is_built(tmp_path, override, mes
 
 
 def test_the_default_auto_trains_longer_on_noisy_labels_and_keeps_less(tmp_path, capsys):
-    summary = run(compose_small(tmp_path, *NOISY[:-1], "max_epochs=8", "probe.mode=in_run", "probe.epochs=2",
-                                "pruning.mislabelled=auto"))
+    summary = run(
+        compose_small(
+            tmp_path, *NOISY[:-1], "max_epochs=8", "probe.mode=in_run", "probe.epochs=2", "pruning.mislabelled=auto"
+        )
+    )
     decision = summary["mislabelled_auto"]
     assert summary["mislabelled_handling"] == "auto" and decision["noisy"] and decision["estimate"] > 0.07
     # 8 epochs, 2 before scoring, keep 0.5, one more epoch and a second pass (1/3 of a presentation):
@@ -90,9 +109,11 @@ def test_the_default_auto_trains_longer_on_noisy_labels_and_keeps_less(tmp_path,
     kept = np.load(tmp_path / "kept_indices.npz", allow_pickle=False)["kept_indices"]
     assert not flagged[kept].any() and summary["mislabelled_excluded"] == flagged.sum() > 0
     line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("likely mislabelled"))
-    assert (f"{flagged.sum():,} ({flagged.mean():.1%}) after 3 epochs: excluded; labels looked noisy after 2 epoch(s) "
-            f"(estimate {decision['estimate']:.1%} > 7%), so the probe ran 1 more epoch(s) and kept 33% to stay at "
-            "the planned compute; list in flagged_examples.csv") in line
+    assert (
+        f"{flagged.sum():,} ({flagged.mean():.1%}) after 3 epochs: excluded; labels looked noisy after 2 epoch(s) "
+        f"(estimate {decision['estimate']:.1%} > 7%), so the probe ran 1 more epoch(s) and kept 33% to stay at "
+        "the planned compute; list in flagged_examples.csv"
+    ) in line
 
 
 def test_the_default_auto_changes_nothing_on_clean_labels(tmp_path):
@@ -105,11 +126,17 @@ def test_the_default_auto_changes_nothing_on_clean_labels(tmp_path):
     assert kept[0].tolist() == kept[1].tolist()
 
 
-@pytest.mark.parametrize("override, message", [
-    ("pruning.noise_threshold=2", "pruning.noise_threshold` is the noise estimate above which labels count as noisy: "
-                                  "a share in [0, 1) (e.g. 0.07), got 2"),
-    ("pruning.noisy_extra_epochs=-1", "pruning.noisy_extra_epochs` is how many more epochs"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "pruning.noise_threshold=2",
+            "pruning.noise_threshold` is the noise estimate above which labels count as noisy: "
+            "a share in [0, 1) (e.g. 0.07), got 2",
+        ),
+        ("pruning.noisy_extra_epochs=-1", "pruning.noisy_extra_epochs` is how many more epochs"),
+    ],
+)
 def test_bad_auto_settings_are_refused_when_the_plan_is_built(tmp_path, override, message):
     with pytest.raises(ValueError) as error:
         RunPlan.from_config(compose_small(tmp_path, *override.split()))

@@ -20,8 +20,21 @@ def benchmarks_importable():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["overhead", "pruned_speed", "scale", "quality", "frontier", "one_pass_bound", "label_issues",
-                                  "transfer", "sweep_on_subset", "score_shards"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "overhead",
+        "pruned_speed",
+        "scale",
+        "quality",
+        "frontier",
+        "one_pass_bound",
+        "label_issues",
+        "transfer",
+        "sweep_on_subset",
+        "score_shards",
+    ],
+)
 def test_benchmark_runs_quick(name, tmp_path, benchmarks_importable, capsys):
     module = importlib.import_module(f"benchmarks.{name}")
     result = module.main(["--quick", "--results", str(tmp_path)])
@@ -42,7 +55,9 @@ def test_resnet18_amp_setup_runs_on_cpu(name, tmp_path, benchmarks_importable, c
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, options", [("frontier", ["--regimes", "e", "--seeds", "1"]), ("overhead", ["--model", "lm"])])
+@pytest.mark.parametrize(
+    "name, options", [("frontier", ["--regimes", "e", "--seeds", "1"]), ("overhead", ["--model", "lm"])]
+)
 def test_language_model_setups_run_quick(name, options, tmp_path, benchmarks_importable, capsys):
     """Regime (e) of the frontier and the overhead benchmark's byte-level LM, at tiny size."""
     module = importlib.import_module(f"benchmarks.{name}")
@@ -55,7 +70,11 @@ def test_language_model_setups_run_quick(name, options, tmp_path, benchmarks_imp
 def test_causal_lm_example_runs_quick():
     import subprocess
 
-    completed = subprocess.run([sys.executable, str(ROOT / "examples" / "causal_lm.py"), "--quick"],
-                               capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "causal_lm.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.count("held-out bits per byte") == 3

@@ -6,12 +6,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
+from _reference import softmax
 from datadiet import Adapter, DifficultyCallback, PruningDataModule
 from datadiet.callbacks.presentation_buffer import PresentationBuffer
 from datadiet.scores import get_score
-
-from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
-from _reference import softmax
 
 N, D, K = 97, 6, 3
 
@@ -99,7 +98,9 @@ def test_eval_scores_use_eval_mode():
     module.eval()
     with torch.no_grad():
         z = module(x).double().numpy()
-    np.testing.assert_allclose(callback.score_table["el2n"], np.linalg.norm(softmax(z) - np.eye(K)[y.numpy()], axis=1), rtol=1e-5)
+    np.testing.assert_allclose(
+        callback.score_table["el2n"], np.linalg.norm(softmax(z) - np.eye(K)[y.numpy()], axis=1), rtol=1e-5
+    )
     assert module.training is False  # Lightning leaves it in eval after fit; we restored what we found
 
 

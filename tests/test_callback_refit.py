@@ -7,10 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
+from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
 from datadiet import Adapter, DifficultyCallback, PruningDataModule
 from datadiet.data.labels import dataset_labels
-
-from _modules import DictDataset, DictTupleClassifier, LitClassifier, quiet_trainer
 
 N, D, K = 24, 3, 3
 

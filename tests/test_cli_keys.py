@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from datadiet.app import config_dir, run, validate_config
-
 from _app_overrides import SMALL
+from datadiet.app import config_dir, run, validate_config
 
 
 def compose_small(tmp_path, *overrides):

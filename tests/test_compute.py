@@ -26,9 +26,7 @@ def test_conv1d_by_hand():
 
 
 def test_network_sums_its_layers_and_keeps_its_mode():
-    net = nn.Sequential(
-        nn.Conv1d(1, 4, kernel_size=3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 38, 10)
-    )
+    net = nn.Sequential(nn.Conv1d(1, 4, kernel_size=3), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 38, 10))
     net.train()
     expected = 2 * (4 * 38) * (1 * 3) + 2 * (4 * 38) * 10
     assert forward_flops_per_example(net, torch.randn(3, 1, 40)) == expected
@@ -66,8 +64,14 @@ def test_account_with_one_model_is_presentations_plus_a_third_per_scored_example
 
 
 def test_account_with_a_small_probe_and_an_in_run_pass():
-    account = ComputeAccount(flops_per_example=100.0, train_presentations=10, probe_flops_per_example=1.0,
-                             probe_presentations=50, probe_scored=20, in_run_scored=4)
+    account = ComputeAccount(
+        flops_per_example=100.0,
+        train_presentations=10,
+        probe_flops_per_example=1.0,
+        probe_presentations=50,
+        probe_scored=20,
+        in_run_scored=4,
+    )
     assert account.probe_flops == 1.0 * (3 * 50 + 20) + 100.0 * 4
     assert account.train_flops == 100.0 * 3 * 10
 

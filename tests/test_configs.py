@@ -25,7 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def compose_with(*overrides, hydra_config=False):
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/unused", *overrides], return_hydra_config=hydra_config)
+        return compose(
+            "config", overrides=["paths.output_dir=/tmp/unused", *overrides], return_hydra_config=hydra_config
+        )
 
 
 def _message(error) -> str:
@@ -187,6 +189,8 @@ def test_configs_ship_in_the_wheel_and_compose_from_it(tmp_path):
         """
     ) % (str(target), str(target))
     env = {**os.environ, "PYTHONPATH": str(target)}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "cifar10_datamodule datadiet.models.resnet18" in result.stdout

@@ -7,10 +7,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
 from datadiet import DifficultyCallback, PruningDataModule, ScoreTable
 from datadiet.data import IndexedBatch
-
-from _modules import LitClassifier, quiet_trainer
 
 N = 50
 
@@ -182,7 +181,9 @@ class OrderRecorder(LitClassifier):
         self.seen = {}
 
     def training_step(self, batch, batch_idx):
-        self.seen.setdefault(self.trainer.current_epoch, []).extend(self.trainer.datamodule.batch_original_index.tolist())
+        self.seen.setdefault(self.trainer.current_epoch, []).extend(
+            self.trainer.datamodule.batch_original_index.tolist()
+        )
         return super().training_step(batch, batch_idx)
 
 

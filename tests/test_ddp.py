@@ -100,8 +100,15 @@ def test_cuda_statistics_match_cpu_and_add_no_sync_per_step(precision):
         model = Classifier(net, input_shape=[6], num_classes=3, optimizer="sgd", lr=0.0)
         callback = (NoSyncDifficulty if accelerator == "cuda" else DifficultyCallback)(scores=scores)
         trainer = pl.Trainer(
-            accelerator=accelerator, devices=1, precision=prec, max_epochs=2, callbacks=[callback], logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            accelerator=accelerator,
+            devices=1,
+            precision=prec,
+            max_epochs=2,
+            callbacks=[callback],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
         )
         trainer.fit(model, datamodule=PruningDataModule(data, batch_size=8))
         if accelerator == "cuda":
@@ -115,7 +122,9 @@ def test_cuda_statistics_match_cpu_and_add_no_sync_per_step(precision):
     for name in tables["cpu"].names:
         if name in ("forgetting", "correctness") and precision != "32-true":
             continue  # argmax can flip on near ties under bf16
-        np.testing.assert_allclose(tables["cuda"][name], tables["cpu"][name], rtol=tolerance, atol=tolerance, err_msg=name)
+        np.testing.assert_allclose(
+            tables["cuda"][name], tables["cpu"][name], rtol=tolerance, atol=tolerance, err_msg=name
+        )
 
 
 def test_in_run_pruning_decides_identically_on_every_rank(runs):

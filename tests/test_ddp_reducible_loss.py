@@ -74,7 +74,9 @@ def test_shards_cover_the_candidates_and_counts_are_global(runs):
     per_epoch = len(steps(rank0["frozen/large"])) // epochs
     for epoch in range(epochs):
         window = slice(epoch * per_epoch, (epoch + 1) * per_epoch)
-        large = [i for batch in steps(rank0["frozen/large"])[window] + steps(rank1["frozen/large"])[window] for i in batch]
+        large = [
+            i for batch in steps(rank0["frozen/large"])[window] + steps(rank1["frozen/large"])[window] for i in batch
+        ]
         assert sorted(set(large)) == [i for i in range(num_examples) if i != 7]  # the NaN one never comes
         assert len(large) == 50  # 50 candidates: no padding
     # 25 per rank in large batches of 8, 8, 8, 1: 4 + 4 + 4 + 1 trained on, the batch of one without a scoring
@@ -84,7 +86,9 @@ def test_shards_cover_the_candidates_and_counts_are_global(runs):
         np.testing.assert_array_equal(rank["frozen/presentations_per_epoch"], [26, 26])
     np.testing.assert_array_equal(single["frozen/scored_per_epoch"], [50, 50])
     np.testing.assert_array_equal(single["frozen/presentations_per_epoch"], [25, 25])
-    selected = np.bincount([i for batch in steps(rank0["frozen/selected"]) + steps(rank1["frozen/selected"])
-                            for i in batch], minlength=num_examples)
+    selected = np.bincount(
+        [i for batch in steps(rank0["frozen/selected"]) + steps(rank1["frozen/selected"]) for i in batch],
+        minlength=num_examples,
+    )
     np.testing.assert_array_equal(rank0["frozen/times_selected"], selected)
     np.testing.assert_array_equal(rank1["frozen/times_selected"], selected)

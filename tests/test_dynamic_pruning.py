@@ -161,8 +161,10 @@ def test_seta_rule_on_a_worked_case():
 def test_seta_in_a_trainer_presents_the_sliding_window():
     data = make_data(80)
     model = Net(lr=0.0)
-    pruning, record = DynamicPruning(prune_ratio=0.25, anneal_fraction=0.25, rule="seta", num_groups=4,
-                                     window_scale=0.5), Record()
+    pruning, record = (
+        DynamicPruning(prune_ratio=0.25, anneal_fraction=0.25, rule="seta", num_groups=4, window_scale=0.5),
+        Record(),
+    )
     fit(model, data, [pruning, record], epochs=4)
     assert len(record.seen[0]) == 60  # the random 75 % (nothing scored yet: every sampled example kept)
     assert 0 < len(record.seen[1]) < 60 and len(record.seen[3]) == 60  # a window; then the annealed sample
@@ -203,7 +205,11 @@ def test_epoch_sampler_shards_a_subset_once_per_epoch():
 
 def _list_recipe(size, positions, replicas, rank, seed, epoch, shuffle=True):
     """The sampler as it was written with Python lists (DistributedSampler's recipe over the positions)."""
-    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist() if shuffle else list(range(size))
+    order = (
+        torch.randperm(size, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        if shuffle
+        else list(range(size))
+    )
     indices = order if positions is None else positions[order].tolist()
     total = math.ceil(size / replicas) * replicas
     if total > size and indices:
@@ -270,7 +276,8 @@ def test_hooked_gradient_equals_the_explicitly_weighted_loss(accumulate):
     # `accumulate` micro-batches); the reference applies InfoBatch's weights to the loss explicitly.
     data = make_data(40)
     schedule = lambda optimizer, trainer: torch.optim.lr_scheduler.LambdaLR(  # noqa: E731
-        optimizer, lambda step: 0.0 if step == 0 else 1.0  # one optimizer step per epoch
+        optimizer,
+        lambda step: 0.0 if step == 0 else 1.0,  # one optimizer step per epoch
     )
     model = Net(lr=0.5, schedule=schedule)
     initial = Net(lr=0.5)
@@ -343,8 +350,14 @@ def test_checkpoint_after_validation_is_merged_on_resume(tmp_path):
     reference, record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     fit(Net(), data, [reference, record], epochs=3, datamodule=PruningDataModule(data, data, batch_size=8))
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    fit(Net(), data, [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), checkpoint], epochs=2,
-        datamodule=PruningDataModule(data, data, batch_size=8), enable_checkpointing=True)
+    fit(
+        Net(),
+        data,
+        [DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), checkpoint],
+        epochs=2,
+        datamodule=PruningDataModule(data, data, batch_size=8),
+        enable_checkpointing=True,
+    )
     resumed, resumed_record = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Record()
     trainer = quiet_trainer(max_epochs=3, callbacks=[resumed, resumed_record])
     trainer.fit(Net(), datamodule=PruningDataModule(data, data, batch_size=8), ckpt_path=tmp_path / "last.ckpt")

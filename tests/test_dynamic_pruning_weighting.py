@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import Adapter, DynamicPruning, PruningDataModule
-
 from _modules import Regressor, TinyLM, quiet_trainer, token_data
+from datadiet import Adapter, DynamicPruning, PruningDataModule
 
 TOLERANCE = 1e-12
 
@@ -31,9 +30,13 @@ class Batches(L.Callback):
 
 def lr_zero_then_one(optimizer):
     """Epoch 0 (one step) records the losses without moving; epoch 1 takes one full step."""
-    return {"optimizer": optimizer, "lr_scheduler": {
-        "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.0 if step == 0 else 1.0),
-        "interval": "step"}}
+    return {
+        "optimizer": optimizer,
+        "lr_scheduler": {
+            "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.0 if step == 0 else 1.0),
+            "interval": "step",
+        },
+    }
 
 
 class ScheduledLM(TinyLM):
@@ -58,10 +61,18 @@ def max_difference(a, b):
 def one_step_equivalence(model, data, explicit_loss, per_example_losses):
     """Trains two epochs (lr 0, then one step over the kept set) and applies the same step by hand."""
     initial = copy.deepcopy(model)
-    pruning, batches = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, adapter=Adapter(
-        loss="mse" if isinstance(model, Regressor) else "cross_entropy")), Batches()
+    pruning, batches = (
+        DynamicPruning(
+            prune_ratio=0.5,
+            anneal_fraction=0.0,
+            adapter=Adapter(loss="mse" if isinstance(model, Regressor) else "cross_entropy"),
+        ),
+        Batches(),
+    )
     n = len(data)
-    quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(model, datamodule=PruningDataModule(data, batch_size=n))
+    quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(
+        model, datamodule=PruningDataModule(data, batch_size=n)
+    )
     (kept,) = batches.batches[1]
     assert len(kept) < n  # epoch 1 was pruned
     weights = torch.tensor(infobatch_weights(per_example_losses(initial)))[kept]
@@ -111,7 +122,9 @@ def test_regressor_hooked_gradient_equals_the_weighted_squared_error(outputs):
         return (weights[:, None] * errors).mean()
 
     difference = one_step_equivalence(ScheduledRegressor(outputs=outputs, double=True, lr=0.1), data, explicit, losses)
-    print(f"regressor ({outputs or 1} outputs): max |hooked − explicitly weighted| parameter difference {difference:.3g}")
+    print(
+        f"regressor ({outputs or 1} outputs): max |hooked − explicitly weighted| parameter difference {difference:.3g}"
+    )
     assert difference <= TOLERANCE
 
 
@@ -119,7 +132,9 @@ def test_regressor_hooked_gradient_equals_the_weighted_squared_error(outputs):
 def classification_data(n=32, seed=0):
     generator = torch.Generator().manual_seed(seed)
     y = torch.randint(3, (n,), generator=generator)
-    x = torch.randn(3, 5, generator=generator, dtype=torch.float64)[y] + torch.randn(n, 5, generator=generator, dtype=torch.float64)
+    x = torch.randn(3, 5, generator=generator, dtype=torch.float64)[y] + torch.randn(
+        n, 5, generator=generator, dtype=torch.float64
+    )
     return TensorDataset(x, y)
 
 
@@ -194,7 +209,9 @@ def test_two_optimizers_under_manual_optimisation_are_both_weighted():
     model = TwoOptimizers()
     initial = copy.deepcopy(model)
     pruning, batches = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0), Batches()
-    quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(model, datamodule=PruningDataModule(data, batch_size=32))
+    quiet_trainer(max_epochs=2, callbacks=[pruning, batches]).fit(
+        model, datamodule=PruningDataModule(data, batch_size=32)
+    )
     (kept,) = batches.batches[1]
     with torch.no_grad():
         losses = F.cross_entropy(initial(x), y, reduction="none").numpy()
@@ -229,7 +246,9 @@ class ManualSchedule(TwoOptimizers):
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.5, total_steps=total)
-        return [optimizer, torch.optim.SGD(self.head.parameters(), lr=0.0)], [{"scheduler": scheduler, "interval": self.interval}]
+        return [optimizer, torch.optim.SGD(self.head.parameters(), lr=0.0)], [
+            {"scheduler": scheduler, "interval": self.interval}
+        ]
 
 
 def test_manual_optimisation_step_schedule_ends_at_its_last_step():
@@ -277,10 +296,14 @@ def test_weighting_in_training_step_equals_the_hook_and_works_in_epoch_0():
 
 def test_weight_gradients_false_without_reading_the_weights_is_refused():
     pruning = DynamicPruning(prune_ratio=0.5, anneal_fraction=0.0, weight_gradients=False)
-    with pytest.raises(RuntimeError, match=r"weight_gradients=False\) leaves weighting to training_step, but this "
-                                           r"weighted step never read `pruning.batch_weights`"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"weight_gradients=False\) leaves weighting to training_step, but this "
+        r"weighted step never read `pruning.batch_weights`",
+    ):
         quiet_trainer(max_epochs=2, callbacks=[pruning]).fit(
-            WeightsItself(pruning, read=False), datamodule=PruningDataModule(classification_data(), batch_size=8))
+            WeightsItself(pruning, read=False), datamodule=PruningDataModule(classification_data(), batch_size=8)
+        )
 
 
 class ReturnsExampleLoss(TwoViews):
@@ -325,4 +348,5 @@ def test_a_forward_with_other_rows_is_refused_at_the_first_step():
         trainer.fit(OddSecondForward(), datamodule=PruningDataModule(data, batch_size=8))
     assert trainer.global_step == 1
     quiet_trainer(max_epochs=2, callbacks=[DynamicPruning(prune_ratio=0.5)]).fit(
-        OddSecondForward(no_grad=True), datamodule=PruningDataModule(data, batch_size=8))
+        OddSecondForward(no_grad=True), datamodule=PruningDataModule(data, batch_size=8)
+    )

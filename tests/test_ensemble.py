@@ -18,8 +18,14 @@ def tables():
         noisy = base + 0.3 * rng.random(50)
         forgetting = np.where(rng.random(50) < 0.1, np.inf, rng.integers(0, 4, 50).astype(float))
         noisy[seed] = np.nan  # seed k did not see example k
-        out.append(ScoreTable({"el2n": noisy, "forgetting": forgetting}, raw={"el2n": noisy}, labels=np.arange(50) % 2,
-                              metadata={"probe_fingerprint": f"fp{seed}"}))
+        out.append(
+            ScoreTable(
+                {"el2n": noisy, "forgetting": forgetting},
+                raw={"el2n": noisy},
+                labels=np.arange(50) % 2,
+                metadata={"probe_fingerprint": f"fp{seed}"},
+            )
+        )
     return out
 
 

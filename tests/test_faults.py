@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
 from datadiet import ScoreTable
 from datadiet._io import UnreadableFileError
 from datadiet.app import config_dir, run
 from datadiet.app.rundir import SUPERSEDED
-
-from _app_overrides import SMALL
 
 
 def _compose(run_dir, *overrides):
@@ -84,7 +83,9 @@ def test_garbage_training_settings_move_the_training_aside_and_train_again(finis
 
 @pytest.mark.slow
 def test_a_truncated_training_checkpoint_is_moved_aside_and_trained_again(finished, tmp_path, caplog):
-    run_dir, summary = _rerun(finished, tmp_path, lambda d: _truncate(d / "train" / "checkpoints" / "last.ckpt"), caplog)
+    run_dir, summary = _rerun(
+        finished, tmp_path, lambda d: _truncate(d / "train" / "checkpoints" / "last.ckpt"), caplog
+    )
     assert "training" not in summary["resumed"]
     assert _moved(run_dir) == ["train/checkpoints/last.ckpt"]
     assert "checkpoints/last.ckpt cannot be read (truncated or not a checkpoint" in caplog.text
@@ -167,9 +168,8 @@ def test_a_truncated_irreducible_loss_cache_is_computed_again(tmp_path):
     from torch import nn
     from torch.utils.data import TensorDataset
 
-    from datadiet.scores.rho_loss import irreducible_losses
-
     from _modules import LitClassifier
+    from datadiet.scores.rho_loss import irreducible_losses
 
     data = TensorDataset(torch.randn(40, 3), torch.randint(0, 2, (40,)))
     arguments = dict(model_factory=lambda: LitClassifier(nn.Linear(3, 2)), batch_size=8,
@@ -186,12 +186,20 @@ def test_a_garbage_reference_record_is_moved_aside(tmp_path, caplog):
     from types import SimpleNamespace
 
     from datadiet.app.reference import load_reference, save_reference
-
     from datadiet.app.user_code import TestMetric
 
     plan = SimpleNamespace(config={"paths": {"cache_dir": str(tmp_path)}}, max_epochs=3, test_metric=TestMetric())
-    save_reference(plan, "key", {"test_metric": "test/acc", "test_metric_value": 0.5, "test_accuracy": 0.5,
-                                  "total_flops": 1.0, "output_dir": "x"})
+    save_reference(
+        plan,
+        "key",
+        {
+            "test_metric": "test/acc",
+            "test_metric_value": 0.5,
+            "test_accuracy": 0.5,
+            "total_flops": 1.0,
+            "output_dir": "x",
+        },
+    )
     assert load_reference(plan, "key")["test_accuracy"] == 0.5
     (tmp_path / "references" / "key.json").write_text("{")
     with caplog.at_level(logging.WARNING):

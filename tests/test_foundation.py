@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 import pytest
-from test_app import compose_small
 
 from datadiet import ScoreTable, export_foundation_subset, load_foundation_subset
 from datadiet.app import run
 from datadiet.app.plan import RunPlan
+from test_app import compose_small
 
 # SMALL: synthetic data (400 samples -> 288 training examples, 20 features, 4 classes), probe = MLP [32], 2 epochs
 TRAIN_EXAMPLES, FEATURES, HIDDEN, CLASSES, PROBE_EPOCHS = 288, 20, 32, 4, 2
@@ -38,7 +38,11 @@ def test_select_writes_subset_and_a_complete_card(tmp_path):
 
     # what data
     assert card["dataset"]["name"] == "synthetic" and card["dataset"]["num_examples"] == TRAIN_EXAMPLES
-    assert card["dataset"]["fingerprint"] == table.metadata["dataset"]["fingerprint"] == subset.metadata["dataset_fingerprint"]
+    assert (
+        card["dataset"]["fingerprint"]
+        == table.metadata["dataset"]["fingerprint"]
+        == subset.metadata["dataset_fingerprint"]
+    )
     # how chosen
     selection = card["selection"]
     selector = selection["selector"]
@@ -55,16 +59,28 @@ def test_select_writes_subset_and_a_complete_card(tmp_path):
     # per-class counts and the histogram
     labels = table.labels
     assert card["class_counts"] == [
-        {"class": c, "total": int((labels == c).sum()), "kept": int((labels[expected] == c).sum())} for c in range(CLASSES)
+        {"class": c, "total": int((labels == c).sum()), "kept": int((labels[expected] == c).sum())}
+        for c in range(CLASSES)
     ]
     histogram = card["score_histogram"]
     all_counts, edges = np.histogram(table["el2n"], bins=10)
     assert histogram["all"] == all_counts.tolist() and np.allclose(histogram["bin_edges"], edges)
     assert histogram["kept"] == np.histogram(table["el2n"][expected], bins=edges)[0].tolist()
     # how to train on it
-    assert card["train_command"].startswith("datadiet ") and f"pruning.subset_path={tmp_path / 'subset.npz'}" in card["train_command"]
-    for section in ("## Data", "## How it was chosen", "## What choosing cost", "## Examples per class",
-                    "## Histogram of the score", "## Train on it", card["dataset"]["fingerprint"], card["train_command"]):
+    assert (
+        card["train_command"].startswith("datadiet ")
+        and f"pruning.subset_path={tmp_path / 'subset.npz'}" in card["train_command"]
+    )
+    for section in (
+        "## Data",
+        "## How it was chosen",
+        "## What choosing cost",
+        "## Examples per class",
+        "## Histogram of the score",
+        "## Train on it",
+        card["dataset"]["fingerprint"],
+        card["train_command"],
+    ):
         assert section in readme, section
 
 
@@ -88,17 +104,25 @@ def test_select_refuses_what_cannot_choose(tmp_path, overrides, match):
 
 
 def test_subset_trains_with_the_default_in_run_probe_setting(tmp_path):
-    path = export_foundation_subset(tmp_path / "given.npz", np.arange(0, TRAIN_EXAMPLES, 2), num_examples=TRAIN_EXAMPLES)
+    path = export_foundation_subset(
+        tmp_path / "given.npz", np.arange(0, TRAIN_EXAMPLES, 2), num_examples=TRAIN_EXAMPLES
+    )
     plan = RunPlan.from_config(compose_small(tmp_path / "run", "probe.mode=in_run", f"pruning.subset_path={path}"))
     assert plan.probe_mode == "none" and plan.budget.in_run_epochs == 0
 
 
 def test_subset_of_other_data_is_refused_before_training_naming_both_fingerprints(tmp_path):
     made_for = "0123456789abcdef"
-    path = export_foundation_subset(tmp_path / "other.npz", np.arange(10), num_examples=TRAIN_EXAMPLES,
-                                    provenance={"dataset": {"name": "synthetic", "fingerprint": made_for}})
+    path = export_foundation_subset(
+        tmp_path / "other.npz",
+        np.arange(10),
+        num_examples=TRAIN_EXAMPLES,
+        provenance={"dataset": {"name": "synthetic", "fingerprint": made_for}},
+    )
     run_dir = tmp_path / "run"
-    with pytest.raises(ValueError, match=rf"fingerprint {made_for} .*this dataset's fingerprint is [0-9a-f]{{16}}") as error:
+    with pytest.raises(
+        ValueError, match=rf"fingerprint {made_for} .*this dataset's fingerprint is [0-9a-f]{{16}}"
+    ) as error:
         run(compose_small(run_dir, f"pruning.subset_path={path}"))
     assert made_for in str(error.value)
     assert not (run_dir / "train").exists() and not (run_dir / "summary.json").exists()
@@ -109,8 +133,18 @@ def test_cli_select_then_a_multirun_of_models_on_the_subset(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline"}
     tiny = ["data=synthetic", "data.num_samples=400", "trainer.enable_progress_bar=false", "logger=none"]
     select_dir = tmp_path / "select"
-    command = [sys.executable, "-m", "datadiet.app", *tiny, "task=select", "model=mlp", "model.net.hidden_sizes=[16]",
-               "probe.epochs=1", "max_epochs=2", f"hydra.run.dir={select_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "datadiet.app",
+        *tiny,
+        "task=select",
+        "model=mlp",
+        "model.net.hidden_sizes=[16]",
+        "probe.epochs=1",
+        "max_epochs=2",
+        f"hydra.run.dir={select_dir}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     card = json.loads((select_dir / "subset_card.json").read_text())
@@ -119,8 +153,17 @@ def test_cli_select_then_a_multirun_of_models_on_the_subset(tmp_path):
 
     # the default probe settings (probe.mode=in_run), two models: one sweep of 2 jobs on one subset
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", "datadiet.app", "-m", *tiny, "model=mlp,tiny_mlp", "max_epochs=1",
-               f"pruning.subset_path={select_dir / 'subset.npz'}", f"hydra.sweep.dir={sweep_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "datadiet.app",
+        "-m",
+        *tiny,
+        "model=mlp,tiny_mlp",
+        "max_epochs=1",
+        f"pruning.subset_path={select_dir / 'subset.npz'}",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     selection_flops = card["cost"]["flops"]
@@ -141,9 +184,15 @@ def test_select_reads_a_folder_of_score_shards(tmp_path):
     shards.mkdir()
     values = np.random.default_rng(0).random(TRAIN_EXAMPLES).astype(np.float32)
     for rank, index in enumerate(np.array_split(np.arange(TRAIN_EXAMPLES), 2)):
-        atomic_save_npz(shards / f"scores-rank{rank:05d}-of-00002.npz", {
-            "original_index": index, "label": np.zeros(len(index), dtype=np.int64),
-            "num_examples": np.asarray(TRAIN_EXAMPLES), "raw/el2n": values[index]})
+        atomic_save_npz(
+            shards / f"scores-rank{rank:05d}-of-00002.npz",
+            {
+                "original_index": index,
+                "label": np.zeros(len(index), dtype=np.int64),
+                "num_examples": np.asarray(TRAIN_EXAMPLES),
+                "raw/el2n": values[index],
+            },
+        )
     run(compose_small(tmp_path / "run", "task=select", f"probe.scores_path={shards}", "pruning.keep_fraction=0.25"))
     card = json.loads((tmp_path / "run" / "subset_card.json").read_text())
     kept = load_foundation_subset(tmp_path / "run" / "subset.npz").kept_indices

@@ -19,9 +19,8 @@ from torch.utils.data import (
     WeightedRandomSampler,
 )
 
-from datadiet import PruningDataModule
-
 from _modules import LitClassifier, quiet_trainer
+from datadiet import PruningDataModule
 
 N = 10
 

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datadiet.scores import functional as F
-
 from _reference import softmax
+from datadiet.scores import functional as F
 
 
 @pytest.fixture

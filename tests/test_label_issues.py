@@ -10,11 +10,10 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import DifficultyCallback, PruneDuringFit, PruningDataModule, ScoreTable, select
-from datadiet.detection import find_label_issues, list_detectors
-
 from _modules import LitClassifier, quiet_trainer
 from _reference import softmax
+from datadiet import DifficultyCallback, PruneDuringFit, PruningDataModule, ScoreTable, select
+from datadiet.detection import find_label_issues, list_detectors
 
 # Three classes; example 2 (labelled 0) is confidently a 1, example 8 (labelled 2) confidently a 0.
 LABELS = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
@@ -44,7 +43,9 @@ def test_flagged_examples_are_saved_for_fixing(tmp_path):
     issues = find_label_issues(LABELS, PROBS)
     text = issues.save_flagged(tmp_path / "flagged_examples.csv", LABELS).read_text()
     assert text.splitlines() == [
-        "original_index,given_label,predicted_label,score", "2,0,1,0.700000", "8,2,0,0.600000",
+        "original_index,given_label,predicted_label,score",
+        "2,0,1,0.700000",
+        "8,2,0,0.600000",
     ]
 
 
@@ -187,7 +188,9 @@ def test_exclude_needs_a_flag_column_and_bad_settings_are_refused():
         dm.prune(ScoreTable({"el2n": [1.0, 2, 3, 4]}), mislabelled="exclude")
     with pytest.raises(ValueError, match="`mislabelled` can be keep, exclude, exclude_disagreeing, got .drop."):
         dm.prune(np.arange(4.0), mislabelled="drop")
-    with pytest.raises(ValueError, match="`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got .relabel."):
+    with pytest.raises(
+        ValueError, match="`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got .relabel."
+    ):
         PruneDuringFit(mislabelled="relabel")
     with pytest.raises(ValueError, match="unknown mislabel detector"):
         PruneDuringFit(mislabelled="exclude", detector="nope")
@@ -214,8 +217,9 @@ def test_prune_tells_auto_the_noise_it_chooses_among():
     dm = PruningDataModule(TensorDataset(torch.zeros(n, 2), torch.zeros(n, dtype=torch.long)))
     flags = np.zeros(n, dtype=bool)
     flags[:2] = True
-    table = ScoreTable({"el2n": np.arange(n, dtype=float)}, columns={"mislabelled": flags},
-                       metadata={"label_noise_estimate": 0.2})
+    table = ScoreTable(
+        {"el2n": np.arange(n, dtype=float)}, columns={"mislabelled": flags}, metadata={"label_noise_estimate": 0.2}
+    )
     # flagged kept eligible: 20 % noise among the candidates -> random; excluded: none left -> the theory's choice
     kept = dm.prune(table, keep_fraction=0.4, strategy="auto", alpha_tot=100.0, seed=5)
     assert kept.tolist() == select(np.arange(n, dtype=float), 0.4, "random", seed=5).tolist()

@@ -69,8 +69,13 @@ def test_sources_flip_training_labels_only_and_record_them(source):
     for split in ("val_dataset", "test_dataset"):  # never corrupted
         assert _labels(getattr(noisy, split)).tolist() == _labels(getattr(clean, split)).tolist()
     assert noisy.fingerprint() != clean.fingerprint()  # scores cached for clean labels are not reused
-    assert record.summary() == {"rate": 0.2, "kind": "pairwise", "seed": 5, "num_flipped": record.num_flipped,
-                                "num_examples": len(clean_train)}
+    assert record.summary() == {
+        "rate": 0.2,
+        "kind": "pairwise",
+        "seed": 5,
+        "num_flipped": record.num_flipped,
+        "num_examples": len(clean_train),
+    }
 
 
 @pytest.mark.parametrize(
@@ -78,7 +83,10 @@ def test_sources_flip_training_labels_only_and_record_them(source):
     [
         ({"label_noise": 1.0}, "`label_noise` must be a share of training labels in [0, 1), got 1.0"),
         ({"label_noise": -0.1}, "got -0.1"),
-        ({"label_noise": 0.1, "label_noise_kind": "uniform"}, "`label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
+        (
+            {"label_noise": 0.1, "label_noise_kind": "uniform"},
+            "`label_noise_kind` can be symmetric, pairwise, got 'uniform'",
+        ),
         ({"label_noise": 0.1, "label_noise_seed": 1.5}, "`label_noise_seed` must be an integer, got 1.5"),
     ],
 )

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from _reference import softmax
 from datadiet import Adapter
 from datadiet.losses import (
     absolute_error,
@@ -14,8 +15,6 @@ from datadiet.losses import (
     squared_error,
     token_values,
 )
-
-from _reference import softmax
 
 
 def numpy_log_softmax(z):

@@ -10,10 +10,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _modules import LitClassifier, quiet_trainer
 from datadiet import PruneDuringFit, PruningDataModule
 from datadiet.callbacks._noisy_labels import NoiseDecision, affordable_extra_epochs, noisy_keep_fraction
-
-from _modules import LitClassifier, quiet_trainer
 from test_label_issues import D, K, N, noisy_data, reference_issues
 
 
@@ -46,8 +45,9 @@ def fit(x, y, max_epochs=8, callbacks=(), ckpt_path=None, **options):
     weights = Weights()
     model = LitClassifier(nn.Linear(D, K), 0.3)
     dm = PruningDataModule(TensorDataset(x, y), batch_size=32)
-    quiet_trainer(max_epochs=max_epochs, callbacks=[weights, prune, *callbacks],
-                  enable_checkpointing=bool(callbacks)).fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    quiet_trainer(
+        max_epochs=max_epochs, callbacks=[weights, prune, *callbacks], enable_checkpointing=bool(callbacks)
+    ).fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return prune, model, weights
 
 
@@ -99,12 +99,15 @@ def test_noisy_labels_train_one_more_epoch_then_keep_less_among_the_unflagged():
     assert len(np.intersect1d(np.flatnonzero(second.flagged), flipped)) >= 0.8 * len(flipped)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"noise_threshold": 1.5}, r"`noise_threshold` .* a share in \[0, 1\) \(e.g. 0.07\), got 1.5"),
-    ({"noise_threshold": "low"}, r"got 'low'"),
-    ({"noisy_extra_epochs": -1}, r"`noisy_extra_epochs` .* an integer >= 0 \(e.g. 1\), got -1"),
-    ({"noisy_extra_epochs": 1.5}, r"got 1.5"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"noise_threshold": 1.5}, r"`noise_threshold` .* a share in \[0, 1\) \(e.g. 0.07\), got 1.5"),
+        ({"noise_threshold": "low"}, r"got 'low'"),
+        ({"noisy_extra_epochs": -1}, r"`noisy_extra_epochs` .* an integer >= 0 \(e.g. 1\), got -1"),
+        ({"noisy_extra_epochs": 1.5}, r"got 1.5"),
+    ],
+)
 def test_bad_settings_are_refused_at_construction(options, message):
     with pytest.raises(ValueError, match=message):
         PruneDuringFit(mislabelled="auto", **options)
@@ -166,5 +169,6 @@ def test_auto_on_a_language_model_prunes_as_without_detection():
         assert prune.noise_decision is None and prune.label_issues is None
     np.testing.assert_array_equal(kept[1], kept[0])
     with pytest.raises(ValueError, match="a sequence model's labels are per token"):  # explicit: still refused
-        quiet_trainer(max_epochs=2, callbacks=[PruneDuringFit(after_epochs=1, score="loss", mislabelled="exclude")]).fit(
-            TinyLM(), datamodule=PruningDataModule(data, batch_size=8))
+        quiet_trainer(
+            max_epochs=2, callbacks=[PruneDuringFit(after_epochs=1, score="loss", mislabelled="exclude")]
+        ).fit(TinyLM(), datamodule=PruningDataModule(data, batch_size=8))

@@ -5,9 +5,9 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _app_overrides import SMALL
 from hydra import compose, initialize_config_dir
 
+from _app_overrides import SMALL
 from datadiet.app import RunPlan, config_dir, run
 from datadiet.app.config import DataDietConfig, ProbeConfig, PruningConfig, RhoLossConfig
 from datadiet.app.modes import MODES, PruningMode, register_mode
@@ -40,51 +40,103 @@ HONOURED = {
     "logger": (["logger=none"], lambda p: p.loggers, {}),
     "paths": (["paths.cache_dir=/tmp/shared"], lambda p: str(p.paths.cache_dir), "/tmp/shared"),
     "probe.model": (["probe.model.lr=0.5"], lambda p: p.probe.model["lr"], 0.5),
-    "probe.mode": (["probe.epochs=1", "probe.mode=in_run"], lambda p: (p.probe.mode, p.selection, p.budget.in_run_epochs),
-                   ("in_run", IN_RUN, 1)),
+    "probe.mode": (
+        ["probe.epochs=1", "probe.mode=in_run"],
+        lambda p: (p.probe.mode, p.selection, p.budget.in_run_epochs),
+        ("in_run", IN_RUN, 1),
+    ),
     "probe.epochs": (["probe.epochs=3"], lambda p: p.probe.epochs, 3),
     "probe.scores": (["probe.scores=[el2n,aum]"], lambda p: p.probe.scores, ("el2n", "aum")),
-    "probe.skip_when_keeping_all": (["pruning.keep_fraction=1.0", "probe.skip_when_keeping_all=false"],
-                                    lambda p: p.selection, BY_SCORES),
-    "probe.seeds": (["probe.seeds=2"], lambda p: (p.probe.seeds, p.probe_seed(1).seed, p.probe_seed(1).probe.seeds), (2, 1, 1)),
-    "probe.scores_path": (["probe.scores_path={file}"], lambda p: (p.probe.scores_path, p.probe_source),
-                          ("{file}", "file")),
+    "probe.skip_when_keeping_all": (
+        ["pruning.keep_fraction=1.0", "probe.skip_when_keeping_all=false"],
+        lambda p: p.selection,
+        BY_SCORES,
+    ),
+    "probe.seeds": (
+        ["probe.seeds=2"],
+        lambda p: (p.probe.seeds, p.probe_seed(1).seed, p.probe_seed(1).probe.seeds),
+        (2, 1, 1),
+    ),
+    "probe.scores_path": (
+        ["probe.scores_path={file}"],
+        lambda p: (p.probe.scores_path, p.probe_source),
+        ("{file}", "file"),
+    ),
     "probe.score_options": (["+probe.score_options.el2n.foo=1"], lambda p: p.probe.score_options, {"el2n": {"foo": 1}}),
     "probe.feature_module": (["probe.feature_module=net.0"], lambda p: p.probe.feature_module, "net.0"),
-    "probe.rho_loss.holdout_fraction": (["probe.rho_loss.holdout_fraction=0.3"],
-                                        lambda p: p.probe.rho_loss["holdout_fraction"], 0.3),
+    "probe.rho_loss.holdout_fraction": (
+        ["probe.rho_loss.holdout_fraction=0.3"],
+        lambda p: p.probe.rho_loss["holdout_fraction"],
+        0.3,
+    ),
     "probe.rho_loss.cross_fit": (["probe.rho_loss.cross_fit=false"], lambda p: p.probe.rho_loss["cross_fit"], False),
     "probe.rho_loss.epochs": (["probe.rho_loss.epochs=4"], lambda p: p.probe.rho_loss["epochs"], 4),
-    "probe.rho_loss.cache_dir": (["probe.rho_loss.cache_dir=/tmp/il"], lambda p: p.probe.rho_loss["cache_dir"], "/tmp/il"),
+    "probe.rho_loss.cache_dir": (
+        ["probe.rho_loss.cache_dir=/tmp/il"],
+        lambda p: p.probe.rho_loss["cache_dir"],
+        "/tmp/il",
+    ),
     "pruning.score": (["pruning.score=margin"], lambda p: p.pruning.score, "margin"),
-    "pruning.strategy": (["pruning.strategy=random"], lambda p: (p.pruning.strategy, p.probe_source), ("random", "none")),
+    "pruning.strategy": (
+        ["pruning.strategy=random"],
+        lambda p: (p.pruning.strategy, p.probe_source),
+        ("random", "none"),
+    ),
     "pruning.keep_fraction": (["pruning.keep_fraction=0.3"], lambda p: p.pruning.keep_fraction, 0.3),
     "pruning.class_balanced": (["pruning.class_balanced=true"], lambda p: p.pruning.class_balanced, True),
     "pruning.seed": (["pruning.seed=9"], lambda p: p.pruning.seed, 9),
-    "pruning.options": (["pruning.strategy=ccs", "+pruning.options.beta=0.1"],
-                        lambda p: p.pruning.strategy_options(100), {"beta": 0.1}),
-    "pruning.subset_path": (["pruning.subset_path={file}"], lambda p: (p.pruning.subset_path, p.selection),
-                            ("{file}", SUBSET_FILE)),
+    "pruning.options": (
+        ["pruning.strategy=ccs", "+pruning.options.beta=0.1"],
+        lambda p: p.pruning.strategy_options(100),
+        {"beta": 0.1},
+    ),
+    "pruning.subset_path": (
+        ["pruning.subset_path={file}"],
+        lambda p: (p.pruning.subset_path, p.selection),
+        ("{file}", SUBSET_FILE),
+    ),
     "pruning.budget": (["pruning.budget=steps"], lambda p: p.budget.kind, "steps"),
-    "pruning.compute_fraction": (["pruning.budget=compute", "pruning.compute_fraction=0.5", "pruning.compute_fraction=0.4"],
-                                 lambda p: p.budget.compute_fraction, 0.4),
+    "pruning.compute_fraction": (
+        ["pruning.budget=compute", "pruning.compute_fraction=0.5", "pruning.compute_fraction=0.4"],
+        lambda p: p.budget.compute_fraction,
+        0.4,
+    ),
     "pruning.epochs_scale": (["pruning.epochs_scale=1.5"], lambda p: p.budget.scaled_epochs, 3),
-    "pruning.mode": (["pruning.mode=dynamic"], lambda p: (p.pruning.mode.name, p.selection, p.probe_mode),
-                     ("dynamic", ALL_DATA, "none")),
-    "pruning.prune_ratio": (["pruning.mode=dynamic", "pruning.prune_ratio=0.3"],
-                            lambda p: p.pruning.mode.callbacks(p.pruning)[0].prune_ratio, 0.3),
-    "pruning.anneal_fraction": (["pruning.mode=dynamic", "pruning.anneal_fraction=0.25"],
-                                lambda p: p.pruning.mode.callbacks(p.pruning)[0].anneal_fraction, 0.25),
-    "pruning.mislabelled": (["pruning.mislabelled=exclude"],
-                            lambda p: (p.pruning.mislabelled, "label_issue" in p.probe.scores, p.probe.settings["scores"][-1]),
-                            ("exclude", True, "label_issue")),
-    "pruning.detector": (["pruning.mislabelled=keep", "pruning.detector=prune_by_noise_rate"],
-                         lambda p: (p.pruning.detector, p.probe.score_options["label_issue"]["detector"]),
-                         ("prune_by_noise_rate", "prune_by_noise_rate")),
-    "pruning.noise_threshold": (["pruning.mislabelled=auto", "pruning.noise_threshold=0.2"],
-                                lambda p: (p.pruning.mislabelled, p.pruning.noise_threshold), ("auto", 0.2)),
-    "pruning.noisy_extra_epochs": (["pruning.mislabelled=auto", "pruning.noisy_extra_epochs=2"],
-                                   lambda p: (p.pruning.mislabelled, p.pruning.noisy_extra_epochs), ("auto", 2)),
+    "pruning.mode": (
+        ["pruning.mode=dynamic"],
+        lambda p: (p.pruning.mode.name, p.selection, p.probe_mode),
+        ("dynamic", ALL_DATA, "none"),
+    ),
+    "pruning.prune_ratio": (
+        ["pruning.mode=dynamic", "pruning.prune_ratio=0.3"],
+        lambda p: p.pruning.mode.callbacks(p.pruning)[0].prune_ratio,
+        0.3,
+    ),
+    "pruning.anneal_fraction": (
+        ["pruning.mode=dynamic", "pruning.anneal_fraction=0.25"],
+        lambda p: p.pruning.mode.callbacks(p.pruning)[0].anneal_fraction,
+        0.25,
+    ),
+    "pruning.mislabelled": (
+        ["pruning.mislabelled=exclude"],
+        lambda p: (p.pruning.mislabelled, "label_issue" in p.probe.scores, p.probe.settings["scores"][-1]),
+        ("exclude", True, "label_issue"),
+    ),
+    "pruning.detector": (
+        ["pruning.mislabelled=keep", "pruning.detector=prune_by_noise_rate"],
+        lambda p: (p.pruning.detector, p.probe.score_options["label_issue"]["detector"]),
+        ("prune_by_noise_rate", "prune_by_noise_rate"),
+    ),
+    "pruning.noise_threshold": (
+        ["pruning.mislabelled=auto", "pruning.noise_threshold=0.2"],
+        lambda p: (p.pruning.mislabelled, p.pruning.noise_threshold),
+        ("auto", 0.2),
+    ),
+    "pruning.noisy_extra_epochs": (
+        ["pruning.mislabelled=auto", "pruning.noisy_extra_epochs=2"],
+        lambda p: (p.pruning.mislabelled, p.pruning.noisy_extra_epochs),
+        ("auto", 2),
+    ),
     "task": (["task=select"], lambda p: (p.task, p.selector), ("select", "separate")),
 }
 #: Keys Hydra itself reads, not the run: `task_name` is the job's name (its log file, `<run dir>/<task_name>.log`).
@@ -142,15 +194,24 @@ def test_the_plan_resolves_the_phases(tmp_path):
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (["probe.mode=separate", "probe.epochs=-1"], r"`probe.epochs` \(the probe model's training epochs\) must be an integer >= 1, got -1"),
+        (
+            ["probe.mode=separate", "probe.epochs=-1"],
+            r"`probe.epochs` \(the probe model's training epochs\) must be an integer >= 1, got -1",
+        ),
         (["probe.mode=separate", "probe.epochs=0"], r"`probe.epochs` .*got 0"),
-        (["probe.mode=separate", "max_epochs=0"], r"`max_epochs` \(the full training's epochs\) must be an integer >= 1, got 0"),
+        (
+            ["probe.mode=separate", "max_epochs=0"],
+            r"`max_epochs` \(the full training's epochs\) must be an integer >= 1, got 0",
+        ),
         (["probe.mode=in_run", "max_epochs=0"], r"`max_epochs` .*got 0"),
         (["max_epochs=-3"], r"`max_epochs` .*got -3"),
         (["probe.seeds=0"], r"`probe.seeds` .*must be an integer >= 1, got 0"),
         (["probe.scores=[el2n,rho_loss]", "probe.rho_loss.epochs=0"], r"`probe.rho_loss.epochs` .*got 0"),
         (["seed=-1"], r"`seed` must be an integer >= 0, got -1"),
-        (["baseline=true", "pruning.subset_path=/no/such/kept.npz"], r"`pruning.subset_path=/no/such/kept.npz` does not exist"),
+        (
+            ["baseline=true", "pruning.subset_path=/no/such/kept.npz"],
+            r"`pruning.subset_path=/no/such/kept.npz` does not exist",
+        ),
         (["probe.scores_path=/no/such.csv"], r"`probe.scores_path=/no/such.csv` does not exist"),
         (["ckpt_path=/no/such.ckpt"], r"`ckpt_path=/no/such.ckpt` does not exist"),
         (["pruning.strategy=ccs", "+pruning.options.num_strata=0"], r"`pruning.strategy=ccs` refuses .*num_strata"),

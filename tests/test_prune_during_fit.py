@@ -11,10 +11,9 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import PruneDuringFit, PruningDataModule, select
-
 from _modules import LitClassifier, quiet_trainer
 from _reference import softmax
+from datadiet import PruneDuringFit, PruningDataModule, select
 
 N, D, K = 60, 5, 3
 

@@ -90,15 +90,22 @@ def test_worked_case_trains_on_the_largest_reducible_losses():
 
 
 def test_compute_account_counts_selection_forwards_and_the_irreducible_model():
-    record = IrreducibleLosses(np.array(IRREDUCIBLE), np.array([7]), False, train_presentations=10,
-                               scored_examples=7, flops_per_example=5.0)
+    record = IrreducibleLosses(
+        np.array(IRREDUCIBLE), np.array([7]), False, train_presentations=10, scored_examples=7, flops_per_example=5.0
+    )
     selection = ReducibleLossSelection(record, selected_fraction=0.5)
     fit(Identity(), [selection], epochs=2)
     account = selection.compute_account(flops_per_example=8.0)
     # main model: 2 epochs x (3 trained at 3x + 7 scored at 1x); IL model: 10 trained at 3x + 7 scored at 1x
     assert account.total_flops == 8.0 * (2 * (3 * 3 + 7)) + 5.0 * (3 * 10 + 7)
-    assert account == ComputeAccount(8.0, train_presentations=6, probe_flops_per_example=5.0, probe_presentations=10,
-                                     probe_scored=7, in_run_scored=14)
+    assert account == ComputeAccount(
+        8.0,
+        train_presentations=6,
+        probe_flops_per_example=5.0,
+        probe_presentations=10,
+        probe_scored=7,
+        in_run_scored=14,
+    )
     with pytest.raises(ValueError, match="cost"):
         ReducibleLossSelection(np.array(IRREDUCIBLE)).compute_account(8.0)
 
@@ -162,8 +169,12 @@ def test_training_follows_a_plain_pytorch_reference():
 
 def test_take_rows_keeps_the_structure_of_a_batch():
     Pair = namedtuple("Pair", "image label")
-    batch = {"pair": Pair(torch.arange(8).view(4, 2), torch.tensor([0, 1, 2, 3])), "names": ["a", "b", "c", "d"],
-             "shared": torch.ones(3), "scale": 2.0}
+    batch = {
+        "pair": Pair(torch.arange(8).view(4, 2), torch.tensor([0, 1, 2, 3])),
+        "names": ["a", "b", "c", "d"],
+        "shared": torch.ones(3),
+        "scale": 2.0,
+    }
     cut = take_rows(batch, torch.tensor([3, 1]), 4)
     assert isinstance(cut["pair"], Pair)
     torch.testing.assert_close(cut["pair"].image, torch.tensor([[6, 7], [2, 3]]))
@@ -237,7 +248,9 @@ def test_refused_before_training():
 def test_a_later_fit_without_the_callback_trains_on_everything():
     data = worked_data()
     dm = PruningDataModule(data, batch_size=4, shuffle=False)
-    quiet_trainer(max_epochs=1, callbacks=[ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)]).fit(Identity(), datamodule=dm)
+    quiet_trainer(max_epochs=1, callbacks=[ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)]).fit(
+        Identity(), datamodule=dm
+    )
     module = Identity()
     quiet_trainer(max_epochs=1).fit(module, datamodule=dm)
     assert [len(step[0]) for step in module.steps] == [4, 4]
@@ -257,18 +270,21 @@ def test_resume_gives_the_same_selections_and_counts(tmp_path, validation):
     reference, module = ReducibleLossSelection(irreducible, 0.5), Identity(lr=0.3)
     quiet_trainer(max_epochs=4, callbacks=[reference]).fit(module, datamodule=make_dm())
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    quiet_trainer(max_epochs=2, callbacks=[ReducibleLossSelection(irreducible, 0.5), checkpoint],
-                  enable_checkpointing=True).fit(Identity(lr=0.3), datamodule=make_dm())
+    quiet_trainer(
+        max_epochs=2, callbacks=[ReducibleLossSelection(irreducible, 0.5), checkpoint], enable_checkpointing=True
+    ).fit(Identity(lr=0.3), datamodule=make_dm())
     resumed, resumed_module = ReducibleLossSelection(irreducible, 0.5), Identity(lr=0.3)
-    quiet_trainer(max_epochs=4, callbacks=[resumed]).fit(resumed_module, datamodule=make_dm(),
-                                                          ckpt_path=tmp_path / "last.ckpt")
+    quiet_trainer(max_epochs=4, callbacks=[resumed]).fit(
+        resumed_module, datamodule=make_dm(), ckpt_path=tmp_path / "last.ckpt"
+    )
     assert resumed.scored_per_epoch == reference.scored_per_epoch == [48] * 4
     assert resumed.presentations_per_epoch == reference.presentations_per_epoch == [24] * 4
     np.testing.assert_array_equal(resumed.times_selected, reference.times_selected)
     torch.testing.assert_close(resumed_module.layer.weight, module.layer.weight, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="other irreducible losses"):
         quiet_trainer(max_epochs=4, callbacks=[ReducibleLossSelection(irreducible + 1, 0.5)]).fit(
-            Identity(lr=0.3), datamodule=make_dm(), ckpt_path=tmp_path / "last.ckpt")
+            Identity(lr=0.3), datamodule=make_dm(), ckpt_path=tmp_path / "last.ckpt"
+        )
 
 
 class UserDataModule(pl.LightningDataModule):
@@ -298,7 +314,9 @@ def test_the_users_on_after_batch_transfer_runs_before_the_selection():
     user = UserDataModule()
     dm = PruningDataModule.from_datamodule(user)
     module = Identity()
-    quiet_trainer(max_epochs=1, callbacks=[ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)]).fit(module, datamodule=dm)
+    quiet_trainer(max_epochs=1, callbacks=[ReducibleLossSelection(np.array(IRREDUCIBLE), 0.5)]).fit(
+        module, datamodule=dm
+    )
     assert user.calls == 2  # two large batches, each seen by the user's hook first
     x, _ = worked_data().tensors
     for got, rows in zip([step[0] for step in module.steps], SELECTED):  # selected on the restored inputs
@@ -322,7 +340,9 @@ def test_a_regressor_is_ranked_by_its_own_loss_through_the_adapter():
     # reducible 0, 1, 0.1, 0.5: the 2 kept are {1, 3} (by the largest loss alone they would be {3, 2}).
     x = torch.tensor([[0, 0], [1, 1], [2, 0], [0, 3]], dtype=torch.float64)
     data = TensorDataset(x, torch.zeros(4, 2, dtype=torch.float64))
-    selection = ReducibleLossSelection(np.array([0.0, 0.0, 1.9, 4.0]), selected_fraction=0.5, adapter=Adapter(loss="mse"))
+    selection = ReducibleLossSelection(
+        np.array([0.0, 0.0, 1.9, 4.0]), selected_fraction=0.5, adapter=Adapter(loss="mse")
+    )
     module = RegressionIdentity()
     fit(module, [selection], epochs=1, data=data)
     torch.testing.assert_close(module.steps[0][0], x[[1, 3]], rtol=0, atol=0)

@@ -10,15 +10,14 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from _app_overrides import SMALL
+from _modules import LitClassifier, quiet_trainer
 from datadiet import PruningDataModule, ScoreTable
 from datadiet.app import config_dir, run
 from datadiet.app.cache import ProbeCache
 from datadiet.app.checkpointing import AtomicCheckpointIO, PhaseClock, phase_checkpoint
 from datadiet.app.rundir import SUPERSEDED, changed_keys, may_reuse
 from datadiet.callbacks import ExamplesSeen
-
-from _app_overrides import SMALL
-from _modules import LitClassifier, quiet_trainer
 
 N_TRAIN = 288  # SMALL's 400 synthetic examples - 20 % test - 10 % validation
 

@@ -3,8 +3,8 @@ numpy; a folder of shards read wherever a score file is."""
 
 import numpy as np
 import pytest
-from _equivalence import load_script, one_and_two_processes
 
+from _equivalence import load_script, one_and_two_processes
 from datadiet import ScoreShardWriter, merge_score_shards
 from datadiet._io import UnreadableFileError, atomic_save_npz
 from datadiet.subset import import_score_table
@@ -39,10 +39,15 @@ def test_two_processes_shards_merge_to_the_one_process_table_and_numpy(tmp_path)
 
 
 def _shard(folder, rank, world, index, el2n, size):
-    atomic_save_npz(folder / f"scores-rank{rank:05d}-of-{world:05d}.npz", {
-        "original_index": np.asarray(index, dtype=np.int64), "label": np.zeros(len(index), dtype=np.int64),
-        "num_examples": np.asarray(size), "raw/el2n": np.asarray(el2n, np.float32),
-    })
+    atomic_save_npz(
+        folder / f"scores-rank{rank:05d}-of-{world:05d}.npz",
+        {
+            "original_index": np.asarray(index, dtype=np.int64),
+            "label": np.zeros(len(index), dtype=np.int64),
+            "num_examples": np.asarray(size),
+            "raw/el2n": np.asarray(el2n, np.float32),
+        },
+    )
 
 
 def test_a_folder_of_shards_is_read_as_a_score_table(tmp_path):

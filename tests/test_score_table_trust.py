@@ -9,11 +9,10 @@ from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
 import datadiet.data.datamodule as datamodule_module
+from _modules import LitClassifier, quiet_trainer
 from datadiet import DifficultyCallback, PruningDataModule, ScoreTable
 from datadiet.fingerprint import dataset_fingerprint
 from datadiet.subset import import_score_table, table_for_datamodule
-
-from _modules import LitClassifier, quiet_trainer
 
 N = 20
 

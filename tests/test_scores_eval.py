@@ -112,8 +112,14 @@ def test_grand_through_the_callback(exact):
     x, y = torch.randn(40, 3), torch.randint(4, (40,))
     module = TinyModule()
     callback = DifficultyCallback(scores=["grand", "entropy"], score_options={"grand": {"exact": exact}})
-    trainer = pl.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.fit(module, datamodule=PruningDataModule(TensorDataset(x, y), batch_size=16))
     module.eval()
     params = list(module.parameters()) if exact else list(module.net.head.parameters())

@@ -4,9 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from datadiet.scores import get_score
-
 from _reference import softmax
+from datadiet.scores import get_score
 
 
 @pytest.fixture
@@ -121,12 +120,14 @@ def test_duplicate_presentations_across_processes_count_once(presentations):
 
 def test_forgetting_folded_in_slices_matches_toneva_count():
     """Forgetting events counted by hand over 4 epochs of 5 examples, folded 2 examples at a time."""
-    correct = np.array([  # argmax z == y per epoch (rows) and example (columns); NaN: not presented
-        [1, 0, 1, 1, 0],
-        [0, 0, 1, np.nan, 0],
-        [1, 0, 0, 0, 0],
-        [0, 0, 1, 1, 0],
-    ])
+    correct = np.array(
+        [  # argmax z == y per epoch (rows) and example (columns); NaN: not presented
+            [1, 0, 1, 1, 0],
+            [0, 0, 1, np.nan, 0],
+            [1, 0, 0, 0, 0],
+            [0, 0, 1, 1, 0],
+        ]
+    )
     expected_events = [2, 0, 1, 1, 0]  # 1->0 transitions between consecutive presentations
     score = get_score("forgetting")(5)
     score.fold_chunk = 2

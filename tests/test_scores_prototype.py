@@ -103,7 +103,13 @@ def test_through_the_callback_unlabelled_structure(clusters_with_outliers, sourc
         options["embed_fn"] = lambda x: x * 3.0  # a user encoder
     callback = DifficultyCallback(scores=["prototype_distance"], score_options={"prototype_distance": options})
     dm = PruningDataModule(TensorDataset(torch.tensor(embeddings), torch.tensor(labels)), batch_size=64)
-    pl.Trainer(max_epochs=1, callbacks=[callback], logger=False, enable_checkpointing=False,
-               enable_progress_bar=False, enable_model_summary=False).fit(Encoder(16), datamodule=dm)
+    pl.Trainer(
+        max_epochs=1,
+        callbacks=[callback],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    ).fit(Encoder(16), datamodule=dm)
     table = callback.score_table
     assert set(np.argsort(table["prototype_distance"])[-6:]) == set(outliers)

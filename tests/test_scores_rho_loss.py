@@ -54,7 +54,8 @@ def test_cross_fit_scores_every_example_with_a_model_that_never_saw_it(dataset, 
     pl.seed_everything(0, workers=True, verbose=False)
     model = Linear()
     pl.Trainer(enable_checkpointing=False, logger=False, enable_model_summary=False, **TRAINER).fit(
-        model, torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, holdout.tolist()), batch_size=128, shuffle=True)
+        model,
+        torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, holdout.tolist()), batch_size=128, shuffle=True),
     )
     x, y = dataset.tensors
     with torch.no_grad():

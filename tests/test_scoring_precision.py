@@ -5,10 +5,9 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from datadiet import DifficultyCallback, PruningDataModule
-
 from _modules import LitClassifier, quiet_trainer
 from _reference import softmax
+from datadiet import DifficultyCallback, PruningDataModule
 
 N, D, K = 53, 5, 3
 

@@ -83,7 +83,7 @@ def test_registry_lists_builtins():
 
 def test_needs_scores_says_which_strategies_read_the_scores():
     from datadiet.selection import needs_scores, register_strategy
-    from datadiet.selection.registry import STRATEGIES, _SCORE_FREE
+    from datadiet.selection.registry import _SCORE_FREE, STRATEGIES
 
     assert needs_scores("hard") and needs_scores("easy") and needs_scores("ccs")
     assert not needs_scores("random")

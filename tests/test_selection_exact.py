@@ -68,7 +68,9 @@ def small_thresholds(monkeypatch):
     monkeypatch.setattr(_ranking, "SMALL", 16)
     monkeypatch.setattr(_ranking, "_CHUNK", 7)
     monkeypatch.setattr(_ranking, "BLOCK", 45)
-    monkeypatch.setattr(ccs, "_DIRECT", 20)  # strata bounds bisected from 20 candidates on  # classes ranked 45 examples at a time, larger ones alone
+    monkeypatch.setattr(
+        ccs, "_DIRECT", 20
+    )  # strata bounds bisected from 20 candidates on  # classes ranked 45 examples at a time, larger ones alone
 
 
 def _cases():

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from datadiet import Adapter, DifficultyCallback, DynamicPruning, PruneDuringFit, PruningDataModule, get_score, select
-
 from _modules import TinyLM, quiet_trainer, token_data
 from _reference import softmax
+from datadiet import Adapter, DifficultyCallback, DynamicPruning, PruneDuringFit, PruningDataModule, get_score, select
 
 B, T, K = 3, 4, 3
 
@@ -46,7 +45,9 @@ def entropy_np(z, y=None):
     return -(p * np.log(p)).sum()
 
 
-@pytest.mark.parametrize("name, fn, sign", [("el2n", el2n_np, 1), ("margin", margin_np, -1), ("entropy", entropy_np, 1)])
+@pytest.mark.parametrize(
+    "name, fn, sign", [("el2n", el2n_np, 1), ("margin", margin_np, -1), ("entropy", entropy_np, 1)]
+)
 def test_eval_pass_scores_are_token_means(sequences, name, fn, sign):
     z, y = sequences
     score = get_score(name)(B)
@@ -110,8 +111,9 @@ def test_variability_is_the_token_mean_of_per_token_standard_deviations():
     for z in epochs:
         score.update(torch.arange(2), torch.tensor(z), torch.tensor(labels))
         score.end_epoch()
-    p_y = np.stack([per_token(z, labels, lambda zz, yy: softmax(zz[None].astype(np.float64))[0][max(yy, 0)])
-                    for z in epochs])  # (epochs, N, T)
+    p_y = np.stack(
+        [per_token(z, labels, lambda zz, yy: softmax(zz[None].astype(np.float64))[0][max(yy, 0)]) for z in epochs]
+    )  # (epochs, N, T)
     expected = token_mean(p_y.std(axis=0, ddof=0), labels)
     np.testing.assert_allclose(score.compute()[1], expected, rtol=1e-4)
 
@@ -125,8 +127,11 @@ def test_per_token_state_grows_with_longer_batches_and_survives_a_checkpoint():
     restored = get_score("forgetting")(3)
     restored.load_state_dict(score.state_dict())
     for s in (score, restored):
-        s.update(torch.arange(3), correct_logits([[0, 0, 0], [0, 0, 0], [0, 0, 0]]),
-                 torch.tensor([[0, 0, -100], [0, 0, 0], [0, -100, 0]]))
+        s.update(
+            torch.arange(3),
+            correct_logits([[0, 0, 0], [0, 0, 0], [0, 0, 0]]),
+            torch.tensor([[0, 0, -100], [0, 0, 0], [0, -100, 0]]),
+        )
         s.end_epoch()
     np.testing.assert_array_equal(score.compute()[1], restored.compute()[1])
     # example 0 forgot both tokens, example 1 only its third, example 2 its first and third
@@ -192,30 +197,38 @@ class CountSteps(TinyLM):
         return super().training_step(batch, batch_idx)
 
 
-@pytest.mark.parametrize("make_callback", [
-    lambda adapter: DifficultyCallback(scores=("loss",), adapter=adapter),
-    lambda adapter: DynamicPruning(adapter=adapter),
-])
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        lambda adapter: DifficultyCallback(scores=("loss",), adapter=adapter),
+        lambda adapter: DynamicPruning(adapter=adapter),
+    ],
+)
 def test_labels_equal_to_the_inputs_are_refused_before_training(make_callback):
     data = token_data(as_dict=True)
     data.labels = data.tokens.clone()  # Hugging Face's convention: the causal LM shifts labels in its loss
     CountSteps.steps = 0
     with pytest.raises(ValueError, match=r"labels equal the input tokens.*`Adapter\(shift_labels=True\)`"):
         quiet_trainer(max_epochs=1, callbacks=[make_callback(Adapter())]).fit(
-            CountSteps(), datamodule=PruningDataModule(data, batch_size=8))
+            CountSteps(), datamodule=PruningDataModule(data, batch_size=8)
+        )
     assert CountSteps.steps == 0
     shifted = make_callback(Adapter(shift_labels=True))
     quiet_trainer(max_epochs=1, callbacks=[shifted]).fit(CountSteps(), datamodule=PruningDataModule(data, batch_size=8))
 
 
-@pytest.mark.parametrize("make_callback", [
-    lambda adapter: DifficultyCallback(scores=("el2n",), adapter=adapter),
-    lambda adapter: DynamicPruning(adapter=adapter),
-])
+@pytest.mark.parametrize(
+    "make_callback",
+    [
+        lambda adapter: DifficultyCallback(scores=("el2n",), adapter=adapter),
+        lambda adapter: DynamicPruning(adapter=adapter),
+    ],
+)
 def test_tokens_flattened_into_rows_are_refused_before_training(make_callback):
     flattening = Adapter(logits_fn=lambda out: out.flatten(0, 1), target_fn=lambda batch: batch[1].flatten())
     CountSteps.steps = 0
     with pytest.raises(ValueError, match=r"output \(12, 5\) has 12 rows for a batch of 2 examples.*\(B, T, K\)"):
         quiet_trainer(max_epochs=1, callbacks=[make_callback(flattening)]).fit(
-            CountSteps(), datamodule=PruningDataModule(token_data(), batch_size=8))
+            CountSteps(), datamodule=PruningDataModule(token_data(), batch_size=8)
+        )
     assert CountSteps.steps == 0

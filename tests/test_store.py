@@ -84,7 +84,9 @@ def test_dtypes_columns_and_no_duplicated_raw_values(tmp_path):
     np.testing.assert_array_equal(loaded.raw("el2n"), loaded["el2n"])
     np.testing.assert_array_equal(loaded.columns["flagged"], [False, True, False, False])
     assert loaded.columns["predicted_label"].dtype == np.int32
-    assert table.nbytes == 3 * 4 * 4 + 4 * 8 + 4 * 2 + 4 * 1 + 4 * 4  # 3 float32 scores, 1 float64 raw, labels, 2 columns
+    assert (
+        table.nbytes == 3 * 4 * 4 + 4 * 8 + 4 * 2 + 4 * 1 + 4 * 4
+    )  # 3 float32 scores, 1 float64 raw, labels, 2 columns
 
 
 def test_a_table_written_the_old_way_still_loads(tmp_path):
@@ -92,9 +94,13 @@ def test_a_table_written_the_old_way_still_loads(tmp_path):
     path = tmp_path / "scores.npz"
     np.savez_compressed(
         path,
-        **{"score/el2n": np.array([0.1, 0.5, np.nan]), "raw/el2n": np.array([0.1, 0.5, np.nan]),
-           "score/margin": np.array([-2.0, 1.0, 0.5]), "raw/margin": np.array([2.0, -1.0, -0.5]),
-           "labels": np.array([0, 1, 1])},  # fmt: skip
+        **{
+            "score/el2n": np.array([0.1, 0.5, np.nan]),
+            "raw/el2n": np.array([0.1, 0.5, np.nan]),
+            "score/margin": np.array([-2.0, 1.0, 0.5]),
+            "raw/margin": np.array([2.0, -1.0, -0.5]),
+            "labels": np.array([0, 1, 1]),
+        },  # fmt: skip
     )
     (tmp_path / "scores.json").write_text(json.dumps({"scores": ["el2n", "margin"], "seed": 3}))
     loaded = ScoreTable.load(path)

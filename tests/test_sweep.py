@@ -14,11 +14,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from _app_overrides import SMALL
 from datadiet import ScoreTable
 from datadiet.app import config_dir, run
 from datadiet.app.cache import RUN_LOG, ProbeCache, single_process
-
-from _app_overrides import SMALL
 
 
 def _slow_probe(directory, seconds, queue):

@@ -9,8 +9,8 @@ import pytest
 from scipy import integrate, stats
 
 from datadiet.selection import list_strategies, select
-from datadiet.theory.auto import auto_decision, crossover_alpha_tot, participation_ratio
 from datadiet.theory import max_margin_direction, predict, simulate
+from datadiet.theory.auto import auto_decision, crossover_alpha_tot, participation_ratio
 from datadiet.theory.large_n import expected_squared_hinge, kept_threshold
 
 # --- building blocks against closed forms and hand-worked cases -------------------------------------
@@ -18,8 +18,9 @@ from datadiet.theory.large_n import expected_squared_hinge, kept_threshold
 
 @pytest.mark.parametrize("shift, scale", [(0.7, 0.3), (-0.4, 0.9), (1.5, 1e-3), (-2.0, 0.2)])
 def test_expected_squared_hinge_matches_numerical_integral(shift, scale):
-    reference, _ = integrate.quad(lambda z: max(shift - scale * z, 0.0) ** 2 * stats.norm.pdf(z), -12, 12,
-                                  points=[shift / scale], limit=200)
+    reference, _ = integrate.quad(
+        lambda z: max(shift - scale * z, 0.0) ** 2 * stats.norm.pdf(z), -12, 12, points=[shift / scale], limit=200
+    )
     assert expected_squared_hinge(np.array(shift), scale) == pytest.approx(reference, rel=1e-7, abs=1e-14)
 
 

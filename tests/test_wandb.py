@@ -10,11 +10,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from _wandb_records import offline_runs
 from datadiet import ScoreTable
 from datadiet.app.config import sweep_name
 from datadiet.report.wandb_logging import examples_figure
-
-from _wandb_records import offline_runs
 
 SMALL = [
     "data=synthetic", "data.num_samples=400", "model=mlp", "model@probe.model=mlp", "model.net.hidden_sizes=[32]",
@@ -71,5 +70,8 @@ def test_sweep_logs_jobs_probe_subsets_and_the_curve_to_one_group(tmp_path):
     assert report.summary["scaling/curve/_type"] == "table-file"
     assert report.file(report.summary["scaling/curve/path"]).exists()
     assert report.summary["scaling/figure/_type"] == "image-file"
-    assert {"_wandb/visualize/scaling/test_error_vs_examples_kept", "_wandb/visualize/scaling/loglog"} <= report.config_keys
+    assert {
+        "_wandb/visualize/scaling/test_error_vs_examples_kept",
+        "_wandb/visualize/scaling/loglog",
+    } <= report.config_keys
     assert report.summary["jobs_finished"] == 2 and report.summary["jobs_failed"] == 0

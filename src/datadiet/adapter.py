@@ -99,7 +99,9 @@ class Adapter:
 
     def __post_init__(self) -> None:
         if not callable(self.loss) and self.loss not in LOSSES:
-            raise ValueError(f"`loss` can be {', '.join(LOSSES)} or a callable (output, batch) -> Tensor[B], got {self.loss!r}")
+            raise ValueError(
+                f"`loss` can be {', '.join(LOSSES)} or a callable (output, batch) -> Tensor[B], got {self.loss!r}"
+            )
         if isinstance(self.ignore_index, bool) or not isinstance(self.ignore_index, int):
             raise ValueError(f"`ignore_index` must be an integer, got {self.ignore_index!r}")
         if not isinstance(self.shift_labels, bool):
@@ -113,7 +115,9 @@ class Adapter:
     @property
     def loss_name(self) -> str:
         """The loss in messages: its name, or the callable's."""
-        return self.loss if isinstance(self.loss, str) else f"the callable {getattr(self.loss, '__name__', self.loss)!r}"
+        return (
+            self.loss if isinstance(self.loss, str) else f"the callable {getattr(self.loss, '__name__', self.loss)!r}"
+        )
 
     def read(self, output: Any, batch: Any) -> tuple[Tensor, Optional[Tensor]]:
         """The logits and labels a batch is scored from, aligned (``shift_labels`` applied)."""

@@ -100,17 +100,26 @@ def cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = -100) -> T
     probability targets, or the mean over real tokens for sequences."""
     if logits.ndim == 3:  # F.cross_entropy: one fused pass (log-softmax and gather), 0 at ignored tokens
         if target.shape != logits.shape[:2]:
-            raise ValueError(f"sequence logits {tuple(logits.shape)} need labels (batch, tokens), got {tuple(target.shape)}")
+            raise ValueError(
+                f"sequence logits {tuple(logits.shape)} need labels (batch, tokens), got {tuple(target.shape)}"
+            )
         token = torch.nn.functional.cross_entropy(
-            _float(logits).reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=ignore_index, reduction="none"
+            _float(logits).reshape(-1, logits.shape[-1]),
+            target.reshape(-1),
+            ignore_index=ignore_index,
+            reduction="none",
         ).view(target.shape)
         real = target != ignore_index
         return (token.double().sum(dim=1) / real.sum(dim=1)).float()  # float64 sum: see `nan_mean`
     if logits.ndim != 2:
-        raise ValueError(f"logits must have shape (batch, classes) or (batch, tokens, classes), got {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must have shape (batch, classes) or (batch, tokens, classes), got {tuple(logits.shape)}"
+        )
     if target.is_floating_point():
         if target.shape != logits.shape:
-            raise ValueError(f"probability targets must match the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+            raise ValueError(
+                f"probability targets must match the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}"
+            )
         return -(_float(target) * torch.log_softmax(_float(logits), dim=1)).sum(dim=1)
     return _class_cross_entropy(logits, target)
 

@@ -70,7 +70,9 @@ class ScoreShardWriter(BasePredictionWriter):
     """
 
     def __init__(
-        self, output_dir: str | os.PathLike, scores: Sequence[str] = ("el2n", "margin", "loss"),
+        self,
+        output_dir: str | os.PathLike,
+        scores: Sequence[str] = ("el2n", "margin", "loss"),
         adapter: Adapter | None = None,
     ) -> None:
         super().__init__(write_interval="batch")
@@ -81,8 +83,10 @@ class ScoreShardWriter(BasePredictionWriter):
         for name in self.scores:
             cls = get_score(name)
             if getattr(cls, "phase", None) != "eval" or getattr(cls, "functional", None) is None:
-                raise ValueError(f"`scores` can hold scores read off a scoring pass of logits (e.g. el2n, margin, loss), "
-                                 f"got {name!r}")
+                raise ValueError(
+                    f"`scores` can hold scores read off a scoring pass of logits (e.g. el2n, margin, loss), "
+                    f"got {name!r}"
+                )
         self.adapter = adapter or Adapter()
         self._reset()
 
@@ -100,10 +104,10 @@ class ScoreShardWriter(BasePredictionWriter):
             self._indices = np.resize(self._indices, capacity)
             self._labels = np.resize(self._labels, capacity)
             self._values = {name: np.resize(column, capacity) for name, column in self._values.items()}
-        self._indices[self._filled:end] = index
-        self._labels[self._filled:end] = labels
+        self._indices[self._filled : end] = index
+        self._labels[self._filled : end] = labels
         for name, column in self._values.items():
-            column[self._filled:end] = values[name]
+            column[self._filled : end] = values[name]
         self._filled = end
 
     @override
@@ -117,18 +121,28 @@ class ScoreShardWriter(BasePredictionWriter):
 
     @override
     def write_on_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, prediction: Any, batch_indices: Sequence[int] | None,
-        batch: Any, batch_idx: int, dataloader_idx: int,
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        prediction: Any,
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int,
     ) -> None:
         if batch_indices is None or len(batch_indices) == 0:
-            raise ValueError("ScoreShardWriter needs each batch's dataset positions: predict with a torch DataLoader "
-                             "(Lightning then records them), not another iterable")
+            raise ValueError(
+                "ScoreShardWriter needs each batch's dataset positions: predict with a torch DataLoader "
+                "(Lightning then records them), not another iterable"
+            )
         logits, target = self.adapter.read(prediction, batch)
         if target is None:
             raise ValueError("ScoreShardWriter scores need labels; the adapter read none from the batch")
         logits = logits.detach().float()
-        values = {name: get_score(name).functional(logits, target).detach().to("cpu", torch.float32).numpy()
-                  for name in self.scores}
+        values = {
+            name: get_score(name).functional(logits, target).detach().to("cpu", torch.float32).numpy()
+            for name in self.scores
+        }
         self._append(np.asarray(batch_indices, dtype=np.int64), target.detach().cpu().numpy(), values)
 
     @override
@@ -142,8 +156,9 @@ class ScoreShardWriter(BasePredictionWriter):
         for name in self.scores:  # raw values only: the merge orients them (larger = harder)
             arrays[f"raw/{name}"] = self._values[name][:filled]
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_save_npz(self.output_dir / SHARD_NAME.format(rank=trainer.global_rank, world_size=trainer.world_size),
-                        arrays)
+        atomic_save_npz(
+            self.output_dir / SHARD_NAME.format(rank=trainer.global_rank, world_size=trainer.world_size), arrays
+        )
         del arrays
         self._reset()  # the rank's share is on disk: nothing O(N / world_size) stays held
 
@@ -173,8 +188,11 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
         raise FileNotFoundError(f"no score shards ({SHARD_GLOB}) in {directory}")
     world_sizes = {int(path.stem.rsplit("-of-", 1)[1]) for path in paths}
     if len(world_sizes) != 1 or len(paths) != next(iter(world_sizes)):
-        raise UnreadableFileError(directory, f"it holds {len(paths)} shards of world sizes {sorted(world_sizes)}: "
-                                  "not one complete pass", "rerun the scoring into an empty folder")
+        raise UnreadableFileError(
+            directory,
+            f"it holds {len(paths)} shards of world sizes {sorted(world_sizes)}: not one complete pass",
+            "rerun the scoring into an empty folder",
+        )
     remedy = "rerun the scoring into an empty folder"
     raw: dict[str, np.ndarray] = {}
     labels: np.ndarray | None = None
@@ -192,10 +210,12 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
             if key == "label":
                 column = labels
             elif key.startswith("raw/"):
-                column = raw.setdefault(key[len("raw/"):], np.full(size, np.nan, dtype=np.float32))
+                column = raw.setdefault(key[len("raw/") :], np.full(size, np.nan, dtype=np.float32))
             else:
                 continue
-            if again.any() and not np.array_equal(column[index[again]], values[again], equal_nan=values.dtype.kind == "f"):
+            if again.any() and not np.array_equal(
+                column[index[again]], values[again], equal_nan=values.dtype.kind == "f"
+            ):
                 raise UnreadableFileError(path, f"example(s) scored by two ranks with different {key}", remedy)
             column[index] = values
         seen[index] = True
@@ -204,8 +224,12 @@ def merge_score_shards(directory: str | os.PathLike) -> ScoreTable:
         missing = int((~seen).sum())
         raise UnreadableFileError(directory, f"{missing} of {len(seen)} examples were scored by no rank", remedy)
     scores = {name: -values if get_score(name).raw_is_easiness else values for name, values in raw.items()}
-    return ScoreTable(scores, raw=raw, labels=labels,
-                      metadata={"num_examples": len(labels), "imported_from": str(directory), "shards": len(paths)})
+    return ScoreTable(
+        scores,
+        raw=raw,
+        labels=labels,
+        metadata={"num_examples": len(labels), "imported_from": str(directory), "shards": len(paths)},
+    )
 
 
 class ShardSampler(DistributedSampler):

@@ -207,9 +207,13 @@ def export_foundation_subset(
     if card:
         if labels is None and table is not None:
             labels = table.labels
-        facts = subset_card(kept, num_examples=int(size), labels=labels,
-                            scores=table[score] if table is not None and score is not None else None,
-                            provenance={"subset_file": path.name, **metadata})
+        facts = subset_card(
+            kept,
+            num_examples=int(size),
+            labels=labels,
+            scores=table[score] if table is not None and score is not None else None,
+            provenance={"subset_file": path.name, **metadata},
+        )
         atomic_write_json(path.with_name(f"{path.stem}_card.json"), facts)
         atomic_write_text(path.with_name("README.md"), card_markdown(facts))
     return path
@@ -229,7 +233,9 @@ def load_foundation_subset(path: str | os.PathLike, remedy: str = "") -> Foundat
     data = load_npz(path, keys=("kept_indices",), remedy=remedy)
     kept = np.asarray(data["kept_indices"], dtype=np.int64)
     if kept.ndim != 1:
-        raise UnreadableFileError(path, f"its `kept_indices` has shape {kept.shape}, not one index per kept example", remedy)
+        raise UnreadableFileError(
+            path, f"its `kept_indices` has shape {kept.shape}, not one index per kept example", remedy
+        )
     kept_scores = data.get("kept_scores")
     scores = {key[len("score/") :]: values for key, values in data.items() if key.startswith("score/")}
     sidecar = path.with_suffix(".json")

@@ -16,9 +16,9 @@ import os
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 from datadiet import DynamicPruning, PruningDataModule
-from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 SCENARIOS = {
     # name: (num_examples, lr, epochs, batch per process or "full", prune_ratio)

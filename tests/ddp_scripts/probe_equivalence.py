@@ -131,8 +131,9 @@ def probe(name: str, devices: int, scores: list[str]):
     num_examples, lr, epochs, batch, drop_last = SCENARIOS[name]
     batch_size = math.ceil(num_examples / devices) if batch == "full" else batch
     if name == "sequences":
-        dm = PruningDataModule(make_token_data(num_examples), batch_size=batch_size, eval_batch_size=7,
-                               collate_fn=pad_to_longest)
+        dm = PruningDataModule(
+            make_token_data(num_examples), batch_size=batch_size, eval_batch_size=7, collate_fn=pad_to_longest
+        )
         model = TokenLM(lr)
         scores = [s for s in scores if s != "label_issue"]  # flags examples, not tokens: refused for sequences
     else:
@@ -151,11 +152,7 @@ def probe(name: str, devices: int, scores: list[str]):
 
 def all_scores() -> list[str]:
     """Every registered score that needs nothing beyond logits and labels (no holdout model, no k-means)."""
-    return [
-        name
-        for name in list_scores()
-        if name not in _NEED_OPTIONS and not getattr(get_score(name), "needs", None)
-    ]
+    return [name for name in list_scores() if name not in _NEED_OPTIONS and not getattr(get_score(name), "needs", None)]
 
 
 def run_all(out: str | os.PathLike, devices: int) -> None:
@@ -196,14 +193,17 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     make_trainer(devices, 7, [auto]).fit(make_model(lr), datamodule=dm)
     arrays["in_run_auto/kept"] = auto.kept_indices
     arrays["in_run_auto/flagged"] = auto.label_issues.flagged
-    arrays["in_run_auto/decision"] = np.array([auto.noise_decision.estimate, auto.noise_decision.keep_fraction,
-                                               auto.pruned_after_epoch, auto.scored_examples])
+    arrays["in_run_auto/decision"] = np.array(
+        [auto.noise_decision.estimate, auto.noise_decision.keep_fraction, auto.pruned_after_epoch, auto.scored_examples]
+    )
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"rank{trainer.global_rank}_of{devices}.npz", **arrays)
 
 
 def run_scenarios(
-    run: Callable[[str, int], tuple[dict[str, np.ndarray], int]], names: Iterable[str], out: str | os.PathLike,
+    run: Callable[[str, int], tuple[dict[str, np.ndarray], int]],
+    names: Iterable[str],
+    out: str | os.PathLike,
     devices: int,
 ) -> None:
     """Runs ``run(name, devices)`` for each scenario and saves the arrays to ``rank<r>_of<W>.npz``."""

@@ -16,10 +16,10 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from probe_equivalence import main, make_trainer
 from torch.utils.data import TensorDataset
 
 from datadiet import DifficultyCallback, DynamicPruning, PruningDataModule
-from probe_equivalence import main, make_trainer
 
 NUM_EXAMPLES = 1_000_000
 NUM_CLASSES = 4

@@ -17,10 +17,10 @@ import os
 
 import numpy as np
 import torch
+from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 from datadiet import PruningDataModule, ReducibleLossSelection
 from datadiet.data.indexed import IndexedBatch
-from probe_equivalence import main, make_data, make_model, make_trainer, run_scenarios  # the same data, model, CLI
 
 SCENARIOS = {
     # name: (num_examples, lr, epochs, large batch per process or "full")

@@ -33,17 +33,25 @@ class Linear(pl.LightningModule):
 
 def data() -> TensorDataset:
     generator = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(NUM_EXAMPLES, FEATURES, generator=generator),
-                         torch.randint(0, CLASSES, (NUM_EXAMPLES,), generator=generator))
+    return TensorDataset(
+        torch.randn(NUM_EXAMPLES, FEATURES, generator=generator),
+        torch.randint(0, CLASSES, (NUM_EXAMPLES,), generator=generator),
+    )
 
 
 def run_all(out: str | os.PathLike, devices: int) -> None:
     out = Path(out)
     shards = out / f"shards_of{devices}"
     model = Linear()
-    trainer = pl.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                         callbacks=[ScoreShardWriter(shards, scores=SCORES)], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
+        callbacks=[ScoreShardWriter(shards, scores=SCORES)],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.predict(model, DataLoader(data(), batch_size=4, shuffle=False), return_predictions=False)
     trainer.strategy.barrier()  # every shard on disk before the merge
     table = merge_score_shards(shards)
@@ -52,9 +60,14 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     dataset = data()
     arrays = {f"raw/{name}": table.raw(name) for name in SCORES}
     arrays.update({f"score/{name}": table[name] for name in SCORES})
-    arrays.update(labels=table.labels, shard_examples=np.asarray(len(own["original_index"])),
-                  weight=model.layer.weight.detach().numpy(), bias=model.layer.bias.detach().numpy(),
-                  x=dataset.tensors[0].numpy(), y=dataset.tensors[1].numpy())
+    arrays.update(
+        labels=table.labels,
+        shard_examples=np.asarray(len(own["original_index"])),
+        weight=model.layer.weight.detach().numpy(),
+        bias=model.layer.bias.detach().numpy(),
+        x=dataset.tensors[0].numpy(),
+        y=dataset.tensors[1].numpy(),
+    )
     np.savez(out / f"rank{rank}_of{devices}.npz", **arrays)
 
 

@@ -43,9 +43,7 @@ class Budget:
         """``epochs_scale · max_epochs`` rounded to the nearest (halves up), at least 1."""
         return max(1, math.floor(self.epochs_scale * self.max_epochs + 0.5 + 1e-9))
 
-    def train_epochs(
-        self, num_examples: int, num_kept: int, flops_per_example: float, probe_flops: float = 0.0
-    ) -> int:
+    def train_epochs(self, num_examples: int, num_kept: int, flops_per_example: float, probe_flops: float = 0.0) -> int:
         """The main training's epochs when ``num_kept`` of ``num_examples`` are kept.
 
         Raises:

@@ -89,7 +89,12 @@ class ProbeCache:
             )
         table.metadata["probe_fingerprint"] = fingerprint
         path = table.save(self.path(fingerprint))
-        record = {"probe_fingerprint": fingerprint, "pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        record = {
+            "probe_fingerprint": fingerprint,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "time": time.time(),
+        }
         with FileLock(str(self.directory / f"{RUN_LOG}.lock")), open(self.directory / RUN_LOG, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         return path

@@ -40,7 +40,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Optional[Any] = None) -> None:
         if storage_options is not None:
-            raise TypeError(f"`{type(self).__name__}.save_checkpoint` takes no `storage_options`, got {storage_options}")
+            raise TypeError(
+                f"`{type(self).__name__}.save_checkpoint` takes no `storage_options`, got {storage_options}"
+            )
         with atomic_open(path) as handle:  # streamed: no in-memory copy of the serialised checkpoint
             torch.save(checkpoint, handle)
 

@@ -61,7 +61,9 @@ def average_tables(tables: Sequence[ScoreTable]) -> ScoreTable:
         matrix = seed_correlations(per_seed)
         matrices[name] = matrix.tolist()
         off_diagonal = matrix[~np.eye(len(tables), dtype=bool)]
-        means[name] = float(np.nanmean(off_diagonal)) if off_diagonal.size and not np.isnan(off_diagonal).all() else None
+        means[name] = (
+            float(np.nanmean(off_diagonal)) if off_diagonal.size and not np.isnan(off_diagonal).all() else None
+        )
     metadata = dict(tables[0].metadata)
     metadata.update(
         {

@@ -55,7 +55,9 @@ class KeptSubset:
 def choose_subset(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger]) -> KeptSubset:
     """Sets the data module's kept subset as the plan says and saves it as ``kept_indices.npz``."""
     output_dir = plan.paths.output_dir
-    subset = KeptSubset(kept=None, keep_fraction=plan.pruning.keep_fraction if plan.pruning.mode.selects_subset else 1.0)
+    subset = KeptSubset(
+        kept=None, keep_fraction=plan.pruning.keep_fraction if plan.pruning.mode.selects_subset else 1.0
+    )
     settings: Optional[dict[str, Any]] = None
     if plan.selection == ALL_DATA:
         datamodule.reset_pruning()
@@ -74,7 +76,11 @@ def choose_subset(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[
 
 
 def save_kept(
-    plan: "RunPlan", path: Path, kept: np.ndarray, table: Optional[ScoreTable], settings: Optional[dict[str, Any]] = None
+    plan: "RunPlan",
+    path: Path,
+    kept: np.ndarray,
+    table: Optional[ScoreTable],
+    settings: Optional[dict[str, Any]] = None,
 ) -> None:
     """Writes the kept subset as a reusable foundation subset (see :mod:`datadiet.subset`); ``settings``
     (what the selection depends on) lets a rerun in the same run directory reuse it."""
@@ -125,8 +131,14 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             set_aside(plan.paths.output_dir, outputs, error, "kept subset")
     handling = pruning.mislabelled or "keep"
     if pruning.mislabelled == "auto":  # a separate probe: no extension, the flagged are excluded at once if noisy
-        decision = NoiseDecision.make(float(table.metadata["label_noise_estimate"]), pruning.noise_threshold,
-                                      pruning.keep_fraction, plan.max_epochs, int(plan.probe.epochs), 0)
+        decision = NoiseDecision.make(
+            float(table.metadata["label_noise_estimate"]),
+            pruning.noise_threshold,
+            pruning.keep_fraction,
+            plan.max_epochs,
+            int(plan.probe.epochs),
+            0,
+        )
         table.metadata["mislabelled_auto"] = decision.as_dict()
         handling = decision.handling
     if reused is not None:
@@ -157,7 +169,9 @@ def _kept_settings(path: Path) -> Optional[dict[str, Any]]:
         if not isinstance(record, dict):
             raise UnreadableFileError(sidecar, "it is not a JSON object")
     except UnreadableFileError as error:
-        log.warning("%s cannot be read (%s): the kept subset is treated as made with unknown settings", sidecar, error.reason)
+        log.warning(
+            "%s cannot be read (%s): the kept subset is treated as made with unknown settings", sidecar, error.reason
+        )
         return None
     return record.get("settings")
 
@@ -177,8 +191,11 @@ def in_run_pruning(plan: "RunPlan", datamodule: PruningDataModule) -> PruneDurin
         score_options=copy.deepcopy(plan.probe.score_options.get(pruning.score)),
         mislabelled=pruning.mislabelled,
         detector=pruning.detector,
-        **({"noise_threshold": pruning.noise_threshold, "noisy_extra_epochs": pruning.noisy_extra_epochs}
-           if pruning.mislabelled == "auto" else {}),
+        **(
+            {"noise_threshold": pruning.noise_threshold, "noisy_extra_epochs": pruning.noisy_extra_epochs}
+            if pruning.mislabelled == "auto"
+            else {}
+        ),
     )
 
 
@@ -210,36 +227,50 @@ def save_label_records(plan: "RunPlan", datamodule: PruningDataModule, subset: K
     if noise is not None:
         entries["label_noise"] = noise.summary()
         if _rank_zero():
-            atomic_save_npz(plan.paths.output_dir / NOISE_FILE,
-                            {"flipped_indices": noise.flipped_indices, "clean_labels": noise.clean_labels})
+            atomic_save_npz(
+                plan.paths.output_dir / NOISE_FILE,
+                {"flipped_indices": noise.flipped_indices, "clean_labels": noise.clean_labels},
+            )
     table = subset.table
     if table is None or "mislabelled" not in table.columns:
         return entries
     issues = LabelIssues(
-        flagged=table.columns["mislabelled"].astype(bool), predicted_label=table.columns["predicted_label"],
-        score=table.raw("label_issue"), noise_rate_estimate=float(table.metadata["label_noise_estimate"]),
+        flagged=table.columns["mislabelled"].astype(bool),
+        predicted_label=table.columns["predicted_label"],
+        score=table.raw("label_issue"),
+        noise_rate_estimate=float(table.metadata["label_noise_estimate"]),
         detector=plan.pruning.detector,
     )
     kept = np.zeros(datamodule.num_examples, dtype=bool)
     kept[subset.kept] = True
     decision = table.metadata.get("mislabelled_auto")  # what `auto` decided
     handling = plan.pruning.mislabelled if decision is None else ("exclude" if decision["noisy"] else "keep")
-    entries.update({
-        "label_noise_estimate": issues.noise_rate_estimate,
-        "mislabelled_flagged": issues.num_flagged,
-        "mislabelled_excluded": int((issues.flagged & ~kept).sum()) if handling != "keep" else 0,
-        "mislabelled_handling": plan.pruning.mislabelled,
-        **({} if decision is None else {"mislabelled_auto": dict(decision),
-                                        "mislabelled_scored_after_epochs": int(table.metadata.get("probe_epochs", 0))}),
-        "mislabel_detector": plan.pruning.detector,
-        "flagged_examples": str(plan.paths.output_dir / FLAGGED_FILE),
-    })
+    entries.update(
+        {
+            "label_noise_estimate": issues.noise_rate_estimate,
+            "mislabelled_flagged": issues.num_flagged,
+            "mislabelled_excluded": int((issues.flagged & ~kept).sum()) if handling != "keep" else 0,
+            "mislabelled_handling": plan.pruning.mislabelled,
+            **(
+                {}
+                if decision is None
+                else {
+                    "mislabelled_auto": dict(decision),
+                    "mislabelled_scored_after_epochs": int(table.metadata.get("probe_epochs", 0)),
+                }
+            ),
+            "mislabel_detector": plan.pruning.detector,
+            "flagged_examples": str(plan.paths.output_dir / FLAGGED_FILE),
+        }
+    )
     if noise is not None:  # the truth is known: how well the detector found it
         hits = int((issues.flagged & noise.is_flipped()).sum())
         entries["mislabel_precision"] = hits / max(issues.num_flagged, 1)
         entries["mislabel_recall"] = hits / max(noise.num_flipped, 1)
     if _rank_zero():
-        issues.save_flagged(plan.paths.output_dir / FLAGGED_FILE, table.labels if table.labels is not None else datamodule.labels)
+        issues.save_flagged(
+            plan.paths.output_dir / FLAGGED_FILE, table.labels if table.labels is not None else datamodule.labels
+        )
     return entries
 
 

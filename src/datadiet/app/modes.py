@@ -27,6 +27,7 @@ class PruningPlan(Protocol):
     prune_ratio: float
     anneal_fraction: float
 
+
 MODES: Registry["PruningMode"] = Registry("pruning mode")
 _ORDER: list[str] = []  # registration order, for messages
 
@@ -104,18 +105,28 @@ class _WithDynamicPruning(PruningMode):
             )
 
     def callbacks(self, pruning: PruningPlan) -> list[Callback]:
-        return [DynamicPruning(prune_ratio=pruning.prune_ratio, anneal_fraction=pruning.anneal_fraction,
-                               seed=pruning.seed)]
+        return [
+            DynamicPruning(prune_ratio=pruning.prune_ratio, anneal_fraction=pruning.anneal_fraction, seed=pruning.seed)
+        ]
 
     def train_settings(self, pruning: PruningPlan) -> dict[str, Any]:
-        return {"dynamic_pruning": {"mode": self.name, "prune_ratio": pruning.prune_ratio,
-                                    "anneal_fraction": pruning.anneal_fraction, "seed": pruning.seed}}
+        return {
+            "dynamic_pruning": {
+                "mode": self.name,
+                "prune_ratio": pruning.prune_ratio,
+                "anneal_fraction": pruning.anneal_fraction,
+                "seed": pruning.seed,
+            }
+        }
 
     def summary(self, callbacks: Sequence[Callback]) -> dict[str, Any]:
         # examples presented per epoch: the skipped ones are in `train_examples_seen` already
         [dynamic] = [callback for callback in callbacks if isinstance(callback, DynamicPruning)]
-        return {"prune_ratio": dynamic.prune_ratio, "anneal_fraction": dynamic.anneal_fraction,
-                "presentations_per_epoch": list(dynamic.presentations_per_epoch)}
+        return {
+            "prune_ratio": dynamic.prune_ratio,
+            "anneal_fraction": dynamic.anneal_fraction,
+            "presentations_per_epoch": list(dynamic.presentations_per_epoch),
+        }
 
 
 @register_mode("dynamic")

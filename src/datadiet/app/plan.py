@@ -134,9 +134,18 @@ class RunPlan:
         overrides: dict[str, Any] = {
             "baseline": False,
             "logger": None,
-            "paths": {"output_dir": str(self.paths.output_dir / folder), "cache_dir": str(self.config["paths"]["cache_dir"])},
-            "pruning": {"keep_fraction": 1.0, "budget": "epochs", "compute_fraction": None, "epochs_scale": 1.0,
-                        "subset_path": None, "mode": "static"},
+            "paths": {
+                "output_dir": str(self.paths.output_dir / folder),
+                "cache_dir": str(self.config["paths"]["cache_dir"]),
+            },
+            "pruning": {
+                "keep_fraction": 1.0,
+                "budget": "epochs",
+                "compute_fraction": None,
+                "epochs_scale": 1.0,
+                "subset_path": None,
+                "mode": "static",
+            },
             "probe": {"mode": "separate", "skip_when_keeping_all": True},
         }
         if epochs is not None:
@@ -219,20 +228,28 @@ def _selector_probe(cfg: DictConfig, probe: ProbePlan, pruning: PruningPlan) -> 
         )
     for key in ("baseline", "ckpt_path"):
         if cfg.get(key):
-            raise ValueError(f"`task=select` trains no model to compare or resume, so `{key}={cfg.get(key)}` cannot "
-                             f"apply: drop it, or use task=train")
+            raise ValueError(
+                f"`task=select` trains no model to compare or resume, so `{key}={cfg.get(key)}` cannot "
+                f"apply: drop it, or use task=train"
+            )
     if not pruning.mode.selects_subset:
-        raise ValueError(f"`task=select` chooses a static subset; `pruning.mode={pruning.mode.name}` selects none: use "
-                         "pruning.mode=static")
+        raise ValueError(
+            f"`task=select` chooses a static subset; `pruning.mode={pruning.mode.name}` selects none: use "
+            "pruning.mode=static"
+        )
     if pruning.keep_fraction == 1.0:
-        raise ValueError("`task=select` with `pruning.keep_fraction=1.0` would keep everything; give a fraction in (0, 1)")
+        raise ValueError(
+            "`task=select` with `pruning.keep_fraction=1.0` would keep everything; give a fraction in (0, 1)"
+        )
     if probe.scores_path:
         return probe, "imported"
     if not needs_scores(pruning.strategy) and pruning.mislabelled is None:
         return probe, "none"
     if probe.mode != "in_run":
         return probe, "separate"
-    epochs = count(probe.epochs, "probe.epochs", what="the selector's training epochs (in-run: the model's first epochs)")
+    epochs = count(
+        probe.epochs, "probe.epochs", what="the selector's training epochs (in-run: the model's first epochs)"
+    )
     model = container(cfg.model)
     settings = {**probe.settings, "mode": "separate", "model": model, "epochs": epochs}
     return replace(probe, mode="separate", model=model, epochs=epochs, settings=settings), "in_run"

@@ -153,7 +153,8 @@ def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:
             f"`pruning.score={node.score}` is not recorded by the probe; `probe.scores` has {list(probe.scores)}"
         )
     mislabelled, detector, threshold, extra_epochs = read_mislabelled(
-        node, keep_fraction, probe.scores_path, probe.seeds)
+        node, keep_fraction, probe.scores_path, probe.seeds
+    )
     return PruningPlan(
         score=node.score,
         strategy=node.strategy,
@@ -186,8 +187,12 @@ def with_label_issue(probe: ProbePlan, pruning: PruningPlan) -> ProbePlan:
     scores = (*probe.scores, "label_issue")
     options = dict(probe.score_options)
     options.setdefault("label_issue", {"detector": pruning.detector})
-    return replace(probe, scores=scores, score_options=options,
-                   settings={**probe.settings, "scores": list(scores), "score_options": options})
+    return replace(
+        probe,
+        scores=scores,
+        score_options=options,
+        settings={**probe.settings, "scores": list(scores), "score_options": options},
+    )
 
 
 def read_label_noise(cfg: DictConfig) -> Optional[dict[str, Any]]:
@@ -207,8 +212,15 @@ def check_strategy_options(pruning: PruningPlan) -> None:
     stand_in = np.linspace(0.0, 1.0, _STAND_IN_EXAMPLES)
     labels = np.arange(_STAND_IN_EXAMPLES) % 2
     try:
-        select(stand_in, pruning.keep_fraction, pruning.strategy, labels=labels, class_balanced=pruning.class_balanced,
-               seed=pruning.seed, **pruning.strategy_options(_STAND_IN_EXAMPLES))
+        select(
+            stand_in,
+            pruning.keep_fraction,
+            pruning.strategy,
+            labels=labels,
+            class_balanced=pruning.class_balanced,
+            seed=pruning.seed,
+            **pruning.strategy_options(_STAND_IN_EXAMPLES),
+        )
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"`pruning.strategy={pruning.strategy}` refuses `pruning.options={pruning.options}`: {error}"

@@ -62,7 +62,12 @@ def run_probe(
         return table, {**costs, "probe_resumed": True}
     probe_dir = output_dir / "probe"
     resumed = may_reuse(
-        "probe checkpoint", output_dir, [probe_dir], recorded_settings(probe_dir), settings, plan.resume,
+        "probe checkpoint",
+        output_dir,
+        [probe_dir],
+        recorded_settings(probe_dir),
+        settings,
+        plan.resume,
         sign=probe_dir / "checkpoints" / LAST,
     )
     record_settings(probe_dir, settings)

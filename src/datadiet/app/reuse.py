@@ -38,9 +38,18 @@ def trainer_settings(plan: "RunPlan") -> dict[str, Any]:
 
 def probe_provenance(plan: "RunPlan", datamodule: "PruningDataModule") -> dict[str, Any]:
     """What the probe's scores depend on, with its fingerprint (the score cache's key)."""
-    dataset = {"name": datamodule.name, "fingerprint": datamodule.fingerprint(), "num_examples": datamodule.num_examples}
-    key = {"dataset": dataset, "data_config": plan.data, "probe": plan.probe.settings, "seed": plan.seed,
-           "trainer": trainer_settings(plan)}
+    dataset = {
+        "name": datamodule.name,
+        "fingerprint": datamodule.fingerprint(),
+        "num_examples": datamodule.num_examples,
+    }
+    key = {
+        "dataset": dataset,
+        "data_config": plan.data,
+        "probe": plan.probe.settings,
+        "seed": plan.seed,
+        "trainer": trainer_settings(plan),
+    }
     return {**key, "probe_fingerprint": config_fingerprint(key), "datadiet_version": __version__}
 
 

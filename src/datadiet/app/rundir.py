@@ -126,12 +126,17 @@ def may_reuse(
         log.warning(
             "%s in %s not reused, %s. Moved to %s and made again "
             "(resume=false overwrites instead; a new hydra.run.dir keeps runs apart).",
-            phase, run_dir, reason, moved_to,
+            phase,
+            run_dir,
+            reason,
+            moved_to,
         )
     return False
 
 
-def set_aside(run_dir: str | os.PathLike, paths: Iterable[str | os.PathLike], error: UnreadableFileError, what: str) -> Optional[Path]:
+def set_aside(
+    run_dir: str | os.PathLike, paths: Iterable[str | os.PathLike], error: UnreadableFileError, what: str
+) -> Optional[Path]:
     """Moves an unreadable output and its companions (``paths``) to ``run_dir/superseded/`` (rank 0), with a
     warning naming the file; the caller then makes it again. Returns the folder they went to."""
     moved_to = supersede(run_dir, paths) if _is_rank_zero() else None

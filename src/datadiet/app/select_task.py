@@ -55,8 +55,12 @@ def select_only(plan: RunPlan, loggers: list[Logger]) -> dict[str, Any]:
     selector, cost = _selector_and_cost(plan, datamodule, subset, wall_time, scored_by_model)
     path = output_dir / SUBSET_FILE_NAME
     provenance = {
-        "dataset": {"name": datamodule.name, "fingerprint": datamodule.fingerprint(),
-                    "num_examples": datamodule.num_examples, "overrides": _data_overrides()},
+        "dataset": {
+            "name": datamodule.name,
+            "fingerprint": datamodule.fingerprint(),
+            "num_examples": datamodule.num_examples,
+            "overrides": _data_overrides(),
+        },
         "selection": {
             "selector": selector,
             "score": plan.pruning.score if subset.table is not None else None,
@@ -74,8 +78,14 @@ def select_only(plan: RunPlan, loggers: list[Logger]) -> dict[str, Any]:
     is_zero = pl.utilities.rank_zero.rank_zero_only.rank == 0
     if is_zero:
         export_foundation_subset(
-            path, subset.kept, subset.table, score=plan.pruning.score if subset.table is not None else None,
-            provenance=provenance, card=True, labels=datamodule.labels, num_examples=datamodule.num_examples,
+            path,
+            subset.kept,
+            subset.table,
+            score=plan.pruning.score if subset.table is not None else None,
+            provenance=provenance,
+            card=True,
+            labels=datamodule.labels,
+            num_examples=datamodule.num_examples,
         )
     summary = {
         "task": "select",
@@ -100,23 +110,32 @@ def select_only(plan: RunPlan, loggers: list[Logger]) -> dict[str, Any]:
 def readable_selection(summary: dict[str, Any]) -> str:
     """The console table of a ``task=select`` run."""
     selection, cost = summary["selection"], summary["cost"]
-    return format_summary({
-        "dataset": f"{summary['dataset']} ({summary['train_examples']:,} examples)",
-        "selector": selection["selector"]["description"],
-        "selection": f"{selection['score'] or '-'} / {selection['strategy']}"
-                     f"{' / class-balanced' if selection['class_balanced'] else ''}",
-        "examples kept": f"{summary['examples_kept']:,} / {summary['train_examples']:,}",
-        "cost": f"{cost['flops']:.3g} FLOPs, {cost['wall_time_s']:.1f} s",
-        "subset": summary["subset_path"],
-        "card": summary["card"],
-        "train on it": summary["train_command"],
-    }, title="datadiet subset")
+    return format_summary(
+        {
+            "dataset": f"{summary['dataset']} ({summary['train_examples']:,} examples)",
+            "selector": selection["selector"]["description"],
+            "selection": f"{selection['score'] or '-'} / {selection['strategy']}"
+            f"{' / class-balanced' if selection['class_balanced'] else ''}",
+            "examples kept": f"{summary['examples_kept']:,} / {summary['train_examples']:,}",
+            "cost": f"{cost['flops']:.3g} FLOPs, {cost['wall_time_s']:.1f} s",
+            "subset": summary["subset_path"],
+            "card": summary["card"],
+            "train on it": summary["train_command"],
+        },
+        title="datadiet subset",
+    )
 
 
 def train_command(path: Any) -> str:
     """The command line that trains a model on the subset at ``path``, with this run's data settings."""
-    return " ".join(["datadiet", "model=mlp", *(shlex.quote(item) for item in _data_overrides()),
-                     shlex.quote(f"pruning.subset_path={path}")])
+    return " ".join(
+        [
+            "datadiet",
+            "model=mlp",
+            *(shlex.quote(item) for item in _data_overrides()),
+            shlex.quote(f"pruning.subset_path={path}"),
+        ]
+    )
 
 
 def _data_overrides() -> list[str]:
@@ -124,7 +143,9 @@ def _data_overrides() -> list[str]:
     if not HydraConfig.initialized():
         return []
     hydra_cfg = HydraConfig.get()
-    overrides = [item for item in hydra_cfg.overrides.task if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]
+    overrides = [
+        item for item in hydra_cfg.overrides.task if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"
+    ]
     if not any(item.split("=", 1)[0] == "data" for item in overrides) and "data" in hydra_cfg.runtime.choices:
         overrides.insert(0, f"data={hydra_cfg.runtime.choices['data']}")
     return overrides
@@ -136,17 +157,27 @@ def _selector_and_cost(
     costs = subset.costs
     description = _SELECTORS[plan.selector].format(epochs=plan.probe.epochs, path=plan.probe.scores_path)
     selector: dict[str, Any] = {"kind": plan.selector, "description": description}
-    cost: dict[str, Any] = {"flops": 0.0, "wall_time_s": wall_time,
-                            "examples_seen": int(costs.get("probe_examples_seen", 0))}
+    cost: dict[str, Any] = {
+        "flops": 0.0,
+        "wall_time_s": wall_time,
+        "examples_seen": int(costs.get("probe_examples_seen", 0)),
+    }
     if scored_by_model:
         model = make_model(plan.probe.model, datamodule)
         flops_per_example = measure_flops_per_example(model, datamodule)
         presentations, scored = int(costs.get("probe_presentations", 0)), int(costs.get("probe_scored_examples", 0))
-        selector.update(model=_model_name(plan.probe.model), parameters=int(sum(p.numel() for p in model.parameters())),
-                        epochs=int(plan.probe.epochs), flops_per_example=flops_per_example)
-        cost.update(flops=run_flops(presentations, scored, flops_per_example),
-                    train_flops=run_flops(presentations, 0, flops_per_example),
-                    scoring_flops=run_flops(0, scored, flops_per_example), probe_wall_time_s=costs.get("probe_wall_time_s"))
+        selector.update(
+            model=_model_name(plan.probe.model),
+            parameters=int(sum(p.numel() for p in model.parameters())),
+            epochs=int(plan.probe.epochs),
+            flops_per_example=flops_per_example,
+        )
+        cost.update(
+            flops=run_flops(presentations, scored, flops_per_example),
+            train_flops=run_flops(presentations, 0, flops_per_example),
+            scoring_flops=run_flops(0, scored, flops_per_example),
+            probe_wall_time_s=costs.get("probe_wall_time_s"),
+        )
         if subset.resumed:
             cost["note"] = f"reused: {', '.join(subset.resumed)} (its cost is the original run's)"
     elif plan.selector == "imported":
@@ -169,9 +200,14 @@ def _label_noise(plan: RunPlan, records: dict[str, Any]) -> dict[str, Any] | Non
         return {"handling": "none (no mislabel detection)"}
     decision = records.get("mislabelled_auto")
     handling = plan.pruning.mislabelled if decision is None else ("exclude" if decision["noisy"] else "keep")
-    return {"setting": plan.pruning.mislabelled, "handling": handling, "detector": plan.pruning.detector,
-            "flagged": records["mislabelled_flagged"], "excluded": records["mislabelled_excluded"],
-            "noise_estimate": round(float(records["label_noise_estimate"]), 4)}
+    return {
+        "setting": plan.pruning.mislabelled,
+        "handling": handling,
+        "detector": plan.pruning.detector,
+        "flagged": records["mislabelled_flagged"],
+        "excluded": records["mislabelled_excluded"],
+        "noise_estimate": round(float(records["label_noise_estimate"]), 4),
+    }
 
 
 __all__ = ["SUBSET_FILE_NAME", "readable_selection", "select_only", "train_command"]

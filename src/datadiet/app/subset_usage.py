@@ -76,7 +76,10 @@ def runs_sharing_subset(path: Path) -> tuple[int, str]:
     here = path.resolve()
     sharing = sum(1 for job in jobs if _job_subset(job, here))
     sharing = max(sharing, 1)
-    return sharing, f"the jobs of this multirun that train on the subset: {sharing} of {len(jobs)} (hydra multirun.yaml)"
+    return (
+        sharing,
+        f"the jobs of this multirun that train on the subset: {sharing} of {len(jobs)} (hydra multirun.yaml)",
+    )
 
 
 def _sweep_jobs(sweep_dir: Path) -> list[list[str]] | None:

@@ -65,21 +65,29 @@ def _readable_mislabelled(summary: dict[str, Any]) -> str:
         when, why = f" after {summary['mislabelled_scored_after_epochs']} epochs", f"; {_auto_reason(decision)}"
     truth = ""
     if "mislabel_precision" in summary:
-        truth = (f" (injected {summary['label_noise']['num_flipped']:,}: precision {summary['mislabel_precision']:.3f}, "
-                 f"recall {summary['mislabel_recall']:.3f})")
-    return (f"{summary['mislabelled_flagged']:,} ({summary['label_noise_estimate']:.1%}){when}: {handling}{why}; list in "
-            f"flagged_examples.csv{truth}")
+        truth = (
+            f" (injected {summary['label_noise']['num_flipped']:,}: precision {summary['mislabel_precision']:.3f}, "
+            f"recall {summary['mislabel_recall']:.3f})"
+        )
+    return (
+        f"{summary['mislabelled_flagged']:,} ({summary['label_noise_estimate']:.1%}){when}: {handling}{why}; list in "
+        f"flagged_examples.csv{truth}"
+    )
 
 
 def _auto_reason(decision: dict[str, Any]) -> str:
-    seen = f"labels looked {'noisy' if decision['noisy'] else 'clean'} after {decision['after_epochs']} epoch(s) " \
-           f"(estimate {decision['estimate']:.1%} {'>' if decision['noisy'] else '<='} {decision['threshold']:.0%})"
+    seen = (
+        f"labels looked {'noisy' if decision['noisy'] else 'clean'} after {decision['after_epochs']} epoch(s) "
+        f"(estimate {decision['estimate']:.1%} {'>' if decision['noisy'] else '<='} {decision['threshold']:.0%})"
+    )
     if not decision["noisy"]:
         return f"{seen}, so nothing was excluded"
     if not decision["extra_epochs"]:
         return seen
-    return (f"{seen}, so the probe ran {decision['extra_epochs']} more epoch(s) and kept "
-            f"{decision['keep_fraction']:.0%} to stay at the planned compute")
+    return (
+        f"{seen}, so the probe ran {decision['extra_epochs']} more epoch(s) and kept "
+        f"{decision['keep_fraction']:.0%} to stay at the planned compute"
+    )
 
 
 def _readable_dynamic(summary: dict[str, Any]) -> str:
@@ -204,8 +212,13 @@ def run_summary(
     is_reference = plan.may_be_reference(fit.epochs, account.probe_flops)
     summary.update(
         compute_summary(
-            account, plan, datamodule.num_examples, fit.epochs, value,
-            None if is_reference else reference, is_reference,
+            account,
+            plan,
+            datamodule.num_examples,
+            fit.epochs,
+            value,
+            None if is_reference else reference,
+            is_reference,
         )
     )
     if plan.selection == SUBSET_FILE:  # a foundation subset: where it came from, and its cost shared

@@ -58,7 +58,9 @@ def train(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger],
     num_kept = (
         len(subset.kept)
         if subset.kept is not None
-        else expected_kept(subset.keep_fraction, datamodule.num_examples, datamodule.labels, plan.pruning.class_balanced)
+        else expected_kept(
+            subset.keep_fraction, datamodule.num_examples, datamodule.labels, plan.pruning.class_balanced
+        )
     )
     epochs = plan.budget.train_epochs(datamodule.num_examples, num_kept, flops_per_example, probe_flops)
     prune = None if subset.kept is not None else in_run_pruning(plan, datamodule)
@@ -68,8 +70,13 @@ def train(plan: "RunPlan", datamodule: PruningDataModule, loggers: list[Logger],
     settings = train_settings(plan, datamodule, subset.kept, epochs)
     # An explicit `ckpt_path` is the user's choice: resumed from as given, whatever it was made with.
     resume_training = bool(plan.ckpt_path) or may_reuse(
-        "training checkpoint", plan.paths.output_dir, [train_dir, plan.paths.output_dir / "summary.json"],
-        recorded_settings(train_dir), settings, plan.resume, sign=train_dir / "checkpoints" / LAST,
+        "training checkpoint",
+        plan.paths.output_dir,
+        [train_dir, plan.paths.output_dir / "summary.json"],
+        recorded_settings(train_dir),
+        settings,
+        plan.resume,
+        sign=train_dir / "checkpoints" / LAST,
     )
     record_settings(train_dir, settings)
 

@@ -49,7 +49,9 @@ class TestMetric:
             ValueError: a name that is not a non-empty string, or a mode other than max / min.
         """
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"`test_metric` must name a metric your model logs in test_step (e.g. test/acc), got {name!r}")
+            raise ValueError(
+                f"`test_metric` must name a metric your model logs in test_step (e.g. test/acc), got {name!r}"
+            )
         if mode not in MODES:
             raise ValueError(f"`test_metric_mode` can be max (larger is better) or min, got {mode!r}")
         return cls(name, mode)
@@ -159,8 +161,16 @@ def check_before_training(plan: "RunPlan", datamodule: PruningDataModule) -> Non
             make_model(plan.probe.model, datamodule)
         model = make_model(plan.model, datamodule)
         trainer = instantiate(
-            plan.trainer, devices=1, num_nodes=1, strategy="auto", logger=False, callbacks=[], limit_test_batches=1,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            plan.trainer,
+            devices=1,
+            num_nodes=1,
+            strategy="auto",
+            logger=False,
+            callbacks=[],
+            limit_test_batches=1,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
             default_root_dir=str(plan.paths.output_dir / "test_metric_check"),
         )
         try:

@@ -63,14 +63,18 @@ def noisy_keep_fraction(keep_fraction: float, max_epochs: int, after_epochs: int
     return ((max_epochs - after_epochs) * keep_fraction - extra_epochs - scoring) / remaining
 
 
-def affordable_extra_epochs(keep_fraction: float, max_epochs: Optional[int], after_epochs: int, extra_epochs: int) -> int:
+def affordable_extra_epochs(
+    keep_fraction: float, max_epochs: Optional[int], after_epochs: int, extra_epochs: int
+) -> int:
     """The most extra epochs, up to ``extra_epochs``, that leave an epoch to train and cost at most half the kept
     set (``k' >= k / 2``); 0 when ``max_epochs`` is unknown."""
     if max_epochs is None or max_epochs < 0:
         return 0
     for extra in range(extra_epochs, 0, -1):
-        if after_epochs + extra < max_epochs and noisy_keep_fraction(
-                keep_fraction, max_epochs, after_epochs, extra) >= keep_fraction / 2:
+        if (
+            after_epochs + extra < max_epochs
+            and noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra) >= keep_fraction / 2
+        ):
             return extra
     return 0
 
@@ -102,14 +106,27 @@ class NoiseDecision:
         return self.after_epochs + (self.extra_epochs if self.noisy else 0)
 
     @classmethod
-    def make(cls, estimate: float, threshold: float, keep_fraction: float, max_epochs: Optional[int],
-             after_epochs: int, extra_epochs: int) -> "NoiseDecision":
+    def make(
+        cls,
+        estimate: float,
+        threshold: float,
+        keep_fraction: float,
+        max_epochs: Optional[int],
+        after_epochs: int,
+        extra_epochs: int,
+    ) -> "NoiseDecision":
         noisy = estimate > threshold
         extra = affordable_extra_epochs(keep_fraction, max_epochs, after_epochs, extra_epochs) if noisy else 0
         return cls(
-            estimate=float(estimate), threshold=threshold, after_epochs=after_epochs, extra_epochs=extra,
-            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra) if extra else keep_fraction,
-            planned_keep_fraction=keep_fraction, asked_extra_epochs=extra_epochs,
+            estimate=float(estimate),
+            threshold=threshold,
+            after_epochs=after_epochs,
+            extra_epochs=extra,
+            keep_fraction=noisy_keep_fraction(keep_fraction, max_epochs, after_epochs, extra)
+            if extra
+            else keep_fraction,
+            planned_keep_fraction=keep_fraction,
+            asked_extra_epochs=extra_epochs,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,17 +139,26 @@ class NoiseDecision:
     def describe(self) -> str:
         """Why the flags were kept or excluded, in words."""
         if not self.noisy:
-            return (f"labels looked clean after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} <= "
-                    f"{self.threshold:.0%}): flags recorded, nothing excluded")
+            return (
+                f"labels looked clean after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} <= "
+                f"{self.threshold:.0%}): flags recorded, nothing excluded"
+            )
         if self.extra_epochs == 0:
-            short = (f"; the run is too short to pay for {self.asked_extra_epochs} more epoch(s) on all data"
-                     if self.asked_extra_epochs else "")
-            return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
-                    f"{self.threshold:.0%}): flagged examples excluded{short}")
-        return (f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
-                f"{self.threshold:.0%}), so the model trained {self.extra_epochs} more epoch(s) on all data before "
-                f"the detector ran again, and kept {self.keep_fraction:.0%} instead of "
-                f"{self.planned_keep_fraction:.0%} to stay at the planned compute")
+            short = (
+                f"; the run is too short to pay for {self.asked_extra_epochs} more epoch(s) on all data"
+                if self.asked_extra_epochs
+                else ""
+            )
+            return (
+                f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
+                f"{self.threshold:.0%}): flagged examples excluded{short}"
+            )
+        return (
+            f"labels looked noisy after {self.after_epochs} epoch(s) (estimate {self.estimate:.1%} > "
+            f"{self.threshold:.0%}), so the model trained {self.extra_epochs} more epoch(s) on all data before "
+            f"the detector ran again, and kept {self.keep_fraction:.0%} instead of "
+            f"{self.planned_keep_fraction:.0%} to stay at the planned compute"
+        )
 
 
 def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_scores: bool) -> bool:
@@ -153,8 +179,10 @@ def auto_detector_applies(trainer: Any, pl_module: Any, difficulty: Any, needs_s
         if not needs_scores:
             raise
         del difficulty.scores["label_issue"]  # this fit only: `setup` builds the scores anew
-        rank_zero_info(f"PruneDuringFit(mislabelled='auto'): no mislabel detection here ({error}); pruning as "
-                       "with mislabelled=None")
+        rank_zero_info(
+            f"PruneDuringFit(mislabelled='auto'): no mislabel detection here ({error}); pruning as "
+            "with mislabelled=None"
+        )
         return False
     return True
 
@@ -183,7 +211,9 @@ def table_state(table: Optional[ScoreTable]) -> Optional[dict[str, Any]]:
     return {
         "scores": {name: torch.from_numpy(table[name].copy()) for name in table},
         "raw": {name: torch.from_numpy(table.raw(name).copy()) for name in table},
-        "labels": None if table.labels is None or table.labels.dtype.kind not in "biuf" else torch.from_numpy(np.array(table.labels)),
+        "labels": None
+        if table.labels is None or table.labels.dtype.kind not in "biuf"
+        else torch.from_numpy(np.array(table.labels)),
         "columns": {name: torch.from_numpy(np.array(values)) for name, values in table.columns.items()},
         "metadata": dict(table.metadata),
     }

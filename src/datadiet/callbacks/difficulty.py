@@ -211,7 +211,11 @@ class DifficultyCallback(Callback):
             score.to(pl_module.device)
         self._ledger.to(pl_module.device)
         check_first_batch(
-            trainer, pl_module, self.adapter, "DifficultyCallback", scores=self.scores.values(),
+            trainer,
+            pl_module,
+            self.adapter,
+            "DifficultyCallback",
+            scores=self.scores.values(),
             needs_loss=any(getattr(score, "from_example_loss", False) for score in self.scores.values()),
         )
         if any(score.phase == "train" for score in self.scores.values()):

@@ -18,9 +18,7 @@ def _count(fraction: float, total: int) -> int:
     return math.floor(round(fraction * total, 6))
 
 
-def infobatch_subset(
-    scores: np.ndarray, prune_ratio: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def infobatch_subset(scores: np.ndarray, prune_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """InfoBatch (Qin et al., ICLR 2024): skip a random share of the below-mean examples, re-weight the rest.
 
     Args:

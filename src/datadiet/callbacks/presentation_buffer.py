@@ -85,8 +85,11 @@ class PresentationBuffer:
         """(Re)allocates the buffers when the first batch after a take does not fit them."""
         num_classes, device = logits.shape[1], logits.device
         same = (
-            self._logits is not None and self._logits.shape[1] == num_classes and self._logits.device == device
-            and batch_size <= len(self._logits) and (target is None) == (self._target is None)
+            self._logits is not None
+            and self._logits.shape[1] == num_classes
+            and self._logits.device == device
+            and batch_size <= len(self._logits)
+            and (target is None) == (self._target is None)
             and (target is None or target.dtype == self._target.dtype)
         )
         if same:

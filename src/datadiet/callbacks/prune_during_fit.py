@@ -15,9 +15,9 @@ from typing_extensions import override
 from datadiet.adapter import Adapter
 from datadiet.callbacks._noisy_labels import (
     DEFAULT_NOISE_THRESHOLD,
-    auto_detector_applies,
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
+    auto_detector_applies,
     rescored_table,
     table_from_state,
     table_state,
@@ -131,9 +131,12 @@ class PruneDuringFit(Callback):
         for name, value in (("noise_threshold", noise_threshold), ("noisy_extra_epochs", noisy_extra_epochs)):
             if value is not None and mislabelled != "auto":
                 raise ValueError(f"`{name}={value!r}` applies only with mislabelled='auto', got {mislabelled!r}")
-        self.noise_threshold = validate_noise_threshold(DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold)
+        self.noise_threshold = validate_noise_threshold(
+            DEFAULT_NOISE_THRESHOLD if noise_threshold is None else noise_threshold
+        )
         self.noisy_extra_epochs = validate_extra_epochs(
-            DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs)
+            DEFAULT_NOISY_EXTRA_EPOCHS if noisy_extra_epochs is None else noisy_extra_epochs
+        )
         DETECTORS.get(detector)
         self.mislabelled = mislabelled
         self.detector = detector
@@ -159,7 +162,10 @@ class PruneDuringFit(Callback):
                 scores=recorded, adapter=adapter, scoring_batch_size=scoring_batch_size, score_options=options or None
             )
         self._state_key = self._generate_state_key(
-            after_epochs=after_epochs, score=score, keep_fraction=self.keep_fraction, strategy=strategy,
+            after_epochs=after_epochs,
+            score=score,
+            keep_fraction=self.keep_fraction,
+            strategy=strategy,
             **({"mislabelled": mislabelled} if mislabelled is not None else {}),
         )
         #: Original indices of the kept examples once pruned (sorted), else ``None``.
@@ -316,8 +322,12 @@ class PruneDuringFit(Callback):
             if self._auto_detects:
                 if self.noise_decision is None:  # decided from the gathered table: the same on every rank
                     self.noise_decision = NoiseDecision.make(
-                        float(table.metadata["label_noise_estimate"]), self.noise_threshold, self.keep_fraction,
-                        trainer.max_epochs, self.after_epochs, self.noisy_extra_epochs,
+                        float(table.metadata["label_noise_estimate"]),
+                        self.noise_threshold,
+                        self.keep_fraction,
+                        trainer.max_epochs,
+                        self.after_epochs,
+                        self.noisy_extra_epochs,
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table
@@ -357,9 +367,12 @@ class PruneDuringFit(Callback):
         rank_zero_info(
             f"PruneDuringFit: after {self.pruned_after_epoch} epoch(s) on all data, kept {len(kept):,} of "
             f"{datamodule.num_examples:,} examples ({self.score} / {self.strategy}) for the remaining epochs"
-            + ("" if issues is None else
-               f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
-               f"{'kept' if handling == 'keep' else 'excluded'}")
+            + (
+                ""
+                if issues is None
+                else f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
+                f"{'kept' if handling == 'keep' else 'excluded'}"
+            )
             + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
         )
 
@@ -374,7 +387,8 @@ class PruneDuringFit(Callback):
             num_examples = trainer.datamodule.num_examples
             difficulty.scores = {
                 name: difficulty.score_classes[name](num_examples, **difficulty.score_options.get(name, {}))
-                for name, score in saved[0].items() if score.phase == "eval"
+                for name, score in saved[0].items()
+                if score.phase == "eval"
             }
             difficulty._train_scores = []
             for score in difficulty.scores.values():
@@ -399,7 +413,9 @@ class PruneDuringFit(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {
-            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
+            "kept_indices": None
+            if self.kept_indices is None
+            else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "pruned_after_epoch": self.pruned_after_epoch,
             "scored_examples": self.scored_examples,
             "scoring_wall_time_s": self.scoring_wall_time_s,
@@ -416,7 +432,9 @@ class PruneDuringFit(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         kept = state_dict.get("kept_indices")  # a tensor, or a list in older checkpoints
-        self.kept_indices = None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
+        self.kept_indices = (
+            None if kept is None else np.array(kept.numpy() if isinstance(kept, torch.Tensor) else kept, dtype=np.int64)
+        )
         self.pruned_after_epoch = state_dict.get("pruned_after_epoch")
         self.scored_examples = int(state_dict.get("scored_examples", 0))
         self.scoring_wall_time_s = float(state_dict.get("scoring_wall_time_s", 0.0))

@@ -90,8 +90,10 @@ class ReducibleLossSelection(Callback):
         batch_subset_fn: Optional[Callable[[Any, Tensor], Any]] = None,
     ) -> None:
         super().__init__()
-        if not isinstance(selected_fraction, (int, float)) or isinstance(selected_fraction, bool) or not (
-            0 < selected_fraction <= 1
+        if (
+            not isinstance(selected_fraction, (int, float))
+            or isinstance(selected_fraction, bool)
+            or not (0 < selected_fraction <= 1)
         ):
             raise ValueError(f"`selected_fraction` must be a number in (0, 1], got {selected_fraction!r}")
         if selection_mode not in SELECTION_MODES:
@@ -191,7 +193,9 @@ class ReducibleLossSelection(Callback):
             raise ValueError("every irreducible loss is NaN: no example can be selected")
         excluded = int(np.isnan(self._irreducible).sum())
         if excluded:
-            rank_zero_info(f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on")
+            rank_zero_info(
+                f"ReducibleLossSelection: {excluded} examples without an irreducible loss are not trained on"
+            )
             datamodule.epoch_subset_fn = self._epoch_subset
         self._datamodule, self._trainer = datamodule, trainer
         datamodule.train_batch_fn = self._select

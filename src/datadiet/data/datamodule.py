@@ -301,9 +301,17 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 )
         if strategy == "auto" and isinstance(table, ScoreTable) and "label_noise_estimate" in table.metadata:
             # the wrong labels `auto` chooses among: those flagged, unless they are excluded (see `keep_auto`)
-            options.setdefault("label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"]))
+            options.setdefault(
+                "label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"])
+            )
         kept = select(
-            scores, keep_fraction, strategy, labels=labels, class_balanced=class_balanced, seed=seed, exclude=exclude,
+            scores,
+            keep_fraction,
+            strategy,
+            labels=labels,
+            class_balanced=class_balanced,
+            seed=seed,
+            exclude=exclude,
             **options,
         )
         self.kept_indices = kept
@@ -397,7 +405,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         """The kept subset travels with checkpoints (an int64 tensor sharing its memory), so a resumed run trains
         on the same examples."""
         return {
-            "kept_indices": None if self.kept_indices is None else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
+            "kept_indices": None
+            if self.kept_indices is None
+            else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "num_examples": self.num_examples,
             "dataset_fingerprint": self.fingerprint(),
         }

@@ -90,4 +90,3 @@ class EpochSampler(DistributedSampler):
             if order is not None:
                 slots = order[slots]
             yield from (slots if positions is None else positions[slots]).tolist()
-

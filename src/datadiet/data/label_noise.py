@@ -48,8 +48,13 @@ class LabelNoise:
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready provenance (without the index list, which is saved as an array)."""
-        return {"rate": self.rate, "kind": self.kind, "seed": self.seed, "num_flipped": self.num_flipped,
-                "num_examples": int(len(self.clean_labels))}
+        return {
+            "rate": self.rate,
+            "kind": self.kind,
+            "seed": self.seed,
+            "num_flipped": self.num_flipped,
+            "num_examples": int(len(self.clean_labels)),
+        }
 
 
 def validate_label_noise(rate: float, kind: str, seed: int) -> None:

@@ -32,7 +32,12 @@ class TinyGPT(nn.Module):
     """
 
     def __init__(
-        self, input_shape: Sequence[int], num_classes: int, width: int = 64, depth: int = 2, heads: int = 4,
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        width: int = 64,
+        depth: int = 2,
+        heads: int = 4,
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
@@ -40,12 +45,20 @@ class TinyGPT(nn.Module):
         self.token_embedding = nn.Embedding(num_classes, width)
         self.position_embedding = nn.Embedding(self.context, width)
         layer = nn.TransformerEncoderLayer(
-            width, heads, dim_feedforward=4 * width, dropout=dropout, activation="gelu", batch_first=True, norm_first=True
+            width,
+            heads,
+            dim_feedforward=4 * width,
+            dropout=dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
         )
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, num_classes)
-        self.register_buffer("causal_mask", nn.Transformer.generate_square_subsequent_mask(self.context), persistent=False)
+        self.register_buffer(
+            "causal_mask", nn.Transformer.generate_square_subsequent_mask(self.context), persistent=False
+        )
 
     def forward(self, tokens: Tensor) -> Tensor:
         length = tokens.shape[1]
@@ -108,7 +121,9 @@ def bits_per_token(model: nn.Module, dataset: Any, batch_size: int = 256) -> flo
         for start in range(0, len(x), batch_size):
             logits = model(x[start : start + batch_size])
             target = y[start : start + batch_size]
-            total += float(F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum"))
+            total += float(
+                F.cross_entropy(logits.flatten(0, 1).float(), target.flatten(), ignore_index=-100, reduction="sum")
+            )
             tokens += int((target != -100).sum())
     finally:
         model.train(was_training)

@@ -20,7 +20,11 @@ class MLP(nn.Module):
     """
 
     def __init__(
-        self, input_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int] = (256, 256), dropout: float = 0.0
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden_sizes: Sequence[int] = (256, 256),
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Flatten()]

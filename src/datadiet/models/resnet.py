@@ -20,7 +20,9 @@ def resnet18(input_shape: Sequence[int], num_classes: int) -> nn.Module:
     from torchvision.models import resnet18 as torchvision_resnet18
 
     if len(input_shape) != 3:
-        raise ValueError(f"`resnet18` needs image inputs (channels, height, width), got input_shape={tuple(input_shape)}")
+        raise ValueError(
+            f"`resnet18` needs image inputs (channels, height, width), got input_shape={tuple(input_shape)}"
+        )
     net = torchvision_resnet18(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(input_shape[0], 64, kernel_size=3, stride=1, padding=1, bias=False)
     net.maxpool = nn.Identity()

@@ -56,7 +56,9 @@ def record_failures(job: Callable[[DictConfig], Any], cfg: DictConfig, failed_va
         return failed_value
 
 
-def report_sweep(sweep_dir: str | Path, wandb: Optional[bool] = None, config: Optional[DictConfig] = None) -> SweepReport:
+def report_sweep(
+    sweep_dir: str | Path, wandb: Optional[bool] = None, config: Optional[DictConfig] = None
+) -> SweepReport:
     """Builds the report of ``sweep_dir``, prints it, and logs it to W&B when the sweep used W&B.
 
     Args:
@@ -108,7 +110,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     parser.add_argument("sweep_dir", type=Path, help="a multirun directory, e.g. multirun/2026-01-31/12-00-00")
     wandb_group = parser.add_mutually_exclusive_group()
-    wandb_group.add_argument("--wandb", dest="wandb", action="store_true", default=None, help="also log the curve to W&B")
+    wandb_group.add_argument(
+        "--wandb", dest="wandb", action="store_true", default=None, help="also log the curve to W&B"
+    )
     wandb_group.add_argument("--no-wandb", dest="wandb", action="store_false", help="never log to W&B")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():

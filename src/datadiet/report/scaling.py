@@ -184,7 +184,9 @@ def fit_power_law(examples: Sequence[float], errors: Sequence[float], strategy: 
     residual = y - (slope * x + intercept)
     total = ((y - y.mean()) ** 2).sum()
     r_squared = float(1 - (residual**2).sum() / total) if total > 0 else 1.0
-    return PowerLawFit(strategy, float(slope), float(math.exp(intercept)), r_squared, int(len(n)), int(n.min()), int(n.max()))
+    return PowerLawFit(
+        strategy, float(slope), float(math.exp(intercept)), r_squared, int(len(n)), int(n.min()), int(n.max())
+    )
 
 
 def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -196,7 +198,9 @@ def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarray, 
             if row["strategy"] == strategy:
                 # a run whose test metric is not accuracy has no test error (None): not a point of the curve
                 error = row["test_error"]
-                errors_by_size.setdefault(int(row["examples_kept"]), []).append(float("nan") if error in (None, "") else float(error))
+                errors_by_size.setdefault(int(row["examples_kept"]), []).append(
+                    float("nan") if error in (None, "") else float(error)
+                )
         sizes = np.array(sorted(errors_by_size))
         means = np.array([np.mean(errors_by_size[s]) for s in sizes])
         stds = np.array([np.std(errors_by_size[s]) for s in sizes])
@@ -204,7 +208,9 @@ def curve_points(rows: Sequence[dict[str, Any]]) -> dict[str, tuple[np.ndarray, 
     return points
 
 
-def plot_curve(points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], fits: Sequence[PowerLawFit], title: str = ""):
+def plot_curve(
+    points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], fits: Sequence[PowerLawFit], title: str = ""
+):
     """The log–log figure: one line (with error bars over seeds) and its dashed power-law fit per strategy."""
     import matplotlib
 
@@ -216,7 +222,9 @@ def plot_curve(points: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], fit
     for strategy, (sizes, means, stds) in points.items():
         fit = fits_by_strategy.get(strategy)
         label = strategy if fit is None else f"{strategy} (exponent {fit.exponent:.2f})"
-        line = axes.errorbar(sizes, np.maximum(means, 1e-12), yerr=stds if stds.any() else None, marker="o", label=label)
+        line = axes.errorbar(
+            sizes, np.maximum(means, 1e-12), yerr=stds if stds.any() else None, marker="o", label=label
+        )
         if fit is not None:
             grid = np.geomspace(fit.min_examples, fit.max_examples, 50)
             axes.plot(grid, fit.prefactor * grid**fit.exponent, "--", color=line[0].get_color(), alpha=0.6)
@@ -263,7 +271,9 @@ def build_report(sweep_dir: str | Path, output_dir: Optional[str | Path] = None)
 
     files = {
         "curve_csv": atomic_write_text(output_dir / "scaling_curve.csv", _csv_text(rows, CURVE_COLUMNS)),
-        "fits_csv": atomic_write_text(output_dir / "scaling_fits.csv", _csv_text([asdict(f) for f in report.fits], FIT_COLUMNS)),
+        "fits_csv": atomic_write_text(
+            output_dir / "scaling_fits.csv", _csv_text([asdict(f) for f in report.fits], FIT_COLUMNS)
+        ),
     }
     if rows:
         import matplotlib.pyplot as plt
@@ -298,7 +308,9 @@ def format_report(report: SweepReport) -> str:
             f"{fit.num_points} sizes, n = {fit.min_examples}…{fit.max_examples})"
         )
     for job in report.failed:
-        lines.append(f"  FAILED {job.directory.name} (strategy={job.strategy}, keep_fraction={job.keep_fraction}): {job.error}")
+        lines.append(
+            f"  FAILED {job.directory.name} (strategy={job.strategy}, keep_fraction={job.keep_fraction}): {job.error}"
+        )
     for name, path in report.files.items():
         lines.append(f"  {name}: {path}")
     return "\n".join(lines)

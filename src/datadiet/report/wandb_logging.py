@@ -127,7 +127,9 @@ def log_job(loggers: Sequence[Any], summary: dict[str, Any], kept_path: Optional
             f"kept-subset-{run.id}",
             type="kept_subset",
             description="original indices kept for training, with their scores",
-            metadata={key: summary.get(key) for key in ("dataset", "score", "strategy", "keep_fraction", "examples_kept")},
+            metadata={
+                key: summary.get(key) for key in ("dataset", "score", "strategy", "keep_fraction", "examples_kept")
+            },
         )
         artifact.add_file(str(kept_path))
         sidecar = Path(kept_path).with_suffix(".json")

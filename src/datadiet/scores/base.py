@@ -114,8 +114,11 @@ class PerExampleScore(ABC):
             raise ValueError(
                 f"score {self.name!r} reads class probabilities from logits (batch, classes) or (batch, tokens, "
                 f"classes) with at least 2 classes, got model outputs of shape {shape}"
-                + ("; one output per example is a regressor: pass `Adapter(loss='mse')` (or 'l1') and score "
-                   "by 'loss'" if shape[-1:] == (1,) or logits.ndim == 1 else "")
+                + (
+                    "; one output per example is a regressor: pass `Adapter(loss='mse')` (or 'l1') and score by 'loss'"
+                    if shape[-1:] == (1,) or logits.ndim == 1
+                    else ""
+                )
             )
         if not self.requires_labels or target is None:
             return

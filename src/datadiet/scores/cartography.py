@@ -42,7 +42,9 @@ class _LabelProbabilityMoments(PresentationScore):
         self.presentations[part] = count
 
     def _unseen_to_nan(self, values: Tensor) -> np.ndarray:
-        values = torch.where(self.presentations > 0, values.double(), torch.full_like(values, float("nan"), dtype=torch.float64))
+        values = torch.where(
+            self.presentations > 0, values.double(), torch.full_like(values, float("nan"), dtype=torch.float64)
+        )
         return self.example_mean(values).cpu().numpy()
 
 

@@ -52,12 +52,14 @@ def exact_gradient_norm(
     one = lambda t: t.unsqueeze(0) if isinstance(t, Tensor) else t  # noqa: E731
 
     if callable(adapter.loss):
+
         def example_loss(params: dict[str, Tensor], x: Any, example: Any) -> Tensor:
             output = functional_call(module, (params, buffers), (tree_map(one, x),))
             return adapter.loss(output, tree_map(one, example))[0]
 
         per_example = (inputs, batch)
     else:
+
         def example_loss(params: dict[str, Tensor], x: Any, y: Tensor) -> Tensor:
             logits = adapter.logits_fn(functional_call(module, (params, buffers), (tree_map(one, x),)))
             if adapter.shift_labels and logits.ndim == 3:  # `y` is already shifted, as the scoring pass read it
@@ -89,14 +91,18 @@ class GraNd(EvalPassScore):
     needs = frozenset({"features", "adapter"})
     needs_class_probabilities = False
 
-    def __init__(self, num_examples: int, exact: bool = False, bias: bool = True, chunk_size: Optional[int] = 32) -> None:
+    def __init__(
+        self, num_examples: int, exact: bool = False, bias: bool = True, chunk_size: Optional[int] = 32
+    ) -> None:
         super().__init__(num_examples)
         if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"`chunk_size` must be a positive integer or None, got {chunk_size!r}")
         self.exact = bool(exact)
         self.bias = bool(bias)
         self.chunk_size = chunk_size
-        self.needs = frozenset({"module", "inputs", "adapter", "batch"}) if self.exact else frozenset({"features", "adapter"})
+        self.needs = (
+            frozenset({"module", "inputs", "adapter", "batch"}) if self.exact else frozenset({"features", "adapter"})
+        )
 
     def check_batch(self, logits: Any, target: Any, adapter: Adapter) -> None:
         if self.exact:

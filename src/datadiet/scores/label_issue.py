@@ -84,8 +84,11 @@ class LabelIssue(EvalPassScore):
     def metadata(self) -> dict[str, Any]:
         if self.issues is None:
             return {}
-        return {"label_noise_estimate": self.issues.noise_rate_estimate, "label_issue_detector": self.detector,
-                "label_issues_flagged": self.issues.num_flagged}
+        return {
+            "label_noise_estimate": self.issues.noise_rate_estimate,
+            "label_issue_detector": self.detector,
+            "label_issues_flagged": self.issues.num_flagged,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = state.get("probabilities")

@@ -58,7 +58,9 @@ def spherical_kmeans(
     data = embeddings if normalized else _normalize(embeddings)
     if not 1 <= num_clusters <= len(data):
         raise ValueError(f"`num_clusters` must be in [1, {len(data)}] (the number of embeddings), got {num_clusters}")
-    kmeans = faiss.Kmeans(data.shape[1], int(num_clusters), niter=int(niter), seed=int(seed), spherical=True, verbose=False)
+    kmeans = faiss.Kmeans(
+        data.shape[1], int(num_clusters), niter=int(niter), seed=int(seed), spherical=True, verbose=False
+    )
     kmeans.train(data)
     return _normalize(kmeans.centroids)
 
@@ -171,7 +173,9 @@ class PrototypeDistance(EvalPassScore):
         seed: int = 0,
     ) -> None:
         super().__init__(num_examples)
-        if num_clusters is not None and (isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1):
+        if num_clusters is not None and (
+            isinstance(num_clusters, bool) or not isinstance(num_clusters, int) or num_clusters < 1
+        ):
             raise ValueError(f"`num_clusters` must be a positive integer or None, got {num_clusters!r}")
         if embed_fn is not None and embeddings is not None:
             raise ValueError("give either `embed_fn` or `embeddings`, not both")
@@ -181,7 +185,9 @@ class PrototypeDistance(EvalPassScore):
         self.precomputed = None if embeddings is None else load_embeddings(embeddings, num_examples)
         self.niter = int(niter)
         self.seed = int(seed)
-        self.needs = frozenset() if embeddings is not None else frozenset({"inputs"}) if embed_fn else frozenset({"features"})
+        self.needs = (
+            frozenset() if embeddings is not None else frozenset({"inputs"}) if embed_fn else frozenset({"features"})
+        )
 
     def update(
         self,
@@ -204,7 +210,8 @@ class PrototypeDistance(EvalPassScore):
         embedding = embedding.detach().float().flatten(1)
         if "embeddings" not in self._state_names:
             self.add_state(
-                "embeddings", torch.full((self.num_examples, embedding.shape[1]), float("nan"), device=self.value.device)
+                "embeddings",
+                torch.full((self.num_examples, embedding.shape[1]), float("nan"), device=self.value.device),
             )
         self.embeddings[original_index] = embedding.to(self.embeddings.device)
 
@@ -226,7 +233,12 @@ class PrototypeDistance(EvalPassScore):
                 num_clusters = len(np.unique(context.labels))
             num_clusters = min(num_clusters or 10, int((~np.isnan(embeddings).any(axis=1)).sum()) or 1)
             distance = prototype_distance(
-                embeddings, num_clusters, labels=context.labels if self.supervised else None, supervised=self.supervised, niter=self.niter, seed=self.seed
+                embeddings,
+                num_clusters,
+                labels=context.labels if self.supervised else None,
+                supervised=self.supervised,
+                niter=self.niter,
+                seed=self.seed,
             )
         distance = context.broadcast(distance, 0)
         self.value = torch.as_tensor(distance, dtype=torch.float32, device=self.value.device)

@@ -55,7 +55,11 @@ def holdout_split(num_examples: int, holdout_fraction: float, seed: int = 0) -> 
 
 @torch.no_grad()
 def per_example_loss(
-    model: torch.nn.Module, dataset: Dataset, indices: np.ndarray, batch_size: int = 512, adapter: Optional[Adapter] = None,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    indices: np.ndarray,
+    batch_size: int = 512,
+    adapter: Optional[Adapter] = None,
     collate_fn: Optional[Callable] = None,
 ) -> np.ndarray:
     """The per-example loss of ``model`` (eval mode, on its own device) on ``dataset[indices]``, in that order:
@@ -66,7 +70,9 @@ def per_example_loss(
     model.eval()
     losses = []
     try:
-        loader = DataLoader(Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, collate_fn=collate_fn)
+        loader = DataLoader(
+            Subset(dataset, indices.tolist()), batch_size=batch_size, shuffle=False, collate_fn=collate_fn
+        )
         for batch in loader:
             batch = _to_device(batch, device)
             losses.append(adapter.example_loss(model(adapter.input_fn(batch)), batch).double().cpu())
@@ -111,8 +117,9 @@ class _CountPresentations(pl.Callback):
         self.local = 0
         self.total = 0
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         self.local += extract_batch_size(batch)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -167,10 +174,17 @@ def fit_irreducible_losses(
         pl.seed_everything(seed + fold, workers=True, verbose=False)
         model = model_factory()
         counter = _CountPresentations()
-        options = {"enable_checkpointing": False, "logger": False, "enable_model_summary": False, **(trainer_kwargs or {})}
+        options = {
+            "enable_checkpointing": False,
+            "logger": False,
+            "enable_model_summary": False,
+            **(trainer_kwargs or {}),
+        }
         options["callbacks"] = [*options.get("callbacks", []), counter]
         trainer = (trainer_factory or pl.Trainer)(**options)
-        loader = DataLoader(Subset(train_dataset, train_part.tolist()), batch_size=batch_size, shuffle=True, collate_fn=collate_fn)
+        loader = DataLoader(
+            Subset(train_dataset, train_part.tolist()), batch_size=batch_size, shuffle=True, collate_fn=collate_fn
+        )
         trainer.fit(model, train_dataloaders=loader)
         is_global_zero = trainer.is_global_zero
         # Every process scores every example with the same (synchronised) weights: no gather needed.
@@ -206,11 +220,19 @@ def _read_cache(cache_path: Union[None, str, os.PathLike], num_examples: int) ->
 
     flops = float(values["flops_per_example"]) if "flops_per_example" in values else float("nan")
     cross_fit = bool(values["cross_fit"]) if "cross_fit" in values else bool(np.isfinite(losses).all())
-    return IrreducibleLosses(losses, holdout, cross_fit, count("train_presentations"), count("scored_examples"),
-                             None if np.isnan(flops) else flops)
+    return IrreducibleLosses(
+        losses,
+        holdout,
+        cross_fit,
+        count("train_presentations"),
+        count("scored_examples"),
+        None if np.isnan(flops) else flops,
+    )
 
 
-def _forward_flops(model: torch.nn.Module, dataset: Dataset, adapter: Optional[Adapter], collate_fn: Optional[Callable]) -> Optional[float]:
+def _forward_flops(
+    model: torch.nn.Module, dataset: Dataset, adapter: Optional[Adapter], collate_fn: Optional[Callable]
+) -> Optional[float]:
     """The model's forward FLOPs per example on two examples of ``dataset``; ``None`` if its input is not one tensor."""
     adapter = adapter or Adapter()
     batch = next(iter(DataLoader(Subset(dataset, [0, min(1, len(dataset) - 1)]), batch_size=2, collate_fn=collate_fn)))
@@ -220,8 +242,12 @@ def _forward_flops(model: torch.nn.Module, dataset: Dataset, adapter: Optional[A
     return forward_flops_per_example(model, inputs)
 
 
-def irreducible_losses(train_dataset: Dataset, model_factory: Callable[[], pl.LightningModule],
-                       holdout_fraction: float = 0.5, **options: Any) -> np.ndarray:
+def irreducible_losses(
+    train_dataset: Dataset,
+    model_factory: Callable[[], pl.LightningModule],
+    holdout_fraction: float = 0.5,
+    **options: Any,
+) -> np.ndarray:
     """The losses alone of :func:`fit_irreducible_losses` (same arguments): float64, length N.
 
     Example::
@@ -245,7 +271,9 @@ class RhoLoss(EvalPassScore):
         ValueError: at ``finalize`` if no irreducible losses were given, or their length is not N.
     """
 
-    def __init__(self, num_examples: int, irreducible_losses: Union[None, str, os.PathLike, np.ndarray, Tensor] = None) -> None:
+    def __init__(
+        self, num_examples: int, irreducible_losses: Union[None, str, os.PathLike, np.ndarray, Tensor] = None
+    ) -> None:
         super().__init__(num_examples)
         self.irreducible_source = irreducible_losses
         self.irreducible: Optional[np.ndarray] = None

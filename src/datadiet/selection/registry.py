@@ -166,7 +166,9 @@ def select(
         raise ValueError(f"`labels` has shape {labels.shape}, expected {scores.shape} (one label per score)")
     grouping, bounds = class_groups(labels)
     sizes = np.diff(bounds)
-    num_keep = np.where(sizes == 0, 0, np.maximum(1, np.minimum(sizes, np.rint(keep_fraction * sizes)))).astype(np.int64)
+    num_keep = np.where(sizes == 0, 0, np.maximum(1, np.minimum(sizes, np.rint(keep_fraction * sizes)))).astype(
+        np.int64
+    )
     if strategy_fn in _PER_CLASS and not options and exclude is None:
         return np.flatnonzero(_PER_CLASS[strategy_fn](values, grouping, bounds, num_keep, rng))
     chosen = np.zeros(len(values), dtype=bool)
@@ -233,12 +235,18 @@ def _sorted_positions(kept: np.ndarray, size: int, strategy: str) -> np.ndarray:
 
 
 def _select_among(
-    strategy_fn: Strategy, values: np.ndarray, candidates: np.ndarray, count: int, rng: np.random.Generator,
-    options: dict, strategy: str,
+    strategy_fn: Strategy,
+    values: np.ndarray,
+    candidates: np.ndarray,
+    count: int,
+    rng: np.random.Generator,
+    options: dict,
+    strategy: str,
 ) -> np.ndarray:
     """``count`` of ``candidates`` (sorted positions) chosen by the strategy, all of them when there are fewer."""
     if count >= len(candidates):
         return candidates.astype(np.int64)
-    within = _sorted_positions(np.asarray(strategy_fn(values[candidates], count, rng, **options)), len(candidates),
-                               strategy)
+    within = _sorted_positions(
+        np.asarray(strategy_fn(values[candidates], count, rng, **options)), len(candidates), strategy
+    )
     return candidates[within].astype(np.int64)

@@ -35,8 +35,10 @@ def check_strategy(strategy: str) -> str:
 
 def check_probe_angle(probe_angle_deg: float) -> float:
     """Returns the probe's angle to the teacher in degrees; it must lie in [0, 90]."""
-    if isinstance(probe_angle_deg, bool) or not isinstance(probe_angle_deg, (int, float)) and not hasattr(
-        probe_angle_deg, "__float__"
+    if (
+        isinstance(probe_angle_deg, bool)
+        or not isinstance(probe_angle_deg, (int, float))
+        and not hasattr(probe_angle_deg, "__float__")
     ):
         raise TypeError(f"`probe_angle_deg` must be a number in [0, 90], got {probe_angle_deg!r}")
     value = float(probe_angle_deg)

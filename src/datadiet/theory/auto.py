@@ -61,7 +61,13 @@ def participation_ratio(features: np.ndarray) -> float:
 
 
 _OPTIONS = (
-    "alpha_tot", "effective_dim", "num_examples", "probe_angle_deg", "choose_fraction", "tolerance", "label_noise",
+    "alpha_tot",
+    "effective_dim",
+    "num_examples",
+    "probe_angle_deg",
+    "choose_fraction",
+    "tolerance",
+    "label_noise",
 )
 
 

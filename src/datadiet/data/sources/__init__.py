@@ -9,4 +9,10 @@ from datadiet.data.sources.mnist1d import load_mnist1d, mnist1d_datamodule
 from datadiet.data.sources.synthetic import synthetic_datamodule
 from datadiet.data.sources.text import python_source_datamodule
 
-__all__ = ["digits_datamodule", "load_mnist1d", "mnist1d_datamodule", "python_source_datamodule", "synthetic_datamodule"]
+__all__ = [
+    "digits_datamodule",
+    "load_mnist1d",
+    "mnist1d_datamodule",
+    "python_source_datamodule",
+    "synthetic_datamodule",
+]

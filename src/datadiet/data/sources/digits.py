@@ -46,6 +46,15 @@ def digits_datamodule(
     num_test = int(round(test_fraction * len(y)))
     test, train = order[:num_test], order[num_test:]
     return build_datamodule(
-        "digits", x[train], y[train], x[test], y[test], val_fraction, seed,
-        label_noise=label_noise, label_noise_kind=label_noise_kind, label_noise_seed=label_noise_seed, **loader_options,
+        "digits",
+        x[train],
+        y[train],
+        x[test],
+        y[test],
+        val_fraction,
+        seed,
+        label_noise=label_noise,
+        label_noise_kind=label_noise_kind,
+        label_noise_seed=label_noise_seed,
+        **loader_options,
     )

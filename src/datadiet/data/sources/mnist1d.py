@@ -100,6 +100,16 @@ def mnist1d_datamodule(
     """
     arrays = load_mnist1d(num_samples, seed, cache_dir)
     return build_datamodule(
-        "mnist1d", arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"], val_fraction, seed, num_train,
-        label_noise=label_noise, label_noise_kind=label_noise_kind, label_noise_seed=label_noise_seed, **loader_options,
+        "mnist1d",
+        arrays["x"],
+        arrays["y"],
+        arrays["x_test"],
+        arrays["y_test"],
+        val_fraction,
+        seed,
+        num_train,
+        label_noise=label_noise,
+        label_noise_kind=label_noise_kind,
+        label_noise_seed=label_noise_seed,
+        **loader_options,
     )

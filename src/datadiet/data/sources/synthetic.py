@@ -55,6 +55,15 @@ def synthetic_datamodule(
     x, y = make_clusters(num_samples, num_features, num_classes, separation, seed)
     num_test = int(round(test_fraction * num_samples))
     return build_datamodule(
-        "synthetic", x[num_test:], y[num_test:], x[:num_test], y[:num_test], val_fraction, seed,
-        label_noise=label_noise, label_noise_kind=label_noise_kind, label_noise_seed=label_noise_seed, **loader_options,
+        "synthetic",
+        x[num_test:],
+        y[num_test:],
+        x[:num_test],
+        y[:num_test],
+        val_fraction,
+        seed,
+        label_noise=label_noise,
+        label_noise_kind=label_noise_kind,
+        label_noise_seed=label_noise_seed,
+        **loader_options,
     )

@@ -52,7 +52,9 @@ def byte_windows(files: Sequence[Path], count: int, width: int) -> np.ndarray:
         parts.append(data)
         size += len(data)
     if size < needed:
-        raise ValueError(f"the {len(files)} files hold {size // width:,} windows of {width} bytes, fewer than the {count:,} asked for")
+        raise ValueError(
+            f"the {len(files)} files hold {size // width:,} windows of {width} bytes, fewer than the {count:,} asked for"
+        )
     return np.frombuffer(b"".join(parts)[:needed], dtype=np.uint8).reshape(count, width)
 
 

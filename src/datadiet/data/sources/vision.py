@@ -52,13 +52,26 @@ def _transforms(mean: Sequence[float], std: Sequence[float], size: int, augment:
     if not augment:
         return evaluation, evaluation
     training = T.Compose(
-        [*resizing, T.RandomCrop(size, padding=size // 8), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(mean, std)]
+        [
+            *resizing,
+            T.RandomCrop(size, padding=size // 8),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
     )
     return training, evaluation
 
 
 def _datamodule(
-    name: str, train: Any, val: Any, test: Any, num_classes: int, size: int, num_train: Optional[int], loader_options: dict
+    name: str,
+    train: Any,
+    val: Any,
+    test: Any,
+    num_classes: int,
+    size: int,
+    num_train: Optional[int],
+    loader_options: dict,
 ) -> PruningDataModule:
     if num_train is not None:
         if not 0 < num_train <= len(train):

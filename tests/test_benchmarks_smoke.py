@@ -21,7 +21,20 @@ def benchmarks_importable():
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "name", ["overhead", "pruned_speed", "scale", "quality", "frontier", "one_pass_bound", "label_issues", "streaming"]
+    "name",
+    [
+        "overhead",
+        "pruned_speed",
+        "scale",
+        "quality",
+        "frontier",
+        "one_pass_bound",
+        "label_issues",
+        "streaming",
+        "transfer",
+        "sweep_on_subset",
+        "score_shards",
+    ],
 )
 def test_benchmark_runs_quick(name, tmp_path, benchmarks_importable, capsys):
     module = importlib.import_module(f"benchmarks.{name}")

@@ -138,6 +138,7 @@ HONOURED = {
         lambda p: (p.pruning.mislabelled, p.pruning.noisy_extra_epochs),
         ("auto", 2),
     ),
+    "task": (["task=select"], lambda p: (p.task, p.selector), ("select", "separate")),
 }
 #: Keys Hydra itself reads, not the run: `task_name` is the job's name (its log file, `<run dir>/<task_name>.log`).
 HYDRA_LEVEL = {"task_name"}

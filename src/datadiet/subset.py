@@ -23,7 +23,15 @@ from typing import Any, Mapping, Optional
 import numpy as np
 from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 
-from datadiet.files import UnreadableFileError, atomic_save_npz, atomic_write_json, load_npz, read_json
+from datadiet.card import card_markdown, subset_card
+from datadiet.files import (
+    UnreadableFileError,
+    atomic_save_npz,
+    atomic_write_json,
+    atomic_write_text,
+    load_npz,
+    read_json,
+)
 from datadiet.store import ScoreTable
 
 
@@ -39,13 +47,15 @@ def import_score_table(
 ) -> ScoreTable:
     """Reads (index, score) pairs from a CSV (with a header) or an ``.npz`` into a :class:`ScoreTable`.
 
-    A table saved by :meth:`ScoreTable.save` is loaded as is. Otherwise the file has an integer
+    A table saved by :meth:`ScoreTable.save` is loaded as is, and a folder of shards written by
+    :class:`~datadiet.score_shards.ScoreShardWriter` is merged (:func:`~datadiet.score_shards.merge_score_shards`).
+    Otherwise the file has an integer
     ``index_column`` (original index) and a float ``score_column``; examples it does not list get NaN,
     with a warning naming how many: :meth:`PruningDataModule.prune` ranks them hardest, and refuses a
     table with more than ``max_unscored_fraction`` (default half) of them.
 
     Args:
-        path: ``.csv`` or ``.npz`` file.
+        path: ``.csv`` or ``.npz`` file, or a folder of score shards.
         name: the score's name in the table.
         index_column: column / array of original indices.
         score_column: column / array of scores.
@@ -61,6 +71,10 @@ def import_score_table(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no score file at {path}")
+    if path.is_dir():  # the shards of a distributed scoring pass (datadiet.score_shards)
+        from datadiet.score_shards import merge_score_shards
+
+        return merge_score_shards(path)
     if path.suffix == ".npz":
         data = load_npz(path, remedy="it is not a score file datadiet can read")
         if any(key.startswith("score/") for key in data):
@@ -116,13 +130,17 @@ class FoundationSubset:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def check_dataset(self, num_examples: int, fingerprint: Optional[str] = None) -> None:
-        """Fails when the subset was made from another dataset (size or content fingerprint)."""
+        """Fails when the subset was made from another dataset (content fingerprint, else size), naming both."""
         expected = self.metadata.get("num_examples")
-        if expected is not None and int(expected) != num_examples:
-            raise ValueError(f"the subset was made for {expected} training examples, this dataset has {num_examples}")
         made_for = self.metadata.get("dataset_fingerprint")
         if fingerprint is not None and made_for is not None and made_for != fingerprint:
-            raise ValueError(f"the subset was made for dataset {made_for}, this dataset's fingerprint is {fingerprint}")
+            raise ValueError(
+                f"the subset was made for another dataset: fingerprint {made_for} ({expected} training examples), this "
+                f"dataset's fingerprint is {fingerprint} ({num_examples} training examples); choose a subset of this "
+                "data (datadiet task=select with the same data settings)"
+            )
+        if expected is not None and int(expected) != num_examples:
+            raise ValueError(f"the subset was made for {expected} training examples, this dataset has {num_examples}")
         if len(self.kept_indices) and (self.kept_indices.min() < 0 or self.kept_indices.max() >= num_examples):
             raise ValueError(f"the subset's indices fall outside [0, {num_examples})")
 
@@ -134,15 +152,38 @@ def export_foundation_subset(
     *,
     score: Optional[str] = None,
     provenance: Optional[Mapping[str, Any]] = None,
+    card: bool = False,
+    labels: Optional[np.ndarray] = None,
+    num_examples: Optional[int] = None,
 ) -> Path:
-    """Writes a foundation subset: ``path`` (npz) and ``path.json`` (provenance), atomically.
+    """Writes a foundation subset: ``path`` (npz) and ``path.json`` (provenance), atomically; with ``card``, also
+    its dataset card: ``README.md`` beside it and the same facts as ``<name>_card.json``
+    (see :func:`datadiet.card.subset_card`).
 
     Args:
         path: the ``.npz`` to write.
         kept_indices: original indices of the kept examples.
         table: the score table the subset was selected from (its scores of the kept examples are saved).
         score: the score the selection ranked by (saved as ``kept_scores``).
-        provenance: anything else to record (pruning config, dataset fingerprint, ...).
+        provenance: anything else to record (pruning config, dataset fingerprint, ...). For the card, the keys
+            ``dataset`` (``name``, ``fingerprint``, ``num_examples``), ``selection`` (``selector``, ``score``,
+            ``strategy``, ``keep_fraction``, ``class_balanced``, ``label_noise``), ``cost`` (``flops``,
+            ``wall_time_s``) and ``train_command`` are shown.
+        card: write the dataset card too.
+        labels: every training example's label, for the card's per-class counts (default: the table's).
+        num_examples: the training set's size (default: the table's); the card needs one of them.
+
+    Example::
+
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> table = ScoreTable({"el2n": np.array([0.9, 0.1, 0.8, 0.2])}, labels=np.array([0, 1, 1, 0]))
+        >>> path = export_foundation_subset(f"{folder}/subset.npz", [0, 2], table, score="el2n", card=True)
+        >>> sorted(p.name for p in Path(folder).iterdir())
+        ['README.md', 'subset.json', 'subset.npz', 'subset_card.json']
+
+    Raises:
+        ValueError: ``card=True`` with neither a table nor ``num_examples``.
     """
     path = Path(path)
     kept = np.sort(np.asarray(kept_indices, dtype=np.int64))
@@ -161,8 +202,28 @@ def export_foundation_subset(
             metadata["dataset_fingerprint"] = dataset["fingerprint"]
     metadata["score"] = score
     metadata.update(dict(provenance or {}))
+    size = num_examples if num_examples is not None else (table.num_examples if table is not None else None)
+    if size is not None:
+        metadata.setdefault("num_examples", int(size))
+    dataset = metadata.get("dataset")
+    if isinstance(dataset, Mapping) and "fingerprint" in dataset:
+        metadata.setdefault("dataset_fingerprint", dataset["fingerprint"])
+    if card and size is None:
+        raise ValueError("a subset's card needs the training set's size: pass `num_examples` or the score `table`")
     atomic_save_npz(path, arrays)
     atomic_write_json(path.with_suffix(".json"), metadata)
+    if card:
+        if labels is None and table is not None:
+            labels = table.labels
+        facts = subset_card(
+            kept,
+            num_examples=int(size),
+            labels=labels,
+            scores=table[score] if table is not None and score is not None else None,
+            provenance={"subset_file": path.name, **metadata},
+        )
+        atomic_write_json(path.with_name(f"{path.stem}_card.json"), facts)
+        atomic_write_text(path.with_name("README.md"), card_markdown(facts))
     return path
 
 
@@ -210,3 +271,10 @@ def table_for_datamodule(path: str | os.PathLike, datamodule: Any, score: str) -
     if table.labels is None:
         table.labels = datamodule.labels
     return table
+
+
+def subset_group(path: str | os.PathLike) -> str:
+    """The name that groups the runs trained on one subset (W&B group, scaling-curve line): its folder's last two
+    parts and the file's stem, e.g. ``2026-12-06_10-00-00_subset`` for ``outputs/2026-12-06/10-00-00/subset.npz``."""
+    resolved = Path(path).resolve()
+    return "_".join([*resolved.parent.parts[-2:], resolved.stem])

@@ -269,6 +269,7 @@ class DataDietConfig:
     seed: int = 0
     max_epochs: int = 30
     task_name: str = "datadiet"
+    task: str = "train"
     resume: bool = True
     ckpt_path: Optional[str] = None
     baseline: bool = False
@@ -314,16 +315,27 @@ def _sweep_group() -> Optional[str]:
     return None if sweep_dir is None else sweep_name(sweep_dir)
 
 
+def _run_group(subset_path: Optional[str] = None) -> Optional[str]:
+    """The W&B group: the jobs of one foundation subset (``pruning.subset_path``) together, else the sweep's."""
+    if subset_path:
+        from datadiet.subset import subset_group
+
+        return f"subset_{subset_group(subset_path)}"
+    return _sweep_group()
+
+
 def _default_cache_dir(output_dir: str) -> str:
     sweep_dir = _multirun_sweep_dir()
     return str((sweep_dir if sweep_dir is not None else Path(output_dir)) / "probe_cache")
 
 
 def register_resolvers() -> None:
-    """``${datadiet.sweep_group:}``, ``${datadiet.default_cache_dir:<run dir>}`` and ``${datadiet.wandb_offline:}``
-    (see ``conf/``)."""
+    """``${datadiet.sweep_group:}``, ``${datadiet.run_group:<subset path>}``,
+    ``${datadiet.default_cache_dir:<run dir>}``
+    and ``${datadiet.wandb_offline:}`` (see ``conf/``)."""
     OmegaConf.register_new_resolver("datadiet.wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("datadiet.sweep_group", _sweep_group, replace=True)
+    OmegaConf.register_new_resolver("datadiet.run_group", _run_group, replace=True)
     OmegaConf.register_new_resolver("datadiet.default_cache_dir", _default_cache_dir, replace=True)
     OmegaConf.register_new_resolver("datadiet.first_set", _first_set, replace=True)
 

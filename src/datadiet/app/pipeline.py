@@ -18,6 +18,7 @@ from datadiet.app.kept_subset import KEPT_FILE, choose_subset, save_label_record
 from datadiet.app.plan import RunPlan
 from datadiet.app.reference import compare_early_stopped, load_reference, save_reference
 from datadiet.app.reuse import reference_key
+from datadiet.app.select_task import readable_selection, select_only
 from datadiet.app.summary import format_summary, metric_text, readable, run_summary
 from datadiet.app.training import train
 from datadiet.app.user_code import check_before_training, make_datamodule
@@ -37,6 +38,8 @@ def run(config: Any, announce: bool = True) -> dict[str, Any]:
     plan = config if isinstance(config, RunPlan) else RunPlan.from_config(config)  # every check, before anything
     plan.paths.output_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(plan.seed, workers=True)
+    if plan.task == "select":  # only choose: subset.npz and its card, no training
+        return _select_only(plan, announce)
     datamodule = make_datamodule(plan.data)
     check_before_training(plan, datamodule)  # your model and data give what the run needs (one test batch)
     reference_id = reference_key(plan, datamodule)
@@ -63,6 +66,17 @@ def run(config: Any, announce: bool = True) -> dict[str, Any]:
     _finish_wandb(loggers)
     if fit.is_global_zero and announce:  # last, after W&B's closing lines: the summary is what stays on screen
         print("\n" + format_summary(readable(summary)) + "\n", flush=True)
+    return summary
+
+
+def _select_only(plan: RunPlan, announce: bool) -> dict[str, Any]:
+    loggers = make_loggers(plan)
+    summary = select_only(plan, loggers)
+    for logger in loggers:
+        logger.finalize("success")
+    _finish_wandb(loggers)
+    if announce and pl.utilities.rank_zero.rank_zero_only.rank == 0:
+        print("\n" + readable_selection(summary) + "\n", flush=True)
     return summary
 
 

@@ -11,7 +11,7 @@ phase is a function of the plan; none reads the config.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
@@ -42,7 +42,11 @@ from datadiet.app.user_callbacks import logging_only, read_callbacks
 from datadiet.app.user_code import TestMetric
 from datadiet.selection import needs_scores
 
-__all__ = ["ALL_DATA", "BY_SCORES", "IN_RUN", "SUBSET_FILE", "RunPlan", "validate_config"]
+__all__ = ["ALL_DATA", "BY_SCORES", "IN_RUN", "SUBSET_FILE", "TASKS", "RunPlan", "validate_config"]
+
+#: ``task``: ``train`` (choose a subset, or read one, and train on it) or ``select`` (only choose, and write
+#: ``subset.npz`` with its dataset card).
+TASKS = ("train", "select")
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,11 @@ class RunPlan:
     test_metric: TestMetric = field(default_factory=TestMetric)
     #: ``callbacks``: your own callbacks' resolved ``_target_`` configs, by name (full training and comparison runs).
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: :data:`TASKS`: ``train`` or ``select`` (only choose the subset; see :mod:`datadiet.app.select_task`).
+    task: str = "train"
+    #: ``task=select``: who chose — ``in_run`` (the model's own first ``probe.epochs`` epochs), ``separate``
+    #: (the probe model), ``imported`` (``probe.scores_path``) or ``none`` (a score-free strategy); else ``None``.
+    selector: Optional[str] = None
     _source: Any = field(default=None, repr=False, compare=False)
 
     # What runs -------------------------------------------------------------------------------------
@@ -92,6 +101,8 @@ class RunPlan:
     @property
     def probe_mode(self) -> str:
         """The probe as the summary reports it (``none`` when the mode scores nothing before training)."""
+        if self.selection == SUBSET_FILE:  # an earlier run chose: nothing is scored here
+            return "none"
         return self.pruning.mode.probe_mode(self.probe.mode)
 
     @property
@@ -165,10 +176,19 @@ class RunPlan:
         """
         check_known_keys(cfg)  # a `+key=value` the schema does not have would be silently ignored
         loggers = read_loggers(cfg)
+        task = cfg.get("task", "train")
+        if task not in TASKS:
+            raise ValueError(f"`task` can be {' or '.join(TASKS)}, got {task!r}")
         max_epochs = full_training_epochs(cfg)
         seed = count(cfg.seed, "seed", minimum=0)
         probe = read_probe(cfg)
         pruning = read_pruning(cfg, probe)
+        if pruning.subset_path and probe.mode == "in_run":
+            # the subset file chose: no probe runs here, so the (default) in-run probe has nothing to apply to
+            probe = replace(probe, mode="separate")
+        selector = None
+        if task == "select":
+            probe, selector = _selector_probe(cfg, probe, pruning)
         probe = with_label_issue(probe, pruning)  # the detector reads the probe's scoring pass
         label_noise = read_label_noise(cfg)
         budget = read_budget(cfg, probe, pruning, max_epochs)
@@ -196,8 +216,52 @@ class RunPlan:
             label_noise=label_noise,
             test_metric=TestMetric.read(cfg.get("test_metric", "test/acc"), cfg.get("test_metric_mode", "max")),
             callbacks=read_callbacks(cfg, logged=bool(loggers)),  # each built once now: a bad one fails here
+            task=task,
+            selector=selector,
             _source=copy.deepcopy(cfg),  # the comparison and probe-seed plans are derived from it
         )
+
+
+def _selector_probe(cfg: DictConfig, probe: ProbePlan, pruning: PruningPlan) -> tuple[ProbePlan, str]:
+    """``task=select``: the probe that chooses, and who it is. The in-run probe becomes a separate probe of the
+    main model for ``probe.epochs`` epochs — the same computation as the first epochs of an in-run training,
+    without the rest.
+
+    Raises:
+        ValueError: settings under which nothing would be chosen (a subset file, keep_fraction 1, dynamic mode).
+    """
+    if pruning.subset_path:
+        raise ValueError(
+            f"`task=select` chooses a subset, so `pruning.subset_path={pruning.subset_path}` cannot apply: drop it, "
+            "or train on that subset with task=train"
+        )
+    for key in ("baseline", "ckpt_path"):
+        if cfg.get(key):
+            raise ValueError(
+                f"`task=select` trains no model to compare or resume, so `{key}={cfg.get(key)}` cannot "
+                f"apply: drop it, or use task=train"
+            )
+    if not pruning.mode.selects_subset:
+        raise ValueError(
+            f"`task=select` chooses a static subset; `pruning.mode={pruning.mode.name}` selects none: use "
+            "pruning.mode=static"
+        )
+    if pruning.keep_fraction == 1.0:
+        raise ValueError(
+            "`task=select` with `pruning.keep_fraction=1.0` would keep everything; give a fraction in (0, 1)"
+        )
+    if probe.scores_path:
+        return probe, "imported"
+    if not needs_scores(pruning.strategy) and pruning.mislabelled is None:
+        return probe, "none"
+    if probe.mode != "in_run":
+        return probe, "separate"
+    epochs = count(
+        probe.epochs, "probe.epochs", what="the selector's training epochs (in-run: the model's first epochs)"
+    )
+    model = container(cfg.model)
+    settings = {**probe.settings, "mode": "separate", "model": model, "epochs": epochs}
+    return replace(probe, mode="separate", model=model, epochs=epochs, settings=settings), "in_run"
 
 
 def validate_config(cfg: DictConfig) -> None:

@@ -131,12 +131,19 @@ def read_probe(cfg: DictConfig) -> ProbePlan:
         scores=scores,
         skip_when_keeping_all=bool(node.skip_when_keeping_all),
         seeds=seeds,
-        scores_path=existing_file(node.get("scores_path"), "probe.scores_path", "a score table or CSV to import"),
+        scores_path=_scores_path(node.get("scores_path")),
         score_options=container(node.score_options) if node.get("score_options") else {},
         feature_module=node.get("feature_module"),
         rho_loss=rho_loss,
         settings=container(node),
     )
+
+
+def _scores_path(path: Optional[str]) -> Optional[str]:
+    """``probe.scores_path``: a score file, or a folder of score shards (a distributed scoring pass)."""
+    if path and Path(path).is_dir():
+        return path
+    return existing_file(path, "probe.scores_path", "a score table or CSV to import, or a folder of score shards")
 
 
 def read_pruning(cfg: DictConfig, probe: ProbePlan) -> PruningPlan:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from datadiet.app.accounting import compute_summary
+from datadiet.app.plan_parts import SUBSET_FILE
+from datadiet.app.subset_usage import subset_entries
 from datadiet.compute import ComputeAccount
 
 if TYPE_CHECKING:
@@ -115,7 +117,25 @@ def readable_compute(summary: dict[str, Any]) -> dict[str, str]:
         "vs full data": summary["vs_full_data"]
         + ("" if reference is None else f" (full data: {_metric_label(summary)} {reference:.4f})"),
         **({"vs early-stopped": summary["vs_early_stopped"]} if "vs_early_stopped" in summary else {}),
+        **_readable_subset(summary),
     }
+
+
+def _readable_subset(summary: dict[str, Any]) -> dict[str, str]:
+    """The rows of a run on a foundation subset: who chose it, and the compute with its selection's cost."""
+    if "subset" not in summary:
+        return {}
+    subset = summary["subset"]
+    rows = {"subset": f"{subset['path']} (chosen by {subset['selector'] or 'an unrecorded selector'})"}
+    if summary.get("compute_ratio_with_selection_share") is None:
+        rows["with selection"] = summary.get("compute_with_selection", "not known")
+    else:
+        rows["with selection"] = (
+            f"{summary['compute_ratio_with_selection']:.2f}× full data; "
+            f"shared over {summary['runs_sharing_selection']} "
+            f"run(s): {summary['compute_ratio_with_selection_share']:.2f}× ({summary['runs_counted_by']})"
+        )
+    return rows
 
 
 def _metric_label(summary: dict[str, Any]) -> str:
@@ -205,4 +225,6 @@ def run_summary(
             is_reference,
         )
     )
+    if plan.selection == SUBSET_FILE:  # a foundation subset: where it came from, and its cost shared
+        summary.update(subset_entries(plan, summary))
     return summary, is_reference

@@ -68,6 +68,10 @@ class Classifier(pl.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """The logits of an ``(x, y)`` batch (``trainer.predict`` with :class:`~datadiet.ScoreShardWriter`)."""
+        return self(batch[0])
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)

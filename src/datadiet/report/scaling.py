@@ -22,6 +22,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from datadiet.files import UnreadableFileError, atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from datadiet.subset import subset_group
 
 #: Written by the app into a multirun job's directory when the job raises (see ``datadiet.report.callback``).
 FAILURE_FILE = "job_failure.json"
@@ -110,7 +111,10 @@ def collect_jobs(sweep_dir: str | Path) -> list[Job]:
     for directory in job_directories(sweep_dir):
         config = OmegaConf.load(directory / ".hydra" / "config.yaml")
         pruning = config.get("pruning") or {}
-        job = Job(directory, str(pruning.get("strategy", "?")), float(pruning.get("keep_fraction", float("nan"))))
+        strategy = str(pruning.get("strategy", "?"))
+        if pruning.get("subset_path"):  # the jobs of one foundation subset are one line, named after the subset
+            strategy = f"subset {subset_group(str(pruning.get('subset_path')))}"
+        job = Job(directory, strategy, float(pruning.get("keep_fraction", float("nan"))))
         job.config = _flatten(OmegaConf.to_container(config, resolve=False))
         summary_path, failure_path = directory / "summary.json", directory / FAILURE_FILE
         try:

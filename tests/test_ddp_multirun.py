@@ -28,6 +28,7 @@ SMALL = [
     "model.net.hidden_sizes=[16]",
     "probe.model.net.hidden_sizes=[16]",
     "probe.mode=separate",
+    "pruning.mislabelled=null",  # 288 examples: the default auto's regime guard would keep them all
     f"probe.epochs={PROBE_EPOCHS}",
     f"max_epochs={MAX_EPOCHS}",
     "logger=csv",

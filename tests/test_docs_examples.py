@@ -10,6 +10,7 @@ docstrings are run are the ones the API reference documents (the ``::: module`` 
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import inspect
 import linecache
@@ -46,7 +47,14 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
 
 
 def run_source(source: str, filename: str, namespace: dict) -> None:
-    """``exec`` with the source registered in ``linecache``, so that a failure's traceback shows its lines."""
+    """``exec`` with the source registered in ``linecache``, so that a failure's traceback shows its lines; a
+    doctest-style block (``>>>`` prompts) runs as a doctest, its printed values checked."""
+    if source.lstrip().startswith(">>>"):
+        test = doctest.DocTestParser().get_doctest(source, namespace, filename, filename, 0)
+        runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        runner.run(test, clear_globs=False)
+        assert runner.failures == 0, f"{filename}: {runner.failures} doctest example(s) failed (printed above)"
+        return
     linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102
 

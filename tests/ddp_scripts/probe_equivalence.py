@@ -189,13 +189,15 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     # mislabelled="auto" with any flag counting as noise: the decision comes from the merged table, so it is
     # the same on every rank; 7 epochs pay for the extra one (k' = (2.5 - 1 - 1/3) / 4 = 7/24)
     dm = PruningDataModule(make_data(num_examples), batch_size=math.ceil(num_examples / devices), eval_batch_size=7)
-    from datadiet.callbacks import (
-        noisy_labels as _noisy_labels,
-    )  # this tiny set would be kept whole by auto's regime guard
+    from datadiet.callbacks import noisy_labels
 
-    _noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS = 0
     auto = PruneDuringFit(after_epochs=2, keep_fraction=0.5, mislabelled="auto", noise_threshold=0.0)
-    make_trainer(devices, 7, [auto]).fit(make_model(lr), datamodule=dm)
+    guard = noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS
+    noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS = 0  # this tiny set would be kept whole by auto's regime guard
+    try:  # (the 1-process run is in the test's own process: restored after)
+        make_trainer(devices, 7, [auto]).fit(make_model(lr), datamodule=dm)
+    finally:
+        noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS = guard
     arrays["in_run_auto/kept"] = auto.kept_indices
     arrays["in_run_auto/flagged"] = auto.label_issues.flagged
     arrays["in_run_auto/decision"] = np.array(

@@ -2,7 +2,8 @@
 ``Example::`` blocks.
 
 A page's blocks run in order in one namespace, in a temporary working directory (as a reader pasting them one
-after the other into one session would); a block fenced ```python notest is shown, not run. A docstring's
+after the other into one session would); a ```python block right after a line `<!-- notest -->` is shown, not
+run. A docstring's
 ``Example::`` block (the indented block after it) runs in a namespace prepared by :func:`_docstring_namespace`:
 tiny built-in data under the names the examples use (``train_set``, ``model``, ``dm``, ...). The modules whose
 docstrings are run are the ones the API reference documents (the ``::: module`` lines of ``docs/api.md``).
@@ -25,6 +26,11 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent> *)```(?P<info>[^`\n]*)$")
 
 
+#: The line just before a ```python fence that shows its block without running it (an HTML comment: the site and
+#: GitHub render nothing of it, where an info string after ``python`` would break the site's fences).
+NOTEST = "<!-- notest -->"
+
+
 def python_blocks(text: str) -> list[tuple[int, str, bool]]:
     """``(first line number, source, runs)`` of every ```python block of a Markdown text, in order."""
     blocks, lines, index = [], text.splitlines(), 0
@@ -33,6 +39,7 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
         if opening is None:
             index += 1
             continue
+        shown_only = index > 0 and lines[index - 1].strip() == NOTEST
         info = opening["info"].split()
         body, start = [], index + 1
         index += 1
@@ -42,7 +49,7 @@ def python_blocks(text: str) -> list[tuple[int, str, bool]]:
         index += 1
         if info and info[0] == "python":
             source = textwrap.dedent("\n".join(line[len(opening["indent"]) :] for line in body))
-            blocks.append((start + 1, source, "notest" not in info[1:]))
+            blocks.append((start + 1, source, not shown_only))
     return blocks
 
 
@@ -66,8 +73,11 @@ def run_blocks(label: str, blocks: list[tuple[int, str, bool]], namespace: dict)
 
 
 def test_collector_reads_fences():
-    text = "a\n```python\nx = 1\n```\n```bash\nls\n```\n```python notest\nboom()\n```\n  ```python\n  y = 2\n  ```\n"
-    assert python_blocks(text) == [(3, "x = 1", True), (9, "boom()", False), (12, "y = 2", True)]
+    text = (
+        "a\n```python\nx = 1\n```\n```bash\nls\n```\n<!-- notest -->\n```python\nboom()\n```\n"
+        "  ```python\n  y = 2\n  ```\n"
+    )
+    assert python_blocks(text) == [(3, "x = 1", True), (10, "boom()", False), (13, "y = 2", True)]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])

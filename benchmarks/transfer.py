@@ -159,8 +159,9 @@ def summarise(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
             if not random or selector == "random"
             else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in random])), 2),
             "compute": round(math.ceil(keep * epochs - 1e-9) / epochs if selector == LINE else keep, 3),
-            "compute_with_selection": round(keep + selection / full, 3) if full else None,
+            "compute_with_selection": None,
         }
+        entry["compute_with_selection"] = round(entry["compute"] + selection / full, 3) if full else None
         entry["pays"] = bool(
             entry["vs_all_data_pt"] is not None
             and entry["vs_all_data_pt"] > 0
@@ -186,7 +187,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
     for row in table:
         with_selection = row["compute_with_selection"]
         lines.append(
-            f"| {row['learner']} | {row['selector']} | {row['keep']:g} | {row['test_acc']:.2f} ± {row['std']:.2f} "
+            f"| {row['learner']} | {row['selector']} | {row['keep']:g} "
+            f"| {row['test_acc']:.2f} ± {row['std']:.2f} (n={row['seeds']}) "
             f"| {_signed(row['vs_all_data_pt'])} | {_signed(row.get('vs_full_budget_pt'))} "
             f"| {_signed(row['vs_random_pt'])} "
             f"| {row['compute']:.2f}× | "

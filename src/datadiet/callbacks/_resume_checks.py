@@ -18,11 +18,13 @@ import torch
 
 
 def states_of(checkpoint: Mapping[str, Any], class_name: str, own_key: str) -> dict[str, Any]:
-    """The checkpoint's states of callbacks of ``class_name`` under another key than ``own_key``."""
+    """The checkpoint's states of callbacks of ``class_name`` under another key than ``own_key``; none when it holds
+    one under ``own_key`` (Lightning loads that one)."""
+    callbacks = checkpoint.get("callbacks") or {}
+    if own_key in callbacks:
+        return {}
     return {
-        key: state
-        for key, state in (checkpoint.get("callbacks") or {}).items()
-        if isinstance(key, str) and key != own_key and key.split("{", 1)[0] == class_name
+        key: state for key, state in callbacks.items() if isinstance(key, str) and key.split("{", 1)[0] == class_name
     }
 
 

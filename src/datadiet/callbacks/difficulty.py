@@ -224,8 +224,6 @@ class DifficultyCallback(Callback):
     ) -> None:
         # statistics saved under another `state_key` (other scores) that no callback of this fit takes would be
         # silently left out, and this one would record from the resumed epoch on only: refused
-        if self.state_key in (checkpoint.get("callbacks") or {}):
-            return
         taken = {callback.state_key for callback in trainer.callbacks}
         for key, state in states_of(checkpoint, "DifficultyCallback", self.state_key).items():
             if key not in taken:

@@ -397,8 +397,6 @@ class DynamicPruning(WeightedForwards, DeferredState, Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         # a state saved under another `state_key` (other arguments) would be silently left out: refused here
-        if self.state_key in (checkpoint.get("callbacks") or {}):
-            return
         for key, state in states_of(checkpoint, "DynamicPruning", self.state_key).items():
             self._check_arguments(saved_arguments(key, state))
 

@@ -497,8 +497,6 @@ class PruneDuringFit(Callback):
     ) -> None:
         # Lightning finds the state by `state_key`, which holds some of the arguments: a state saved with others
         # would be silently left out. Found here, it is loaded (and refused below unless it can be honoured).
-        if self.state_key in (checkpoint.get("callbacks") or {}):
-            return
         for key, state in states_of(checkpoint, "PruneDuringFit", self.state_key).items():
             self._load(state, saved_arguments(key, state))
             return

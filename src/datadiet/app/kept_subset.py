@@ -24,7 +24,7 @@ from datadiet.app.probe import run_probe
 from datadiet.app.reuse import probe_provenance, selection_settings
 from datadiet.app.rundir import may_reuse, set_aside
 from datadiet.callbacks import PruneDuringFit
-from datadiet.callbacks.noisy_labels import NoiseDecision
+from datadiet.callbacks.noisy_labels import NoiseDecision, class_counts
 from datadiet.data import PruningDataModule
 from datadiet.data.labels import dataset_paths
 from datadiet.detection import LabelIssues
@@ -132,8 +132,6 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             set_aside(plan.paths.output_dir, outputs, error, "kept subset")
     handling = pruning.mislabelled or "keep"
     if pruning.mislabelled == "auto":  # a separate probe: no extension, the flagged are excluded at once if noisy
-        labels = datamodule.labels
-        counts = np.bincount(labels) if labels is not None and labels.ndim == 1 and labels.dtype.kind in "iu" else None
         decision = NoiseDecision.make(
             float(table.metadata["label_noise_estimate"]),
             pruning.noise_threshold,
@@ -141,7 +139,7 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             plan.max_epochs,
             int(plan.probe.epochs),
             0,
-            counts,
+            class_counts(datamodule.labels),
             trained_epochs=0,
         )
         table.metadata["mislabelled_auto"] = decision.as_dict()

@@ -78,6 +78,11 @@ def noisy_keep_fraction(keep_fraction: float, max_epochs: int, after_epochs: int
     return ((max_epochs - after_epochs) * keep_fraction - extra_epochs - scoring) / remaining
 
 
+def class_counts(labels: np.ndarray | None) -> np.ndarray | None:
+    """Training examples per class for the regime guard; ``None`` where the labels are not one integer class each."""
+    return None if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" else np.bincount(labels)
+
+
 def static_pruning_guard(
     class_counts: Optional[np.ndarray], max_epochs: Optional[int], prune_epoch: int, estimate: float
 ) -> Optional[str]:

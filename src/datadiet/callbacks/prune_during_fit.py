@@ -21,6 +21,7 @@ from datadiet.callbacks.noisy_labels import (
     DEFAULT_NOISY_EXTRA_EPOCHS,
     NoiseDecision,
     auto_detector_applies,
+    class_counts,
     rescored_table,
     table_from_state,
     table_state,
@@ -38,11 +39,6 @@ from datadiet.store import ScoreTable
 _CHOSEN_AT_PRUNING = frozenset(
     {"keep_fraction", "strategy", "class_balanced", "seed", "strategy_options", "noise_threshold", "noisy_extra_epochs"}
 )
-
-
-def _class_counts(datamodule: Any) -> np.ndarray | None:
-    labels = datamodule.labels
-    return None if labels is None or labels.ndim != 1 or labels.dtype.kind not in "iu" else np.bincount(labels)
 
 
 class PruneDuringFit(Callback):
@@ -371,7 +367,7 @@ class PruneDuringFit(Callback):
                         trainer.max_epochs,
                         self.after_epochs,
                         self.noisy_extra_epochs,
-                        _class_counts(datamodule),
+                        class_counts(datamodule.labels),
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table

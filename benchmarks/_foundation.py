@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from benchmarks._timing import quiet_trainer
 from datadiet import DifficultyCallback, PruningDataModule, select
 from datadiet.compute import forward_flops_per_example, run_flops
-from datadiet.models import CNN1D, MLP, Classifier
+from datadiet.models import CNN1D, CNN2D, MLP, Classifier
 from datadiet.scores.prototype import prototype_distance
 
 
@@ -101,6 +101,13 @@ LEARNERS: dict[str, tuple[Callable[..., nn.Module], float]] = {
     "mlp": (functools.partial(MLP, hidden_sizes=(256, 256)), 1e-3),
     "cnn1d": (CNN1D, 5e-3),
     "resnet1d": (ResNet1D, 3e-3),
+    "cnn2d": (functools.partial(CNN2D, channels=(16, 32), hidden=64), 2e-3),
+}
+
+#: Per data set: the learners B and the selectors A a run uses unless told otherwise (images get a 2-D CNN).
+DEFAULTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mnist1d": (("mlp", "cnn1d", "resnet1d"), ("cnn1d_in_run", "selector", "prototypes")),
+    "fashion_mnist": (("mlp", "cnn2d"), ("cnn2d_in_run", "selector", "prototypes")),
 }
 
 
@@ -150,6 +157,7 @@ def test_accuracy(model: nn.Module, dm: PruningDataModule) -> float:
 #: Selector name -> what it is (the table's legend).
 SELECTORS = {
     "cnn1d_in_run": "CNN1D's own first 2 epochs (the in-run default), EL2N, hardest",
+    "cnn2d_in_run": "CNN2D 16/32's own first 2 epochs (the in-run default on images), EL2N, hardest",
     "selector": "tiny MLP [32], 1 epoch (probe=selector), EL2N, hardest",
     "prototypes": "label-free: raw-input embedding, k-means prototypes (k = 10), farthest kept",
 }
@@ -163,6 +171,7 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0
     make_net, lr, epochs = {
         "cnn1d_in_run": (CNN1D, 5e-3, 2),
+        "cnn2d_in_run": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2),
         "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1),
     }[name]
     pl.seed_everything(seed, workers=True)

@@ -618,9 +618,19 @@ def run_once(
                 **(kept_stats or {}),
                 "flagged": "" if issues is None else issues.num_flagged,
                 "flagged_flipped": "" if issues is None else int((issues.flagged & dm.label_noise.is_flipped()).sum()),
+                **_relabel_stats(dm),
             }
         ),
     }
+
+
+def _relabel_stats(dm: PruningDataModule) -> dict[str, Any]:
+    """``mislabelled=relabel``: how many examples were relabelled, and how many of them now carry their true class."""
+    treatment = getattr(dm, "flagged_treatment", None)
+    if treatment is None or treatment.kind != "relabel":
+        return {}
+    truth = dm.label_noise.clean_labels[treatment.indices]
+    return {"relabelled": len(treatment.indices), "relabelled_right": int((treatment.labels == truth).sum())}
 
 
 def _rho_run(

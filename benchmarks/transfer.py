@@ -1,8 +1,9 @@
 """Transfer: does a subset chosen once by model A serve models B of other families?
 
-Selectors A (``_foundation.SELECTORS``): CNN1D's own first 2 epochs (the in-run default), a tiny MLP trained one epoch
-(``probe=selector``), and a label-free choice from raw-input prototypes. Learners B (``_foundation.LEARNERS``): an
-MLP, a small 1-D ResNet and CNN1D. Each B trains for the same epochs on A's hardest ``keep`` (so at ``keep`` times
+Selectors A (``_foundation.SELECTORS``): the in-run default (the data set's CNN, its own first 2 epochs), a tiny MLP
+trained one epoch (``probe=selector``), and a label-free choice from raw-input prototypes. Learners B
+(``_foundation.LEARNERS``): on MNIST-1D an MLP, a small 1-D ResNet and CNN1D; on Fashion-MNIST an MLP and a small
+2-D CNN (``_foundation.DEFAULTS``). Each B trains for the same epochs on A's hardest ``keep`` (so at ``keep`` times
 its all-data compute, selection not counted), on a random subset of the same size, on all data for the full
 budget, and on all data for ceil(keep · epochs) epochs: B's own line at (at least) the same compute, the one a
 subset must beat.
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._foundation import (
+    DEFAULTS,
     LEARNERS,
     SELECTORS,
     RunCache,
@@ -42,18 +44,22 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = base_parser(__doc__)
     parser.add_argument("--data", default="mnist1d", help="mnist1d | fashion_mnist")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--only-seeds", default=None, help="comma-separated seeds to train (e.g. one per process)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: 15 on mnist1d, 10 on fashion_mnist")
     parser.add_argument("--keep", default="0.5,0.7")
-    parser.add_argument("--learners", default=",".join(LEARNERS))
-    parser.add_argument("--selectors", default=",".join(SELECTORS))
+    parser.add_argument("--learners", default=None, help="comma-separated; default: the data set's (DEFAULTS)")
+    parser.add_argument("--selectors", default=None, help="comma-separated; default: the data set's (DEFAULTS)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (1 on a machine shared with others)")
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    epochs, seeds = (1, 1) if args.quick else (args.epochs, args.seeds)
+    epochs = args.epochs if args.epochs is not None else (10 if args.data == "fashion_mnist" else 15)
+    epochs, seeds = (1, 1) if args.quick else (epochs, args.seeds)
     keeps = [0.5] if args.quick else [float(k) for k in args.keep.split(",")]
-    learners, selectors = args.learners.split(","), args.selectors.split(",")
+    default_learners, default_selectors = DEFAULTS[args.data] if args.data in DEFAULTS else ((), ())
+    learners = args.learners.split(",") if args.learners else list(default_learners)
+    selectors = args.selectors.split(",") if args.selectors else list(default_selectors)
     make_data = data_maker(args.data, args.quick)
     out = results_dir(args)
     cache = RunCache(
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         f"transfer on {args.data}: {dm.num_examples:,} training examples, {epochs} epochs, seeds {seeds}, keep {keeps}"
     )
     learner_flops = {name: flops_of(LEARNERS[name][0], dm) for name in learners}
-    for seed in range(seeds):
+    for seed in [int(seed) for seed in args.only_seeds.split(",")] if args.only_seeds else range(seeds):
         scores: dict[str, Any] = {}
         for learner in learners:
             make_net, lr = LEARNERS[learner]

@@ -86,9 +86,11 @@ def test_a_cleaned_full_data_run_keeps_every_unflagged_example(tmp_path):
         ("data.label_noise=1.0", "data.label_noise` must be a share of training labels in [0, 1), got 1.0"),
         ("data.label_noise_kind=uniform", "data.label_noise_kind` can be symmetric, pairwise, got 'uniform'"),
         (
-            "pruning.mislabelled=relabel",
-            "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, auto, got 'relabel'",
+            "pruning.mislabelled=fix",
+            "`pruning.mislabelled` can be null, keep, exclude, exclude_disagreeing, auto, got 'fix'",
         ),
+        ("pruning.mislabelled=relabel", "`pruning.mislabelled=relabel` is for now a library setting"),
+        ("pruning.mislabelled=downweight", "`pruning.mislabelled=downweight` is for now a library setting"),
         ("pruning.detector=magic", "unknown mislabel detector 'magic'"),
         (
             "pruning.mislabelled=exclude probe.seeds=2",

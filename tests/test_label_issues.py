@@ -150,6 +150,9 @@ def test_difficulty_callback_table_gets_the_flag_and_predicted_label_columns():
     expected = reference_issues(weights.state, x, y)
     assert table.columns["mislabelled"].tolist() == expected.flagged.tolist()
     assert table.columns["predicted_label"].tolist() == expected.predicted_label.tolist()
+    state = {name: value.double().numpy() for name, value in weights.state.items()}
+    z = x.double().numpy() @ state["model.weight"].T + state["model.bias"]
+    np.testing.assert_allclose(table.columns["predicted_probability"], softmax(z).max(axis=1), atol=1e-5)
     np.testing.assert_allclose(table["label_issue"], expected.score, atol=1e-5)
     assert table.metadata["label_noise_estimate"] == pytest.approx(expected.noise_rate_estimate)
     # and it finds the flips of such easy data
@@ -186,12 +189,15 @@ def test_exclude_needs_a_flag_column_and_bad_settings_are_refused():
     dm = PruningDataModule(TensorDataset(torch.zeros(4, 2), torch.tensor([0, 1, 0, 1])))
     with pytest.raises(ValueError, match="needs a ScoreTable with a `mislabelled` column"):
         dm.prune(ScoreTable({"el2n": [1.0, 2, 3, 4]}), mislabelled="exclude")
-    with pytest.raises(ValueError, match="`mislabelled` can be keep, exclude, exclude_disagreeing, got .drop."):
+    with pytest.raises(
+        ValueError, match="`mislabelled` can be keep, exclude, exclude_disagreeing, relabel, downweight, got .drop."
+    ):
         dm.prune(np.arange(4.0), mislabelled="drop")
     with pytest.raises(
-        ValueError, match="`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got .relabel."
+        ValueError,
+        match="`mislabelled` can be None, keep, exclude, exclude_disagreeing, relabel, downweight or auto, got .fix.",
     ):
-        PruneDuringFit(mislabelled="relabel")
+        PruneDuringFit(mislabelled="fix")
     with pytest.raises(ValueError, match="unknown mislabel detector"):
         PruneDuringFit(mislabelled="exclude", detector="nope")
 

@@ -15,8 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from _modules import DictDataset, quiet_trainer
 from _recorder import BatchRecorder
 from datadiet import Adapter, DynamicPruning, PruningDataModule, ReducibleLossSelection
-from datadiet.callbacks.batch_rows import take_rows
 from datadiet.compute import ComputeAccount
+from datadiet.data.batch_rows import take_rows
 from datadiet.scores.rho_loss import IrreducibleLosses
 
 # The worked case: logits are the inputs (an identity layer, lr 0), two classes, large batches of 4, n_b = 2.

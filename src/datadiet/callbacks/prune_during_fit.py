@@ -30,6 +30,7 @@ from datadiet.callbacks.noisy_labels import (
 )
 from datadiet.callbacks.scorer import Scorer
 from datadiet.compute import scoring_pass_examples
+from datadiet.data.datamodule import MISLABELLED_HANDLING
 from datadiet.detection import DEFAULT_DETECTOR, DETECTORS, LabelIssues
 from datadiet.scores import get_score
 from datadiet.selection import STRATEGIES, needs_scores, validate_keep_fraction
@@ -39,6 +40,9 @@ from datadiet.store import ScoreTable
 _CHOSEN_AT_PRUNING = frozenset(
     {"keep_fraction", "strategy", "class_balanced", "seed", "strategy_options", "noise_threshold", "noisy_extra_epochs"}
 )
+
+#: What the log says became of the flagged examples, by ``mislabelled`` handling.
+_HANDLED = {"keep": "kept", "relabel": "the confident ones kept, relabelled", "downweight": "kept, down-weighted"}
 
 
 class PruneDuringFit(Callback):
@@ -55,7 +59,7 @@ class PruneDuringFit(Callback):
     mislabelled examples are looked for.
 
     Hard, not wrong: with ``mislabelled="exclude"`` the same scoring pass also keeps each example's predicted
-    class probabilities, a mislabel detector (``detector``, default cleanlab's confident learning ``both``)
+    class probabilities, a mislabel detector (``detector``, default ``below_chance``)
     flags the likely label errors, and the strategy chooses ``keep_fraction`` of the training set among the
     others (the hardest examples by EL2N are first of all the mislabelled ones). ``mislabelled="keep"``
     flags without excluding. The flags are :attr:`label_issues` and the score table's ``mislabelled`` and
@@ -92,7 +96,8 @@ class PruneDuringFit(Callback):
         mislabelled: ``auto`` (default, as the app's: exclude only when the labels look noisy, keep all where the
             regime guard says static pruning cannot pay, see above), ``None`` (no detection), ``keep`` (flag, keep
             them eligible), ``exclude`` (never keep a flagged example), ``exclude_disagreeing`` (nor one whose
-            predicted class differs).
+            predicted class differs), ``relabel`` (keep the confidently predicted ones, trained with the predicted
+            class) or ``downweight`` (keep them, presented in half the epochs): :mod:`datadiet.data.flagged`.
         detector: a registered mislabel detector (:func:`datadiet.detection.list_detectors`).
         noise_threshold: with ``auto``, the noise estimate above which labels count as noisy (default:
             docs/noisy_labels.md).
@@ -130,10 +135,9 @@ class PruneDuringFit(Callback):
         noisy_extra_epochs: int | None = None,
     ) -> None:
         super().__init__()
-        if mislabelled not in (None, "keep", "exclude", "exclude_disagreeing", "auto"):
-            raise ValueError(
-                f"`mislabelled` can be None, keep, exclude, exclude_disagreeing or auto, got {mislabelled!r}"
-            )
+        if mislabelled is not None and mislabelled not in (*MISLABELLED_HANDLING, "auto"):
+            choices = ", ".join(MISLABELLED_HANDLING)
+            raise ValueError(f"`mislabelled` can be None, {choices} or auto, got {mislabelled!r}")
         for name, value in (("noise_threshold", noise_threshold), ("noisy_extra_epochs", noisy_extra_epochs)):
             if value is not None and mislabelled != "auto":
                 raise ValueError(f"`{name}={value!r}` applies only with mislabelled='auto', got {mislabelled!r}")
@@ -413,7 +417,7 @@ class PruneDuringFit(Callback):
                 ""
                 if issues is None
                 else f"; likely mislabelled {issues.num_flagged:,} ({issues.noise_rate_estimate:.1%}): "
-                f"{'kept' if handling == 'keep' else 'excluded'}"
+                f"{_HANDLED.get(handling, 'excluded')}"
             )
             + ("" if self.noise_decision is None else f"; {self.noise_decision.describe()}")
         )

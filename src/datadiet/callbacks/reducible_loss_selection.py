@@ -19,9 +19,9 @@ from typing_extensions import override
 
 from datadiet.adapter import Adapter
 from datadiet.callbacks._deferred_state import DeferredState
-from datadiet.callbacks.batch_rows import take_rows
 from datadiet.callbacks.dynamic_pruning import DynamicPruning
 from datadiet.compute import ComputeAccount
+from datadiet.data.batch_rows import take_rows
 from datadiet.scores.rho_loss import IrreducibleLosses
 
 SELECTION_MODES = ("train", "eval")

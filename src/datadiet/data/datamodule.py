@@ -16,6 +16,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
+from datadiet.data.flagged import TREATMENTS, FlaggedTreatment, plan_treatment
 from datadiet.data.indexed import IndexedBatch, IndexedDataset
 from datadiet.data.label_noise import LabelNoise
 from datadiet.data.labels import dataset_labels
@@ -169,6 +170,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         #: replaced) when a built-in source was asked for it, else ``None``.
         self.label_noise: Optional[LabelNoise] = None
         self.kept_indices: Optional[np.ndarray] = None
+        #: How the kept flagged examples are trained, after ``prune(..., mislabelled="relabel" | "downweight")``
+        #: (:class:`~datadiet.data.flagged.FlaggedTreatment`), else ``None``.
+        self.flagged_treatment: Optional[FlaggedTreatment] = None
         #: Original indices of the training batch being processed (set before it reaches the device).
         self.batch_original_index: Optional[Tensor] = None
         #: Training examples handed to ``training_step`` so far (a compute counter for summaries).
@@ -363,8 +367,11 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             mislabelled: ``keep`` (default) treats the examples the table flags as mislabelled like any
                 other; ``exclude`` never keeps them and chooses ``keep_fraction`` of the training set among
                 the rest (hard, not wrong); ``exclude_disagreeing`` also never keeps an example whose
-                predicted class is not its given label (the detector's misses sit there, at the hard end).
-                Both need a table with the ``mislabelled`` column (the ``label_issue`` score).
+                predicted class is not its given label (the detector's misses sit there, at the hard end);
+                ``relabel`` keeps the confidently predicted flagged examples with the predicted class as their
+                label, ``downweight`` keeps every flagged one but presents it in half the epochs
+                (:mod:`datadiet.data.flagged`; :attr:`flagged_treatment`). All but ``keep`` need a table with
+                the ``mislabelled`` column (the ``label_issue`` score).
             **options: passed to the strategy.
 
         Returns:
@@ -417,17 +424,34 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             options.setdefault(
                 "label_noise", 0.0 if exclude is not None else float(table.metadata["label_noise_estimate"])
             )
-        kept = select(
-            scores,
-            keep_fraction,
-            strategy,
-            labels=labels,
-            class_balanced=class_balanced,
-            seed=seed,
-            exclude=exclude,
-            **options,
+        treatment, chosen_fraction = None, keep_fraction
+        if mislabelled in TREATMENTS:
+            if self.labels is None and mislabelled == "relabel":
+                raise ValueError(
+                    "`mislabelled='relabel'` replaces class labels in (x, y) batches, but the training set's items "
+                    "are not (x, y) with integer y; use mislabelled='exclude' or 'downweight'"
+                )
+            treatment, chosen_fraction = plan_treatment(
+                mislabelled, table.columns, keep_fraction, self.num_examples, seed
+            )
+        kept = (
+            select(
+                scores,
+                chosen_fraction,
+                strategy,
+                labels=labels,
+                class_balanced=class_balanced,
+                seed=seed,
+                exclude=exclude,
+                **options,
+            )
+            if chosen_fraction > 0
+            else np.empty(0, dtype=np.int64)
         )
+        if treatment is not None:
+            kept = np.union1d(kept, treatment.indices).astype(np.int64)
         self.kept_indices = kept
+        self.flagged_treatment = treatment
         return kept.copy()
 
     def _check_unscored(self, scores: np.ndarray, score: str, max_unscored_fraction: float) -> None:
@@ -452,8 +476,9 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         )
 
     def reset_pruning(self) -> None:
-        """Goes back to training on the full dataset."""
+        """Goes back to training on the full dataset (and on the given labels)."""
         self.kept_indices = None
+        self.flagged_treatment = None
 
     # Loaders: `train_dataloader`, `scoring_dataloader` and the evaluation loaders are `PrunedSubsetLoaders`'.
     # Lifecycle ----------------------------------------------------------------------------------
@@ -500,6 +525,12 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         batch = self._users_batch_hook("on_after_batch_transfer", batch, dataloader_idx)
         training_batch, self._training_batch_in_transfer = self._training_batch_in_transfer, False
         trainer = self.trainer
+        if training_batch and self.flagged_treatment is not None and trainer is not None and trainer.training:
+            served = len(self.batch_original_index)
+            batch, self.batch_original_index = self.flagged_treatment.apply(
+                batch, self.batch_original_index, int(trainer.current_epoch)
+            )
+            self.train_examples_served -= served - len(self.batch_original_index)
         if training_batch and self.train_batch_fn is not None and trainer is not None and trainer.training:
             served = len(self.batch_original_index)
             batch, self.batch_original_index = self.train_batch_fn(batch, self.batch_original_index)
@@ -525,6 +556,7 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
             else torch.from_numpy(np.asarray(self.kept_indices, dtype=np.int64)),
             "num_examples": self.num_examples,
             "dataset_fingerprint": self.fingerprint(),
+            "flagged_treatment": None if self.flagged_treatment is None else self.flagged_treatment.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -548,10 +580,19 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
                 f"this data module's ({len(self.kept_indices)} examples); call `reset_pruning()` first to adopt it"
             )
         self.kept_indices = kept
+        saved = state_dict.get("flagged_treatment")
+        treatment = None if saved is None else FlaggedTreatment.from_state(saved)
+        if self.flagged_treatment is not None and not self.flagged_treatment.same_as(treatment):
+            raise ValueError(
+                f"the checkpoint's treatment of flagged examples ({'none' if treatment is None else treatment.kind}) "
+                f"differs from this data module's ({self.flagged_treatment.kind}); call `reset_pruning()` first to "
+                "adopt it"
+            )
+        self.flagged_treatment = treatment
 
 
 #: What pruning does with the examples a score table flags as mislabelled.
-MISLABELLED_HANDLING = ("keep", "exclude", "exclude_disagreeing")
+MISLABELLED_HANDLING = ("keep", "exclude", "exclude_disagreeing", *TREATMENTS)
 
 
 def _mislabelled_mask(table: Any, mislabelled: str) -> Optional[np.ndarray]:

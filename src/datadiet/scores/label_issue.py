@@ -18,11 +18,11 @@ class LabelIssue(EvalPassScore):
     """How likely an example's given label is wrong, and whether it is flagged as mislabelled.
 
     The scoring pass keeps every example's predicted class probabilities (``4 K`` bytes per example); when
-    the probe ends a registered detector (``detector``, default ``both``: cleanlab's confident learning, see
-    :mod:`datadiet.detection.confident_learning`) flags the likely label errors from them. The score is
-    ``max_{j≠y} p_j − p_y`` in [−1, 1] (larger = more likely wrong; raw and oriented are the same); the
-    table also gets the columns ``mislabelled`` (the flag) and ``predicted_label`` (the most probable
-    class), and ``metadata["label_noise_estimate"]`` (the share flagged).
+    the probe ends a registered detector (``detector``, default ``below_chance``, see :mod:`datadiet.detection`)
+    flags the likely label errors from them. The score is ``max_{j≠y} p_j − p_y`` in [−1, 1] (larger = more likely
+    wrong; raw and oriented are the same); the table also gets the columns ``mislabelled`` (the flag),
+    ``predicted_label`` (the most probable class) and ``predicted_probability`` (its probability), and
+    ``metadata["label_noise_estimate"]`` (the share flagged).
 
     The probabilities should be close to out-of-sample: those of a model early in training, before it
     memorises wrong labels (the in-run probe's pass after 3 epochs on MNIST-1D), or of a separate probe
@@ -79,7 +79,17 @@ class LabelIssue(EvalPassScore):
     def columns(self) -> dict[str, np.ndarray]:
         if self.issues is None:
             return {}
-        return {"mislabelled": self.issues.flagged.copy(), "predicted_label": self.issues.predicted_label.copy()}
+        predicted = self.issues.predicted_label
+        probabilities = self.probabilities.double().cpu().numpy()
+        confidence = np.full(len(predicted), np.nan)
+        scored = predicted >= 0
+        confidence[scored] = probabilities[np.flatnonzero(scored), predicted[scored]]
+        return {
+            "mislabelled": self.issues.flagged.copy(),
+            "predicted_label": predicted.copy(),
+            # the predicted class's probability: how sure a relabelling to it would be (mislabelled='relabel')
+            "predicted_probability": confidence.astype(np.float32),
+        }
 
     def metadata(self) -> dict[str, Any]:
         if self.issues is None:

@@ -161,11 +161,15 @@ SELECTORS = {
     "selector": "tiny MLP [32], 1 epoch (probe=selector), EL2N, hardest",
     "prototypes": "label-free: raw-input embedding, k-means prototypes (k = 10), farthest kept",
 }
+#: A selector's name + this suffix: its scores, the hardest ``keep`` of every class (``class_balanced``).
+BALANCED = "_balanced"
+SELECTORS.update({name + BALANCED: f"{text}, the same share of every class" for name, text in list(SELECTORS.items())})
 
 
 def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.ndarray, float]:
     """Per-example scores (larger = harder) chosen by selector ``name`` and what they cost (FLOPs)."""
     n = dm.num_examples
+    name = name.removesuffix(BALANCED)
     if name == "prototypes":  # embedding only: no model, no labels
         x = torch.stack([dm.train_dataset[i][0] for i in range(n)]).reshape(n, -1).numpy()
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0
@@ -184,12 +188,16 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
     return difficulty.score_table["el2n"], flops
 
 
-def choose(scores: np.ndarray | None, dm: PruningDataModule, keep: float, seed: int) -> np.ndarray:
-    """The hardest ``keep`` by ``scores``, or a random subset of the same size when ``scores`` is ``None``."""
+def choose(
+    scores: np.ndarray | None, dm: PruningDataModule, keep: float, seed: int, class_balanced: bool = False
+) -> np.ndarray:
+    """The hardest ``keep`` by ``scores`` (of every class, with ``class_balanced``), or a random subset of the same
+    size when ``scores`` is ``None``."""
     n = dm.num_examples
     if scores is None:
         return select(np.zeros(n), keep, "random", seed=seed)
-    return select(scores, keep, "hard", seed=seed)
+    labels = dm.labels if class_balanced else None
+    return select(scores, keep, "hard", seed=seed, labels=labels, class_balanced=class_balanced)
 
 
 # Run cache ----------------------------------------------------------------------------------------

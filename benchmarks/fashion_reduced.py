@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=0.2)
-    parser.add_argument("--arms", choices=("default", "treatments"), default="default")
+    parser.add_argument(
+        "--arms",
+        choices=("default", "treatments", "default-only"),
+        default="default",
+        help="default: all arms; default-only: the two all-data points and PruneDuringFit()'s default",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
@@ -61,7 +66,8 @@ def main(argv: list[str] | None = None) -> None:
         optimizer="adamw",
     )
     flops = F.measure_flops(regime)
-    for method, params in TREATMENT_ARMS if args.arms == "treatments" else ARMS:
+    arms = {"treatments": TREATMENT_ARMS, "default-only": (ARMS[0], ARMS[1], ARMS[4])}.get(args.arms, ARMS)
+    for method, params in arms:
         row = F.run_once(regime, method, params, args.seed, flops)
         print(
             f"{F.label(method, params)} | acc {row['test_acc']:.4f} | compute {row['compute']:.3f} | kept "

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._foundation import (
+    BALANCED,
     DEFAULTS,
     LEARNERS,
     SELECTORS,
@@ -108,10 +109,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 for selector in ["random", *selectors]:
                     if cache.get(learner=learner, selector=selector, keep=keep, seed=seed, epochs=epochs) is not None:
                         continue
-                    if selector != "random" and selector not in scores:
-                        scores[selector] = selector_scores(selector, dm, seed)
-                    values, selection_flops = scores.get(selector, (None, 0.0))
-                    kept = choose(values, dm, keep, seed)
+                    base = selector.removesuffix(BALANCED)  # a balanced choice reuses its selector's scores
+                    if selector != "random" and base not in scores:
+                        scores[base] = selector_scores(base, dm, seed)
+                    values, selection_flops = scores.get(base, (None, 0.0))
+                    kept = choose(values, dm, keep, seed, class_balanced=selector.endswith(BALANCED))
                     cache.add(
                         {
                             "learner": learner,
@@ -201,7 +203,8 @@ def markdown(table: list[dict[str, Any]]) -> str:
             f"{'—' if with_selection is None else f'{with_selection:.2f}×'} | {'yes' if row['pays'] else 'no'} |"
         )
     lines.append("")
-    lines += [f"- {name}: {text}" for name, text in SELECTORS.items()]
+    present = {row["selector"] for row in table}
+    lines += [f"- {name}: {text}" for name, text in SELECTORS.items() if name in present]
     lines.append(
         f"- {LINE}: B on all data for ceil(keep · epochs) epochs; "
         "pays = above it at keep <= 0.7 and >= 1 pt over random"

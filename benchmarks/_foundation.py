@@ -169,7 +169,6 @@ SELECTORS.update({name + BALANCED: f"{text}, the same share of every class" for 
 def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.ndarray, float]:
     """Per-example scores (larger = harder) chosen by selector ``name`` and what they cost (FLOPs)."""
     n = dm.num_examples
-    name = name.removesuffix(BALANCED)
     if name == "prototypes":  # embedding only: no model, no labels
         x = torch.stack([dm.train_dataset[i][0] for i in range(n)]).reshape(n, -1).numpy()
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0

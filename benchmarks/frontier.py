@@ -626,7 +626,7 @@ def run_once(
 
 def _relabel_stats(dm: PruningDataModule) -> dict[str, Any]:
     """``mislabelled=relabel``: how many examples were relabelled, and how many of them now carry their true class."""
-    treatment = getattr(dm, "flagged_treatment", None)
+    treatment = dm.flagged_treatment
     if treatment is None or treatment.kind != "relabel":
         return {}
     truth = dm.label_noise.clean_labels[treatment.indices]

@@ -6,6 +6,7 @@ Its loaders live in :mod:`datadiet.data.loaders`, the reading of a user's data m
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import lightning.pytorch as pl
@@ -517,24 +518,26 @@ class PruningDataModule(PrunedSubsetLoaders, pl.LightningDataModule):
         return self._users_batch_hook("on_before_batch_transfer", batch, dataloader_idx)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Runs the user's own hook, if any; then hands a training batch to ``train_batch_fn``, when set.
+        """Runs the user's own hook, if any; then hands a training batch to the flagged examples' treatment and to
+        ``train_batch_fn``, each when set.
 
         Only a batch of the training loader is handed over (not a scoring pass's, which never went through
-        :meth:`on_before_batch_transfer`), and the served count then follows the batch it returns.
+        :meth:`on_before_batch_transfer`), and the served count then follows the batch each returns.
         """
         batch = self._users_batch_hook("on_after_batch_transfer", batch, dataloader_idx)
         training_batch, self._training_batch_in_transfer = self._training_batch_in_transfer, False
         trainer = self.trainer
-        if training_batch and self.flagged_treatment is not None and trainer is not None and trainer.training:
-            served = len(self.batch_original_index)
-            batch, self.batch_original_index = self.flagged_treatment.apply(
-                batch, self.batch_original_index, int(trainer.current_epoch)
-            )
-            self.train_examples_served -= served - len(self.batch_original_index)
-        if training_batch and self.train_batch_fn is not None and trainer is not None and trainer.training:
-            served = len(self.batch_original_index)
-            batch, self.batch_original_index = self.train_batch_fn(batch, self.batch_original_index)
-            self.train_examples_served -= served - len(self.batch_original_index)
+        if not (training_batch and trainer is not None and trainer.training):
+            return batch
+        treatment = self.flagged_treatment
+        for handle in (
+            None if treatment is None else functools.partial(treatment.apply, epoch=int(trainer.current_epoch)),
+            self.train_batch_fn,
+        ):  # the flagged examples' treatment first, then the user's cut; the served count follows each
+            if handle is not None:
+                served = len(self.batch_original_index)
+                batch, self.batch_original_index = handle(batch, self.batch_original_index)
+                self.train_examples_served -= served - len(self.batch_original_index)
         return batch
 
     def _users_batch_hook(self, name: str, batch: Any, dataloader_idx: int) -> Any:

@@ -54,7 +54,7 @@ class FlaggedTreatment:
     labels: Optional[np.ndarray] = None
     weight: float = 1.0
     seed: int = 0
-    _present: dict[int, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    _present: Optional[tuple[int, np.ndarray]] = field(default=None, repr=False, compare=False)  # the last epoch's
 
     @property
     def cost(self) -> float:
@@ -79,9 +79,9 @@ class FlaggedTreatment:
 
     def presented(self, epoch: int) -> np.ndarray:
         """``downweight``: which treated examples ``epoch`` presents (a boolean per ``indices``)."""
-        if epoch not in self._present:
-            self._present = {epoch: np.random.default_rng([self.seed, epoch]).random(len(self.indices)) < self.weight}
-        return self._present[epoch]
+        if self._present is None or self._present[0] != epoch:
+            self._present = (epoch, np.random.default_rng([self.seed, epoch]).random(len(self.indices)) < self.weight)
+        return self._present[1]
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -141,8 +141,9 @@ def plan_treatment(
             )
         confidence = np.ones(num_examples)
     confidence = np.asarray(confidence, dtype=np.float64)
-    candidates = np.flatnonzero(flagged & (confidence >= RELABEL_CONFIDENCE)) if kind == "relabel" else None
-    if candidates is None:
+    if kind == "relabel":
+        candidates = np.flatnonzero(flagged & (confidence >= RELABEL_CONFIDENCE))
+    else:
         candidates = np.flatnonzero(flagged)
     weight = 1.0 if kind == "relabel" else DOWNWEIGHT
     budget = num_to_keep(num_examples, keep_fraction)

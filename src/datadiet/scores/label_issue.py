@@ -80,15 +80,17 @@ class LabelIssue(EvalPassScore):
         if self.issues is None:
             return {}
         predicted = self.issues.predicted_label
-        probabilities = self.probabilities.double().cpu().numpy()
-        confidence = np.full(len(predicted), np.nan)
-        scored = predicted >= 0
-        confidence[scored] = probabilities[np.flatnonzero(scored), predicted[scored]]
+        # the predicted class's probability: how sure a relabelling to it would be (mislabelled='relabel'); one
+        # gathered value per scored example, not a copy of the N x K probabilities
+        confidence = np.full(len(predicted), np.nan, dtype=np.float32)
+        rows = np.flatnonzero(predicted >= 0)
+        device = self.probabilities.device
+        gathered = self.probabilities[torch.from_numpy(rows).to(device), torch.from_numpy(predicted[rows]).to(device)]
+        confidence[rows] = gathered.float().cpu().numpy()
         return {
             "mislabelled": self.issues.flagged.copy(),
             "predicted_label": predicted.copy(),
-            # the predicted class's probability: how sure a relabelling to it would be (mislabelled='relabel')
-            "predicted_probability": confidence.astype(np.float32),
+            "predicted_probability": confidence,
         }
 
     def metadata(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ ran a single run would leave ``outputs/``.
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,21 @@ def cli() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "datadiet.app"]
 
 
+def run_to_end(command: list[str], timeout: float, **options) -> tuple[int, str]:
+    """Runs ``command`` in its own process group; on a timeout kills the whole group (rank processes
+    included, which would otherwise hold the output pipes open) and fails with the output's end."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, **options
+    ) as process:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+            pytest.fail(f"no end after {timeout} s; the output's end:\n{output[-6000:]}")
+    return process.returncode, output
+
+
 def padded(n: int) -> int:
     """Examples one epoch of a DistributedSampler hands out over all ranks."""
     return WORLD_SIZE * math.ceil(n / WORLD_SIZE)
@@ -55,9 +71,8 @@ def test_multirun_under_ddp_runs_each_job_once_in_its_own_directory(tmp_path):
     for key in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "GLOBAL_RANK"):
         env.pop(key, None)
     command = [*cli(), "-m", "pruning.keep_fraction=0.3,0.6", *SMALL]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-4000:]
+    returncode, output = run_to_end(command, cwd=tmp_path, env=env, timeout=300)
+    assert returncode == 0, output[-4000:]
 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multirun"]  # no `outputs/` of a rank's single run
     sweeps = [day_time for day in (tmp_path / "multirun").iterdir() for day_time in day.iterdir()]
@@ -108,3 +123,28 @@ def test_rank_argv_is_the_jobs_overrides_with_rank_zeros_cache(monkeypatch):
     # a cache folder the user chose is passed on as the user wrote it
     _Hydra.overrides.task = ["paths.cache_dir=/shared"]
     assert rank_argv(cfg, "datadiet") == ["datadiet", "paths.cache_dir=/shared"]
+
+
+def test_a_rank_exiting_non_zero_after_its_job_cannot_kill_the_sweep(caplog):
+    """Lightning's child-process observer SIGKILLs its main process when a child exits non-zero. After a
+    multirun job has ended, that would kill the sweep in the middle of a later job (whose ranks > 0 then
+    wait for rank 0 for ever). Here a stand-in for the sweep process must survive its observer."""
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    from datadiet.app.launch import _end_ranks
+
+    sweep = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    rank_1 = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(1); sys.exit(3)"])
+    observer = _ChildProcessObserver(main_pid=sweep.pid, child_processes=[rank_1], sleep_period=0.1)
+    observer.start()
+    try:
+        with caplog.at_level("WARNING", logger="datadiet.app.launch"):
+            _end_ranks([observer], kill=False)  # the job finished; rank 1 is still in its teardown
+        assert rank_1.returncode == 3
+        observer.join(timeout=2)
+        assert not observer.is_alive()
+        assert sweep.poll() is None  # not killed
+        assert f"rank process {rank_1.pid} exited with code 3" in caplog.text
+    finally:
+        sweep.kill()
+        sweep.wait()

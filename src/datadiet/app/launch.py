@@ -104,13 +104,16 @@ def _observers() -> list[threading.Thread]:
 def _end_ranks(observers: list[Any], kill: bool) -> None:
     """Waits for the ranks > 0 this job launched to exit, or kills them when rank 0 failed.
 
-    When rank 0 failed the observer is detached first: it would otherwise kill this process (the whole
-    sweep) on seeing its children die, and the sweep records the failure and goes on instead.
+    Each observer is detached from its ranks first. Left attached, it goes on polling after the job, and a
+    rank that exits non-zero (when its job has failed, or in its interpreter's teardown after the job has
+    finished) makes it SIGKILL this process: the whole sweep, in the middle of a later job, whose ranks > 0
+    would then wait for rank 0 for ever. A rank > 0 that exits non-zero after its job finished is logged
+    with its exit code; the job's results, written by rank 0 after the last collective, stand.
     """
     for observer in observers:
         children: list[subprocess.Popen] = list(observer._child_processes)
+        observer._child_processes = []  # the observer ends at its next poll, acting on nothing
         if kill:
-            observer._child_processes = []
             for child in children:
                 if child.poll() is None:
                     child.send_signal(signal.SIGKILL)
@@ -119,6 +122,12 @@ def _end_ranks(observers: list[Any], kill: bool) -> None:
                 child.wait(timeout=CHILD_EXIT_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 log.error("rank process %d runs %.0f s after its job; killing it", child.pid, CHILD_EXIT_TIMEOUT_S)
-                observer._child_processes = []
                 child.kill()
                 child.wait()
+            else:
+                if child.returncode and not kill:
+                    log.warning(
+                        "rank process %d exited with code %d after its job finished (rank 0 wrote the results)",
+                        child.pid,
+                        child.returncode,
+                    )

@@ -158,6 +158,8 @@ def test_accuracy(model: nn.Module, dm: PruningDataModule) -> float:
 SELECTORS = {
     "cnn1d_in_run": "CNN1D's own first 2 epochs (the in-run default), EL2N, hardest",
     "cnn2d_in_run": "CNN2D 16/32's own first 2 epochs (the in-run default on images), EL2N, hardest",
+    "cnn2d_el2n4": "CNN2D 16/32, 2 epochs from 4 initialisations, EL2N averaged over them (Paul et al.), hardest",
+    "cnn2d_forgetting": "CNN2D 16/32 trained 10 epochs, forgetting events (Toneva et al.), hardest",
     "selector": "tiny MLP [32], 1 epoch (probe=selector), EL2N, hardest",
     "prototypes": "label-free: raw-input embedding, k-means prototypes (k = 10), farthest kept",
 }
@@ -166,25 +168,34 @@ BALANCED = "_balanced"
 SELECTORS.update({name + BALANCED: f"{text}, the same share of every class" for name, text in list(SELECTORS.items())})
 
 
+#: Model selectors: network, learning rate, epochs, score, and how many initialisations' scores are averaged.
+MODEL_SELECTORS: dict[str, tuple[Callable[..., nn.Module], float, int, str, int]] = {
+    "cnn1d_in_run": (CNN1D, 5e-3, 2, "el2n", 1),
+    "cnn2d_in_run": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2, "el2n", 1),
+    "cnn2d_el2n4": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2, "el2n", 4),
+    "cnn2d_forgetting": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 10, "forgetting", 1),
+    "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1, "el2n", 1),
+}
+
+
 def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.ndarray, float]:
     """Per-example scores (larger = harder) chosen by selector ``name`` and what they cost (FLOPs)."""
     n = dm.num_examples
     if name == "prototypes":  # embedding only: no model, no labels
         x = torch.stack([dm.train_dataset[i][0] for i in range(n)]).reshape(n, -1).numpy()
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0
-    make_net, lr, epochs = {
-        "cnn1d_in_run": (CNN1D, 5e-3, 2),
-        "cnn2d_in_run": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2),
-        "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1),
-    }[name]
-    pl.seed_everything(seed, workers=True)
-    dm.reset_pruning()
-    probe = Classifier(make_net, dm.input_shape, dm.num_classes, optimizer="adam", lr=lr, cosine_schedule=False)
-    difficulty = DifficultyCallback(scores=["el2n"])
-    served = dm.train_examples_served
-    quiet_trainer("cpu", epochs, callbacks=[difficulty]).fit(probe, datamodule=dm)
-    flops = run_flops(dm.train_examples_served - served, n, flops_of(make_net, dm))
-    return difficulty.score_table["el2n"], flops
+    make_net, lr, epochs, score, inits = MODEL_SELECTORS[name]
+    runs, flops = [], 0.0
+    for init in range(inits):  # independent initialisations (init 0 is the seed's own)
+        pl.seed_everything(seed + 1000 * init, workers=True)
+        dm.reset_pruning()
+        probe = Classifier(make_net, dm.input_shape, dm.num_classes, optimizer="adam", lr=lr, cosine_schedule=False)
+        difficulty = DifficultyCallback(scores=[score])
+        served = dm.train_examples_served
+        quiet_trainer("cpu", epochs, callbacks=[difficulty]).fit(probe, datamodule=dm)
+        flops += run_flops(dm.train_examples_served - served, n, flops_of(make_net, dm))
+        runs.append(np.asarray(difficulty.score_table[score], dtype=np.float64))
+    return np.mean(runs, axis=0), flops
 
 
 def choose(

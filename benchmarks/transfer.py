@@ -145,11 +145,9 @@ def summarise(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
     table = []
     for (learner, selector, keep), runs in sorted(by.items()):
         accuracy = np.array([float(run["test_acc"]) for run in runs]) * 100
-        full_budget = by.get((learner, "all data", 1.0), [])
-        line = by.get((learner, LINE, keep), [])
-        random = by.get((learner, "random", keep), [])
         full = float(runs[0]["learner_full_flops"])
         selection = float(np.mean([float(run["selection_flops"]) for run in runs]))
+        reference = {kind: by.get((learner, kind, keep), []) for kind in (LINE, "random")}
         entry = {
             "learner": learner,
             "selector": selector,
@@ -157,15 +155,9 @@ def summarise(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
             "seeds": len(runs),
             "test_acc": round(float(accuracy.mean()), 2),
             "std": round(float(accuracy.std()), 2),
-            "vs_all_data_pt": None
-            if not line or selector in (LINE, "all data")
-            else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in line])), 2),
-            "vs_full_budget_pt": None
-            if not full_budget
-            else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in full_budget])), 2),
-            "vs_random_pt": None
-            if not random or selector == "random"
-            else round(float(accuracy.mean() - 100 * np.mean([float(r["test_acc"]) for r in random])), 2),
+            "vs_all_data_pt": None if selector in (LINE, "all data") else _paired_gain(runs, reference[LINE]),
+            "vs_full_budget_pt": _paired_gain(runs, by.get((learner, "all data", 1.0), [])),
+            "vs_random_pt": None if selector == "random" else _paired_gain(runs, reference["random"]),
             "compute": round(math.ceil(keep * epochs - 1e-9) / epochs if selector == LINE else keep, 3),
             "compute_with_selection": None,
         }
@@ -180,6 +172,13 @@ def summarise(rows: list[dict[str, Any]], epochs: int) -> list[dict[str, Any]]:
         )
         table.append(entry)
     return table
+
+
+def _paired_gain(runs: list[dict[str, Any]], reference: list[dict[str, Any]]) -> float | None:
+    """Mean accuracy gain (points) of ``runs`` over ``reference`` on the seeds both have (paired), or ``None``."""
+    theirs = {str(row["seed"]): float(row["test_acc"]) for row in reference}
+    gains = [float(row["test_acc"]) - theirs[str(row["seed"])] for row in runs if str(row["seed"]) in theirs]
+    return round(100 * float(np.mean(gains)), 2) if gains else None
 
 
 def print_table(table: list[dict[str, Any]]) -> None:

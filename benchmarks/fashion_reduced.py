@@ -1,6 +1,6 @@
 """A reduced (f20) on two CPU cores: 20,000 of Fashion-MNIST's training images, CNN2D 16/32 with a hidden layer of
 64, AdamW 2e-3, 10 epochs = compute 1.0, one seed per call, through :func:`benchmarks.frontier.run_once`. Not the
-frontier regime (f20) itself (54,000 images, CNN2D 32/64/128): a check that fits where the full one does not.
+frontier regime (f20) itself (all 54,000 images, the same CNN2D): a check that fits where the full one does not.
 
     python -m benchmarks.fashion_reduced --seed 0 --noise 0.2     # ~6 min on one idle core
     python -m benchmarks.fashion_reduced --seed 0 --arms treatments   # exclude / relabel / downweight the flagged

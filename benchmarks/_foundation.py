@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from benchmarks._timing import quiet_trainer
 from datadiet import DifficultyCallback, PruningDataModule, select
+from datadiet.app.ensemble import average_tables
 from datadiet.compute import forward_flops_per_example, run_flops
 from datadiet.models import CNN1D, CNN2D, MLP, Classifier
 from datadiet.scores.prototype import prototype_distance
@@ -171,9 +172,9 @@ SELECTORS.update({name + BALANCED: f"{text}, the same share of every class" for 
 #: Model selectors: network, learning rate, epochs, score, and how many initialisations' scores are averaged.
 MODEL_SELECTORS: dict[str, tuple[Callable[..., nn.Module], float, int, str, int]] = {
     "cnn1d_in_run": (CNN1D, 5e-3, 2, "el2n", 1),
-    "cnn2d_in_run": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2, "el2n", 1),
-    "cnn2d_el2n4": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 2, "el2n", 4),
-    "cnn2d_forgetting": (LEARNERS["cnn2d"][0], LEARNERS["cnn2d"][1], 10, "forgetting", 1),
+    "cnn2d_in_run": (*LEARNERS["cnn2d"], 2, "el2n", 1),
+    "cnn2d_el2n4": (*LEARNERS["cnn2d"], 2, "el2n", 4),
+    "cnn2d_forgetting": (*LEARNERS["cnn2d"], 10, "forgetting", 1),
     "selector": (functools.partial(MLP, hidden_sizes=(32,)), 1e-3, 1, "el2n", 1),
 }
 
@@ -185,7 +186,7 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
         x = torch.stack([dm.train_dataset[i][0] for i in range(n)]).reshape(n, -1).numpy()
         return prototype_distance(x, num_clusters=10, seed=seed), 0.0
     make_net, lr, epochs, score, inits = MODEL_SELECTORS[name]
-    runs, flops = [], 0.0
+    tables, flops = [], 0.0
     for init in range(inits):  # independent initialisations (init 0 is the seed's own)
         pl.seed_everything(seed + 1000 * init, workers=True)
         dm.reset_pruning()
@@ -194,8 +195,8 @@ def selector_scores(name: str, dm: PruningDataModule, seed: int) -> tuple[np.nda
         served = dm.train_examples_served
         quiet_trainer("cpu", epochs, callbacks=[difficulty]).fit(probe, datamodule=dm)
         flops += run_flops(dm.train_examples_served - served, n, flops_of(make_net, dm))
-        runs.append(np.asarray(difficulty.score_table[score], dtype=np.float64))
-    return np.mean(runs, axis=0), flops
+        tables.append(difficulty.score_table)
+    return average_tables(tables)[score], flops  # as the app's probe.seeds averages its probes
 
 
 def choose(

@@ -270,6 +270,7 @@ def regimes(quick: bool) -> dict[str, Regime]:
         _static(0.7, "easy", "in_run", probe_epochs=4, score="el2n"),
         ("dynamic", {"prune_ratio": 0.3}),
         ("dynamic", {"prune_ratio": 0.5}),
+        _static(0.5, "hard", "in_run", probe_epochs=2, mislabelled="auto", detector="below_chance", **common_a),  # 27
     )
     # Noisy labels (issue 17): the same data and model as (a); what keeps the hard without keeping the wrong.
     d_methods = (
@@ -560,6 +561,13 @@ def run_once(
             train_presentations = _fit(model, dm, epochs, [prune, *_dynamic_inside(params, seed)])
             scored_main = prune.scored_examples
             issues = prune.label_issues
+            if prune.noise_decision is not None:  # what auto decided, for the log (not a column)
+                decision = prune.noise_decision
+                print(
+                    f"  auto: estimate {decision.estimate:.3f}, confident learning "
+                    f"{decision.confident_learning_estimate}, guard {decision.guard}",
+                    flush=True,
+                )
         else:
             if route == "none":
                 dm.prune(
@@ -966,6 +974,63 @@ def print_table(table: list[dict[str, Any]], regime: Regime) -> None:
         )
 
 
+def default_against_line(rows: list[dict[str, Any]], regime: str, name: str = DEFAULT_27) -> dict[str, Any]:
+    """Configuration ``name`` against all data, seed by seed: each run minus its own seed's line at its compute
+    (linear between the seed's full-data runs; a run past the line's end, such as one the regime guard kept
+    whole at one scoring pass more than the full budget, is compared with the full budget). Points; ``{}``
+    where the regime has no such runs."""
+    runs = {r["seed"]: r for r in rows if r["regime"] == regime and r["label"] == name}
+    gaps, over_full, beyond = {}, {}, []
+    for seed, run in sorted(runs.items()):
+        line = sorted(
+            (float(r["compute"]), float(r["test_acc"]))
+            for r in rows
+            if r["regime"] == regime and r["method"] == "full" and r["seed"] == seed
+        )
+        if len(line) < 2:
+            continue
+        xs, ys = zip(*line)
+        compute = float(run["compute"])
+        if compute > xs[-1] + 1e-9:
+            beyond.append(seed)
+        acc = float(run["test_acc"])
+        gaps[seed] = 100 * (acc - float(np.interp(min(compute, xs[-1]), xs, ys)))
+        over_full[seed] = 100 * (acc - ys[-1])
+    if not gaps:
+        return {}
+    values = np.array(list(gaps.values()))
+    return {
+        "regime": regime,
+        "seeds": len(values),
+        "acc_mean": 100 * float(np.mean([float(runs[s]["test_acc"]) for s in gaps])),
+        "compute": float(np.mean([float(runs[s]["compute"]) for s in gaps])),
+        "gap_mean": float(values.mean()),
+        "gap_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "gap_min": float(values.min()),
+        "gaps": gaps,
+        "over_full_budget_mean": float(np.mean(list(over_full.values()))),
+        "beyond_line": beyond,
+    }
+
+
+def print_default_report(rows: list[dict[str, Any]], names: Sequence[str]) -> None:
+    """The default against all data at the same compute on every regime, seed by seed (issue 27's table)."""
+    print(f"\n## {DEFAULT_27} against all data at the same compute, paired by seed (points)")
+    print("| regime | seeds | test acc (%) | compute | vs line, mean ± std | worst seed | per seed | vs full budget |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in names:
+        report = default_against_line(rows, name)
+        if not report:
+            continue
+        per_seed = " / ".join(f"{g:+.2f}" for g in report["gaps"].values())
+        guarded = " (kept whole by the guard)" if report["beyond_line"] else ""
+        print(
+            f"| {name}{guarded} | {report['seeds']} | {report['acc_mean']:.2f} | {report['compute']:.3f} | "
+            f"{report['gap_mean']:+.2f} ± {report['gap_std']:.2f} | {report['gap_min']:+.2f} | {per_seed} | "
+            f"{report['over_full_budget_mean']:+.2f} |"
+        )
+
+
 def configurations(regime: Regime, only: Optional[set[str]]) -> list[tuple[str, dict[str, Any]]]:
     configs = [("full", {"epochs": round(c * regime.unit_epochs, 4)}) for c in regime.frontier]
     configs += list(regime.methods)
@@ -998,6 +1063,11 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     parser.add_argument("--fresh", action="store_true", help="ignore the cached runs of frontier_runs.csv")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--report-only", action="store_true", help="print and plot the cached runs, train nothing")
+    parser.add_argument(
+        "--default-report",
+        action="store_true",
+        help="also print the default against all data at the same compute, seed by seed, on every regime chosen",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -1053,6 +1123,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
             plot(table, regime, figures / f"frontier_{regime.name}.png")
     for regime in chosen:
         print_table(tables[regime.name], regime)
+    if args.default_report:
+        print_default_report(rows, [regime.name for regime in chosen])
     return tables
 
 

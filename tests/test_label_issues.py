@@ -155,6 +155,10 @@ def test_difficulty_callback_table_gets_the_flag_and_predicted_label_columns():
     np.testing.assert_allclose(table.columns["predicted_probability"], softmax(z).max(axis=1), atol=1e-5)
     np.testing.assert_allclose(table["label_issue"], expected.score, atol=1e-5)
     assert table.metadata["label_noise_estimate"] == pytest.approx(expected.noise_rate_estimate)
+    # confident learning's share on the same probabilities, beside it for auto's regime guard
+    z = x.double().numpy() @ state["model.weight"].T + state["model.bias"]
+    both = find_label_issues(y.numpy(), softmax(z), "both")
+    assert table.metadata["confident_learning_noise_estimate"] == pytest.approx(both.noise_rate_estimate)
     # and it finds the flips of such easy data
     found = np.intersect1d(np.flatnonzero(expected.flagged), flipped)
     assert len(found) >= 0.8 * len(flipped) and len(found) >= 0.8 * expected.num_flagged

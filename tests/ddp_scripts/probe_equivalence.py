@@ -192,12 +192,14 @@ def run_all(out: str | os.PathLike, devices: int) -> None:
     from datadiet.callbacks import noisy_labels
 
     auto = PruneDuringFit(after_epochs=2, keep_fraction=0.5, mislabelled="auto", noise_threshold=0.0)
-    guard = noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS
-    noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS = 0  # this tiny set would be kept whole by auto's regime guard
+    guard = noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS, noisy_labels.GUARD_MAX_UNRESOLVED_NOISE
+    # this tiny set would be kept whole by auto's regime guard (too few examples; after 2 epochs on 42 examples
+    # confident learning flags far more than the detector)
+    noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS, noisy_labels.GUARD_MAX_UNRESOLVED_NOISE = 0, 1.0
     try:  # (the 1-process run is in the test's own process: restored after)
         make_trainer(devices, 7, [auto]).fit(make_model(lr), datamodule=dm)
     finally:
-        noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS = guard
+        noisy_labels.GUARD_MIN_EXAMPLES_PER_CLASS, noisy_labels.GUARD_MAX_UNRESOLVED_NOISE = guard
     arrays["in_run_auto/kept"] = auto.kept_indices
     arrays["in_run_auto/flagged"] = auto.label_issues.flagged
     arrays["in_run_auto/decision"] = np.array(

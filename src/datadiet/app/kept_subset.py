@@ -141,6 +141,7 @@ def _select(plan: "RunPlan", datamodule: PruningDataModule, subset: KeptSubset) 
             0,
             class_counts(datamodule.labels),
             trained_epochs=0,
+            confident_learning_estimate=table.metadata.get("confident_learning_noise_estimate"),
         )
         table.metadata["mislabelled_auto"] = decision.as_dict()
         handling = decision.handling

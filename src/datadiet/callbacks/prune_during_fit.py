@@ -372,6 +372,7 @@ class PruneDuringFit(Callback):
                         self.after_epochs,
                         self.noisy_extra_epochs,
                         class_counts(datamodule.labels),
+                        confident_learning_estimate=table.metadata.get("confident_learning_noise_estimate"),
                     )
                     if self.noise_decision.noisy and self.noise_decision.extra_epochs:
                         self._first_table = table

@@ -22,7 +22,9 @@ class LabelIssue(EvalPassScore):
     flags the likely label errors from them. The score is ``max_{j≠y} p_j − p_y`` in [−1, 1] (larger = more likely
     wrong; raw and oriented are the same); the table also gets the columns ``mislabelled`` (the flag),
     ``predicted_label`` (the most probable class) and ``predicted_probability`` (its probability), and
-    ``metadata["label_noise_estimate"]`` (the share flagged).
+    ``metadata["label_noise_estimate"]`` (the share flagged) and ``metadata["confident_learning_noise_estimate"]``
+    (the share confident learning's ``both`` flags on the same probabilities: the regime guard of
+    ``mislabelled="auto"`` compares the two).
 
     The probabilities should be close to out-of-sample: those of a model early in training, before it
     memorises wrong labels (the in-run probe's pass after 3 epochs on MNIST-1D), or of a separate probe
@@ -38,6 +40,7 @@ class LabelIssue(EvalPassScore):
         # allocated at the first batch, when the number of classes is known
         self.add_state("probabilities", torch.full((num_examples, 0), float("nan")))
         self.issues: Optional[LabelIssues] = None
+        self.confident_learning_estimate: Optional[float] = None
 
     def check_batch(self, logits: Any, target: Any, adapter: Any) -> None:
         super().check_batch(logits, target, adapter)
@@ -73,7 +76,13 @@ class LabelIssue(EvalPassScore):
             self.issues = None
             return
         # the same merged probabilities on every rank give the same flags: no broadcast needed
-        self.issues = find_label_issues(np.asarray(labels), self.probabilities.double().cpu().numpy(), self.detector)
+        probabilities = self.probabilities.double().cpu().numpy()
+        self.issues = find_label_issues(np.asarray(labels), probabilities, self.detector)
+        self.confident_learning_estimate = (
+            self.issues.noise_rate_estimate
+            if self.detector == "both"
+            else find_label_issues(np.asarray(labels), probabilities, "both").noise_rate_estimate
+        )
         self.value = torch.from_numpy(self.issues.score).to(self.value.device, self.value.dtype)
 
     def columns(self) -> dict[str, np.ndarray]:
@@ -98,6 +107,7 @@ class LabelIssue(EvalPassScore):
             return {}
         return {
             "label_noise_estimate": self.issues.noise_rate_estimate,
+            "confident_learning_noise_estimate": self.confident_learning_estimate,
             "label_issue_detector": self.detector,
             "label_issues_flagged": self.issues.num_flagged,
         }

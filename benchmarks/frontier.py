@@ -1054,6 +1054,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
         "(f*: Fashion-MNIST's files, `make fashion-mnist`)",
     )
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--only-seeds", default=None, help="comma-separated seeds to train, e.g. one per process (default: all)"
+    )
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
     parser.add_argument(
         "--labels",
@@ -1095,6 +1098,8 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
             if args.labels is not None and label(method, params) not in args.labels.split(";"):
                 continue
             for seed in range(args.seeds):
+                if args.only_seeds is not None and str(seed) not in args.only_seeds.split(","):
+                    continue
                 key = (regime.name, label(method, params), seed)
                 if key in done:
                     continue

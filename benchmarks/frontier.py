@@ -1055,7 +1055,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
-        "--only-seeds", default=None, help="comma-separated seeds to train, e.g. one per process (default: all)"
+        "--only-seeds", default=None, help="comma-separated seeds to train, e.g. one per process (default: --seeds)"
     )
     parser.add_argument("--methods", default=None, help="only these: full, static, dynamic, rho (comma-separated)")
     parser.add_argument(
@@ -1081,6 +1081,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
     rows = [] if args.fresh else load_runs(runs_path)
     done = {(r["regime"], r["label"], r["seed"]) for r in rows}
     only = None if args.methods is None else set(args.methods.split(","))
+    seeds = [int(seed) for seed in args.only_seeds.split(",")] if args.only_seeds else range(args.seeds)  # as transfer
     all_regimes = regimes(args.quick)
     chosen = [all_regimes[name] for name in args.regimes.split(",") if name in all_regimes]
     print(f"machine: {machine()}; seeds {args.seeds}")
@@ -1097,9 +1098,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, list[dict[str, Any]]]:
         for method, params in configurations(regime, only):
             if args.labels is not None and label(method, params) not in args.labels.split(";"):
                 continue
-            for seed in range(args.seeds):
-                if args.only_seeds is not None and str(seed) not in args.only_seeds.split(","):
-                    continue
+            for seed in seeds:
                 key = (regime.name, label(method, params), seed)
                 if key in done:
                     continue
